@@ -1,0 +1,32 @@
+/* cli.h - what the wcodec subcommands share. */
+#ifndef WC_CLI_H
+#define WC_CLI_H
+
+#include <signal.h>
+#include <stdio.h>
+
+#include "wcodec.h"
+
+extern volatile sig_atomic_t cli_cancel; /* raised by SIGINT/SIGTERM */
+
+/* Prints "wcodec: msg" on stderr; returns 1 (the exit status of every failure). */
+int cli_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+int cli_fail_err(const wc_error *err);
+/* Parses a size like 262144, 256K, 1M; 0 on success. */
+int cli_parse_size(const char *s, uint64_t *out);
+int cli_is_dir(const char *path);
+/* 1 if path ends with suffix. */
+int cli_has_suffix(const char *path, const char *suffix);
+
+/* Walks the regular files under src (a directory), mirroring subfolders under dst, and calls
+ * fn(src_file, dst_dir_path, name, ctx) for each; stops at the first non-zero return. */
+typedef int (*cli_tree_fn)(const char *src_file, const char *dst_dir, const char *name, void *ctx);
+int cli_walk_tree(const char *src, const char *dst, cli_tree_fn fn, void *ctx);
+
+int cmd_encode(int argc, char **argv);
+int cmd_decode(int argc, char **argv);
+int cmd_verify(int argc, char **argv);
+int cmd_info(int argc, char **argv);
+int cmd_bench(int argc, char **argv);
+
+#endif

@@ -1,0 +1,133 @@
+/* main.c - the wcodec command line tool: dispatch, shared helpers. */
+#define _GNU_SOURCE
+#include <dirent.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "cli.h"
+
+volatile sig_atomic_t cli_cancel;
+
+static const char usage[] =
+    "usage: wcodec COMMAND [options] ARGS\n"
+    "\n"
+    "Lossless compression of .safetensors model weights into .wcodec containers.\n"
+    "\n"
+    "commands:\n"
+    "  encode SRC DST    SRC a .safetensors file -> DST container; or SRC a directory:\n"
+    "                    every .safetensors becomes .wcodec, other files are copied\n"
+    "  decode SRC DST    the inverse: the original bytes, every checksum checked\n"
+    "  verify FILE.wcodec [ORIGINAL.safetensors]\n"
+    "                    decode everything, check every checksum, compare if given\n"
+    "  info FILE.wcodec  per tensor: name, dtype, shape, sizes, ratio, coding\n"
+    "  bench FILE        encode and decode speed and ratio of a .safetensors file\n"
+    "\n"
+    "'wcodec COMMAND --help' for a command's options. Exit status: 0 on success, 1 on any\n"
+    "error (one line on stderr).\n";
+
+int cli_fail(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("wcodec: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+    return 1;
+}
+
+int cli_fail_err(const wc_error *err) { return cli_fail("%s", err->msg); }
+
+int cli_parse_size(const char *s, uint64_t *out) {
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno || end == s) return -1;
+    unsigned shift = 0;
+    if (*end == 'K' || *end == 'k') shift = 10, end++;
+    else if (*end == 'M' || *end == 'm') shift = 20, end++;
+    else if (*end == 'G' || *end == 'g') shift = 30, end++;
+    if (*end == 'i' && shift) end++;
+    if (*end == 'B' && shift) end++;
+    if (*end || v > (UINT64_MAX >> shift)) return -1;
+    *out = (uint64_t)v << shift;
+    return 0;
+}
+
+int cli_is_dir(const char *path) {
+    struct stat sb;
+    return stat(path, &sb) == 0 && S_ISDIR(sb.st_mode);
+}
+
+int cli_has_suffix(const char *path, const char *suffix) {
+    size_t n = strlen(path), k = strlen(suffix);
+    return n >= k && strcmp(path + n - k, suffix) == 0;
+}
+
+int cli_walk_tree(const char *src, const char *dst, cli_tree_fn fn, void *ctx) {
+    if (mkdir(dst, 0755) != 0 && errno != EEXIST) return cli_fail("%s: %s", dst, strerror(errno));
+    if (!cli_is_dir(dst)) return cli_fail("%s: not a directory", dst);
+    struct dirent **ents;
+    int n = scandir(src, &ents, NULL, alphasort);
+    if (n < 0) return cli_fail("%s: %s", src, strerror(errno));
+    int rc = 0;
+    for (int i = 0; i < n; i++) {
+        const char *name = ents[i]->d_name;
+        if (rc || cli_cancel || strcmp(name, ".") == 0 || strcmp(name, "..") == 0 ||
+            (name[0] == '.' && strstr(name, ".tmp."))) { /* our own temporaries */
+            free(ents[i]);
+            continue;
+        }
+        char *s = NULL, *d = NULL;
+        struct stat sb;
+        if (asprintf(&s, "%s/%s", src, name) < 0 || asprintf(&d, "%s/%s", dst, name) < 0) {
+            rc = cli_fail("out of memory");
+        } else if (stat(s, &sb) != 0) {
+            rc = cli_fail("%s: %s", s, strerror(errno));
+        } else if (S_ISDIR(sb.st_mode)) {
+            rc = cli_walk_tree(s, d, fn, ctx);
+        } else if (S_ISREG(sb.st_mode)) {
+            rc = fn(s, dst, name, ctx);
+        } else {
+            fprintf(stderr, "wcodec: %s: not a regular file, skipped\n", s);
+        }
+        free(s);
+        free(d);
+        free(ents[i]);
+    }
+    free(ents);
+    if (!rc && cli_cancel) rc = cli_fail("cancelled");
+    return rc;
+}
+
+static void on_signal(int sig) {
+    (void)sig;
+    cli_cancel = 1;
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2) {
+        fputs(usage, stderr);
+        return 1;
+    }
+    const char *cmd = argv[1];
+    if (!strcmp(cmd, "-h") || !strcmp(cmd, "--help") || !strcmp(cmd, "help")) {
+        fputs(usage, stdout);
+        return 0;
+    }
+    struct sigaction sa = {.sa_handler = on_signal};
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    static const struct {
+        const char *name;
+        int (*fn)(int, char **);
+    } cmds[] = {{"encode", cmd_encode}, {"decode", cmd_decode}, {"verify", cmd_verify},
+                {"info", cmd_info},     {"bench", cmd_bench}};
+    for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++)
+        if (!strcmp(cmd, cmds[i].name)) return cmds[i].fn(argc - 1, argv + 1);
+    cli_fail("unknown command '%s'", cmd);
+    fputs(usage, stderr);
+    return 1;
+}

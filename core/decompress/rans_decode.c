@@ -1,0 +1,132 @@
+/* rans_decode.c - the reference rANS decoder (see rans_encode.c for the stream layout). */
+#include <pthread.h>
+
+#include "../common/wc_internal.h"
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+#define WC_HAVE_AVX2_PATH 1
+
+/* For each 8-lane "needs a word" mask: lane i takes word number popcount(mask & ((1<<i)-1)). */
+static uint32_t word_perm[256][8];
+static pthread_once_t word_perm_once = PTHREAD_ONCE_INIT;
+static int use_avx2;
+
+static void word_perm_init(void) {
+    for (unsigned m = 0; m < 256; m++)
+        for (unsigned i = 0, k = 0; i < 8; i++) {
+            word_perm[m][i] = k;
+            k += (m >> i) & 1;
+        }
+    use_avx2 = __builtin_cpu_supports("avx2");
+}
+
+/* One round of 8 lanes; the same arithmetic as decode_one, lanes in order. */
+__attribute__((target("avx2"))) static inline __m256i avx2_lanes(const uint32_t *lut, __m256i x,
+                                                                 __m256i *sym,
+                                                                 const uint8_t **pp) {
+    const __m256i mask12 = _mm256_set1_epi32(WC_RANS_PROB_SCALE - 1);
+    __m256i e = _mm256_i32gather_epi32((const int *)lut, _mm256_and_si256(x, mask12), 4);
+    *sym = _mm256_and_si256(e, _mm256_set1_epi32(0xFF));
+    __m256i freq = _mm256_add_epi32(_mm256_and_si256(_mm256_srli_epi32(e, 8), mask12),
+                                    _mm256_set1_epi32(1));
+    x = _mm256_add_epi32(_mm256_mullo_epi32(freq, _mm256_srli_epi32(x, WC_RANS_PROB_BITS)),
+                         _mm256_srli_epi32(e, 20));
+    __m256i need = _mm256_cmpeq_epi32(_mm256_srli_epi32(x, 16), _mm256_setzero_si256());
+    unsigned m = (unsigned)_mm256_movemask_ps(_mm256_castsi256_ps(need));
+    __m256i words = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(const void *)*pp));
+    words = _mm256_permutevar8x32_epi32(words,
+                                        _mm256_loadu_si256((const __m256i *)(const void *)word_perm[m]));
+    __m256i renorm = _mm256_or_si256(_mm256_slli_epi32(x, 16), words);
+    *pp += 2 * __builtin_popcount(m);
+    return _mm256_blendv_epi8(x, renorm, need);
+}
+
+/* Decodes whole rounds while 64 bytes remain; returns symbols decoded. */
+__attribute__((target("avx2"))) static size_t avx2_rounds(const uint32_t *lut, uint32_t *xs,
+                                                          uint8_t *out, size_t n,
+                                                          const uint8_t **pp,
+                                                          const uint8_t *end) {
+    __m256i x0 = _mm256_loadu_si256((const __m256i *)(const void *)xs);
+    __m256i x1 = _mm256_loadu_si256((const __m256i *)(const void *)(xs + 8));
+    __m256i x2 = _mm256_loadu_si256((const __m256i *)(const void *)(xs + 16));
+    __m256i x3 = _mm256_loadu_si256((const __m256i *)(const void *)(xs + 24));
+    const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+    const uint8_t *p = *pp;
+    size_t i = 0;
+    while (n - i >= WC_RANS_LANES && end - p >= 2 * (ptrdiff_t)WC_RANS_LANES) {
+        __m256i s0, s1, s2, s3;
+        x0 = avx2_lanes(lut, x0, &s0, &p);
+        x1 = avx2_lanes(lut, x1, &s1, &p);
+        x2 = avx2_lanes(lut, x2, &s2, &p);
+        x3 = avx2_lanes(lut, x3, &s3, &p);
+        __m256i b = _mm256_packus_epi16(_mm256_packus_epi32(s0, s1), _mm256_packus_epi32(s2, s3));
+        _mm256_storeu_si256((__m256i *)(void *)(out + i), _mm256_permutevar8x32_epi32(b, order));
+        i += WC_RANS_LANES;
+    }
+    _mm256_storeu_si256((__m256i *)(void *)xs, x0);
+    _mm256_storeu_si256((__m256i *)(void *)(xs + 8), x1);
+    _mm256_storeu_si256((__m256i *)(void *)(xs + 16), x2);
+    _mm256_storeu_si256((__m256i *)(void *)(xs + 24), x3);
+    *pp = p;
+    return i;
+}
+#endif
+
+/* One symbol of state j; reads a word when the state drops below L. The caller guarantees
+ * that at least 2 readable bytes remain at *pp. Branch-free: a renormalization happens on
+ * about a fifth of the symbols, at random, which a branch predictor cannot learn. */
+static inline uint32_t decode_one(const uint32_t *lut, uint32_t x, uint8_t *o,
+                                  const uint8_t **pp) {
+    uint32_t e = lut[x & (WC_RANS_PROB_SCALE - 1)];
+    *o = (uint8_t)WC_LUT_SYM(e);
+    x = WC_LUT_FREQ(e) * (x >> WC_RANS_PROB_BITS) + WC_LUT_BIAS(e);
+    uint32_t need = x < WC_RANS_L; /* arithmetic, not ?:, so that no compiler makes a branch */
+    uint16_t w;
+    memcpy(&w, *pp, 2);
+    x = x << (need * 16) | (w & (0u - need));
+    *pp += need * 2;
+    return x;
+}
+
+/* As decode_one, but checks the end first; returns 0 on a stream that ends too soon. */
+static inline int decode_one_checked(const uint32_t *lut, uint32_t *x, uint8_t *o,
+                                     const uint8_t **pp, const uint8_t *end) {
+    uint32_t e = lut[*x & (WC_RANS_PROB_SCALE - 1)];
+    *o = (uint8_t)WC_LUT_SYM(e);
+    uint32_t v = WC_LUT_FREQ(e) * (*x >> WC_RANS_PROB_BITS) + WC_LUT_BIAS(e);
+    if (v < WC_RANS_L) {
+        if (end - *pp < 2) return 0;
+        v = v << 16 | wc_rd16(*pp);
+        *pp += 2;
+    }
+    *x = v;
+    return 1;
+}
+
+int wc_rans_decode_stream(const uint32_t *lut, const uint8_t *src, size_t len, uint8_t *out,
+                          size_t n) {
+    if (len < WC_RANS_STATE_BYTES || len % 4) return -1;
+    uint32_t x[WC_RANS_LANES];
+    for (unsigned j = 0; j < WC_RANS_LANES; j++) x[j] = wc_rd32(src + 4 * j);
+    const uint8_t *p = src + WC_RANS_STATE_BYTES, *end = src + len;
+
+    size_t i = 0;
+#ifdef WC_HAVE_AVX2_PATH
+    pthread_once(&word_perm_once, word_perm_init);
+    if (use_avx2) i = avx2_rounds(lut, x, out, n, &p, end);
+#endif
+    /* Fast rounds: a round reads at most 32 words, so 64 bytes left means no check. */
+    while (n - i >= WC_RANS_LANES && end - p >= 2 * (ptrdiff_t)WC_RANS_LANES) {
+        for (unsigned j = 0; j < WC_RANS_LANES; j++) x[j] = decode_one(lut, x[j], out + i + j, &p);
+        i += WC_RANS_LANES;
+    }
+    for (; i < n; i++)
+        if (!decode_one_checked(lut, &x[i % WC_RANS_LANES], out + i, &p, end)) return -1;
+
+    /* The encoder started every state at L and wrote exactly these words (plus padding). */
+    for (unsigned j = 0; j < WC_RANS_LANES; j++)
+        if (x[j] != WC_RANS_L) return -1;
+    if (wc_align_up((uint64_t)(p - src), 4) != len) return -1;
+    return 0;
+}

@@ -1,0 +1,101 @@
+/* tile_decode_cpu.c - the reference tile decoder: payload -> planes -> elements, checksum.
+ *
+ * A PLANES payload (docs/FORMAT.md): for each coded plane, a u32 byte size for each of its
+ * streams; then each plane in order: a coded plane as its streams back to back, a raw plane
+ * as n bytes padded to a multiple of 4.
+ */
+#include <stdlib.h>
+
+#include "../common/wc_internal.h"
+
+static wc_status decode_planes(const wc_container *c, uint32_t i, const uint8_t *payload,
+                               uint8_t *out, uint8_t *scratch, wc_error *err) {
+    const wc_tile_info *t = &c->tiles[i];
+    const wc_tensor_entry *te = &c->tensors[t->tensor];
+    unsigned w = te->info.plane_count;
+    size_t n = t->src_size / w;
+    uint32_t ns = wc_stream_count(n);
+    unsigned n_coded = 0;
+    for (unsigned p = 0; p < w; p++) n_coded += te->info.plane_coded[p];
+    uint64_t pos = (uint64_t)4 * ns * n_coded;
+    if (pos > t->coded_size) goto bad;
+
+    const uint8_t *plane_ptr[WC_MAX_PLANES];
+    const uint8_t *sizes = payload;
+    for (unsigned p = 0; p < w; p++) {
+        if (!te->info.plane_coded[p]) {
+            if (n > t->coded_size - pos) goto bad;
+            plane_ptr[p] = payload + pos;
+            pos += wc_align_up(n, 4);
+            continue;
+        }
+        uint8_t *dst = w == 1 ? out : scratch + p * n;
+        plane_ptr[p] = dst;
+        for (uint32_t s = 0; s < ns; s++) {
+            uint32_t len = wc_rd32(sizes);
+            sizes += 4;
+            size_t first = (size_t)s * WC_RANS_STREAM_SYMBOLS;
+            size_t cnt = n - first < WC_RANS_STREAM_SYMBOLS ? n - first : WC_RANS_STREAM_SYMBOLS;
+            if (len > t->coded_size - pos ||
+                wc_rans_decode_stream(te->lut[p], payload + pos, len, dst + first, cnt) != 0)
+                goto bad;
+            pos += len;
+        }
+    }
+    if (pos != t->coded_size) goto bad;
+    wc_planes_merge((wc_dtype)te->info.dtype, plane_ptr, n, out);
+    return WC_OK;
+bad:
+    return wc_fail(err, WC_ERR_FORMAT, "%s: tile %u (source bytes %llu..%llu): corrupt payload",
+                   c->name, i, (unsigned long long)t->src_offset,
+                   (unsigned long long)(t->src_offset + t->src_size));
+}
+
+wc_status wc_tile_decode_cpu(const wc_container *c, uint32_t i, const uint8_t *payload,
+                             uint8_t *out, uint8_t *scratch, wc_error *err) {
+    if (i >= c->n_tiles) return wc_fail(err, WC_ERR_ARG, "%s: no tile %u", c->name, i);
+    const wc_tile_info *t = &c->tiles[i];
+    if (t->mode == WC_TILE_RAW) {
+        memcpy(out, payload, t->src_size);
+    } else {
+        uint8_t *own = NULL;
+        if (!scratch && !(scratch = own = malloc(c->tile_size)))
+            return wc_fail(err, WC_ERR_NOMEM, "%s: out of memory", c->name);
+        wc_status st = decode_planes(c, i, payload, out, scratch, err);
+        free(own);
+        if (st != WC_OK) return st;
+    }
+    if (wc_hash(out, t->src_size) != t->checksum)
+        return wc_fail(err, WC_ERR_CHECKSUM,
+                       "%s: tile %u (source bytes %llu..%llu): checksum mismatch", c->name, i,
+                       (unsigned long long)t->src_offset,
+                       (unsigned long long)(t->src_offset + t->src_size));
+    return WC_OK;
+}
+
+wc_status wc_container_read_range(const wc_container *c, uint64_t offset, size_t len,
+                                  uint8_t *out, wc_error *err) {
+    if (offset > c->source_size || len > c->source_size - offset)
+        return wc_fail(err, WC_ERR_ARG, "%s: range %llu+%zu is beyond the source (%llu bytes)",
+                       c->name, (unsigned long long)offset, len,
+                       (unsigned long long)c->source_size);
+    uint8_t *payload = malloc(c->max_coded ? c->max_coded : 1);
+    uint8_t *tile = malloc(2 * (size_t)c->tile_size); /* decoded tile, then scratch */
+    wc_status st = WC_OK;
+    if (!payload || !tile) st = wc_fail(err, WC_ERR_NOMEM, "%s: out of memory", c->name);
+    for (uint64_t pos = offset; st == WC_OK && pos < offset + len;) {
+        uint32_t i = wc_container_find_tile(c, pos);
+        const wc_tile_info *t = &c->tiles[i];
+        if ((st = wc_container_read_tile(c, i, payload, err)) != WC_OK) break;
+        if ((st = wc_tile_decode_cpu(c, i, payload, tile, tile + c->tile_size, err)) != WC_OK)
+            break;
+        uint64_t from = pos - t->src_offset;
+        uint64_t take = t->src_size - from;
+        if (take > offset + len - pos) take = offset + len - pos;
+        memcpy(out + (pos - offset), tile + from, (size_t)take);
+        pos += take;
+    }
+    free(payload);
+    free(tile);
+    return st;
+}

@@ -1,0 +1,248 @@
+/*
+ * wcodec.h - libwcodec: lossless compression of .safetensors files into .wcodec containers.
+ *
+ * One public header; its comments are the documentation. The container format itself is
+ * specified in docs/FORMAT.md.
+ *
+ * Conventions (every function below follows them):
+ *  - Functions return wc_status: WC_OK (0) on success, a negative code on failure.
+ *  - Where a function takes `wc_error *err`, it may be NULL; when not NULL and the call fails,
+ *    err->msg holds one human-readable line naming the file and, where it applies, the tensor.
+ *  - Output pointers are written only on success. Memory handed to the caller is freed with
+ *    the matching *_free / *_close function and nothing else.
+ *  - Nothing here prints, exits or installs signal handlers; the `wcodec` tool does that.
+ *  - All multi-byte fields in files are little-endian. The library assumes a little-endian host.
+ */
+#ifndef WCODEC_H
+#define WCODEC_H
+
+#include <signal.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ===================================================================================== */
+/* Errors                                                                                */
+/* ===================================================================================== */
+
+typedef enum {
+    WC_OK = 0,
+    WC_ERR_IO = -1,          /* open/read/write/rename failed; errno-derived message */
+    WC_ERR_NOMEM = -2,       /* allocation failed */
+    WC_ERR_SAFETENSORS = -3, /* the source is not a valid .safetensors file */
+    WC_ERR_FORMAT = -4,      /* the container is malformed (bad magic, tables, bounds) */
+    WC_ERR_CHECKSUM = -5,    /* a checksum failed: the header, the tables or a tile */
+    WC_ERR_VERSION = -6,     /* the container's format version is not one we read */
+    WC_ERR_ARG = -7,         /* bad argument from the caller */
+    WC_ERR_CANCELLED = -8,   /* the caller's cancel flag was raised */
+    WC_ERR_MISMATCH = -9,    /* verify: decoded bytes differ from the given original */
+    WC_ERR_EXISTS = -10      /* output exists and overwriting was not asked for */
+} wc_status;
+
+typedef struct {
+    wc_status code;
+    char msg[512];
+} wc_error;
+
+/* A short static name for a status ("checksum mismatch", ...). Never NULL. */
+const char *wc_status_str(wc_status s);
+
+/* ===================================================================================== */
+/* dtypes                                                                                */
+/* ===================================================================================== */
+
+typedef enum {
+    WC_DTYPE_UNKNOWN = 0, /* a dtype this version does not know: stored raw, never refused */
+    WC_DTYPE_BOOL, WC_DTYPE_U8, WC_DTYPE_I8, WC_DTYPE_I16, WC_DTYPE_U16,
+    WC_DTYPE_I32, WC_DTYPE_U32, WC_DTYPE_I64, WC_DTYPE_U64,
+    WC_DTYPE_F16, WC_DTYPE_BF16, WC_DTYPE_F32, WC_DTYPE_F64,
+    WC_DTYPE_F8_E4M3, WC_DTYPE_F8_E5M2,
+    WC_DTYPE_COUNT
+} wc_dtype;
+
+/* "BF16" -> WC_DTYPE_BF16; unknown names -> WC_DTYPE_UNKNOWN. */
+wc_dtype wc_dtype_from_name(const char *name);
+/* WC_DTYPE_BF16 -> "BF16"; WC_DTYPE_UNKNOWN or out of range -> "?". */
+const char *wc_dtype_name(wc_dtype d);
+/* Bytes per element; 0 for WC_DTYPE_UNKNOWN. */
+unsigned wc_dtype_width(wc_dtype d);
+
+/* ===================================================================================== */
+/* safetensors                                                                           */
+/* ===================================================================================== */
+
+#define WC_ST_MAX_DIMS 32
+#define WC_ST_MAX_HEADER (256u << 20) /* header JSON larger than this is refused */
+
+typedef struct {
+    char *name;                  /* tensor name, NUL-terminated, owned by the wc_st_file */
+    char dtype_name[24];         /* as written in the header (truncated if absurdly long) */
+    wc_dtype dtype;              /* WC_DTYPE_UNKNOWN for a dtype we do not know */
+    uint32_t ndim;
+    uint64_t shape[WC_ST_MAX_DIMS];
+    uint64_t begin, end;         /* absolute byte offsets in the file: [begin, end) */
+} wc_st_tensor;
+
+typedef struct {
+    uint64_t file_size;
+    uint64_t header_len;  /* N, the JSON length stored in the first 8 bytes */
+    uint64_t data_start;  /* 8 + N */
+    size_t n_tensors;
+    wc_st_tensor *tensors; /* sorted by begin (then by name); owned */
+} wc_st_file;
+
+/*
+ * Parses and validates a safetensors header. `buf` holds at least the first 8 + N bytes of the
+ * file (more is fine), `buf_len` how many, `file_size` the whole file's size, `path` is used in
+ * messages only (may be NULL). Checks: header length within the file, JSON syntax, that only
+ * spaces follow the JSON, each entry's dtype/shape/data_offsets, size == product(shape) x width
+ * (for known dtypes), offsets within the data area, no overlap, no duplicate names, no integer
+ * overflow. On success fills *out (free with wc_st_free).
+ * Returns WC_ERR_SAFETENSORS with a message naming the problem and the tensor, or WC_ERR_NOMEM.
+ */
+wc_status wc_st_parse(const uint8_t *buf, size_t buf_len, uint64_t file_size, const char *path,
+                      wc_st_file *out, wc_error *err);
+void wc_st_free(wc_st_file *f);
+
+/* ===================================================================================== */
+/* Containers: reading                                                                   */
+/* ===================================================================================== */
+
+#define WC_TILE_SIZE_DEFAULT (256u << 10)
+#define WC_TENSOR_NONE 0xFFFFFFFFu /* tile.tensor for header and gap tiles */
+
+typedef enum { WC_TILE_RAW = 0, WC_TILE_PLANES = 1 } wc_tile_mode;
+
+/* One tile: a contiguous range of the source file, independently decodable. */
+typedef struct {
+    uint64_t payload_offset; /* where its coded bytes start in the container file */
+    uint64_t src_offset;     /* where its decoded bytes go in the source file */
+    uint64_t checksum;       /* xxh3-64 of the decoded bytes */
+    uint32_t src_size;       /* decoded size */
+    uint32_t coded_size;     /* coded size */
+    uint32_t tensor;         /* index into the tensor table, or WC_TENSOR_NONE */
+    uint8_t mode;            /* wc_tile_mode */
+} wc_tile_info;
+
+#define WC_MAX_PLANES 8
+
+/* One tensor as the container sees it (names live in the header JSON, see wc_container_header). */
+typedef struct {
+    uint64_t src_offset, src_size;
+    uint32_t first_tile, tile_count;
+    uint8_t dtype;       /* wc_dtype */
+    uint8_t plane_count; /* byte planes the tensor is split into (1 for raw-stored dtypes) */
+    uint8_t plane_coded[WC_MAX_PLANES]; /* 1 where that plane is rANS-coded, 0 where raw */
+} wc_tensor_info;
+
+typedef struct wc_container wc_container;
+
+/*
+ * Opens a container: reads and checks its header and tables (checksums, every bound), keeps
+ * the file open for tile reads. The table is small (about 40 bytes a tile); tile payloads are
+ * read on demand. Returns WC_ERR_IO, WC_ERR_FORMAT, WC_ERR_VERSION, WC_ERR_CHECKSUM or
+ * WC_ERR_NOMEM with a message naming the file. Close with wc_container_close.
+ */
+wc_status wc_container_open(const char *path, wc_container **out, wc_error *err);
+
+/*
+ * Same checks as wc_container_open on bytes already in memory: `buf` holds the first
+ * `buf_len` bytes of a container whose total size is `file_size` (the header and tables must
+ * be within buf; payloads need not be). The result has no file: wc_container_read_tile fails
+ * on it, wc_tile_decode_cpu works. Used by the fuzzer and by callers that read tables themselves.
+ */
+wc_status wc_container_parse(const uint8_t *buf, size_t buf_len, uint64_t file_size,
+                             const char *name, wc_container **out, wc_error *err);
+
+void wc_container_close(wc_container *c);
+
+uint64_t wc_container_source_size(const wc_container *c);
+uint64_t wc_container_source_checksum(const wc_container *c); /* xxh3-64 of the whole source */
+uint64_t wc_container_tables_checksum(const wc_container *c);
+uint64_t wc_container_file_size(const wc_container *c);
+uint32_t wc_container_tile_size(const wc_container *c); /* nominal decoded size of a tile */
+uint32_t wc_container_tile_count(const wc_container *c);
+uint32_t wc_container_tensor_count(const wc_container *c);
+/* Index must be < the count; the pointer lives as long as the container. */
+const wc_tile_info *wc_container_tile(const wc_container *c, uint32_t i);
+const wc_tensor_info *wc_container_tensor(const wc_container *c, uint32_t i);
+/* Largest coded_size of any tile: a buffer this big holds any payload. */
+uint32_t wc_container_max_coded_size(const wc_container *c);
+
+/*
+ * The one mapping from source bytes to tiles: the index of the tile holding source byte
+ * `offset`, or wc_container_tile_count() when offset >= source size. O(log n).
+ */
+uint32_t wc_container_find_tile(const wc_container *c, uint64_t offset);
+
+/* Reads tile i's coded bytes (coded_size of them) into buf. WC_ERR_IO on a short read. */
+wc_status wc_container_read_tile(const wc_container *c, uint32_t i, uint8_t *buf, wc_error *err);
+
+/*
+ * Decodes tile i from its coded bytes `payload` (coded_size bytes) into `out` (src_size bytes),
+ * then checks the decoded bytes' checksum. `scratch` is NULL or a buffer of at least
+ * wc_container_tile_size() bytes (it saves an allocation per call). Thread-safe: many threads
+ * may decode tiles of one container at once. On any error (a malformed stream, a checksum
+ * mismatch) returns WC_ERR_FORMAT or WC_ERR_CHECKSUM; `out` then holds garbage that must not
+ * be served.
+ */
+wc_status wc_tile_decode_cpu(const wc_container *c, uint32_t i, const uint8_t *payload,
+                             uint8_t *out, uint8_t *scratch, wc_error *err);
+
+/*
+ * Decodes source bytes [offset, offset + len) into out, reading and decoding every tile that
+ * range touches. A convenience over find_tile + read_tile + tile_decode_cpu.
+ */
+wc_status wc_container_read_range(const wc_container *c, uint64_t offset, size_t len,
+                                  uint8_t *out, wc_error *err);
+
+/* The rANS decode table of one tensor plane, for other decoders (the CUDA one): 4096 entries,
+ * or NULL where the plane is raw. See docs/FORMAT.md for the entry layout. */
+const uint32_t *wc_container_plane_lut(const wc_container *c, uint32_t tensor, unsigned plane);
+
+/* ===================================================================================== */
+/* Whole files                                                                           */
+/* ===================================================================================== */
+
+typedef struct {
+    uint32_t tile_size;      /* 0 = WC_TILE_SIZE_DEFAULT; a multiple of 64, 4 KiB .. 16 MiB */
+    unsigned threads;        /* 0 or 1 = encode on the calling thread only */
+    int overwrite;           /* replace an existing destination */
+    volatile sig_atomic_t *cancel; /* NULL, or a flag that aborts the encode when set */
+    /* Called from the calling thread now and then; may be NULL. */
+    void (*progress)(void *arg, uint64_t done_bytes, uint64_t total_bytes);
+    void *progress_arg;
+} wc_encode_opts;
+
+/*
+ * Encodes the safetensors file `src` into the container `dst`. Writes to a temporary file in
+ * dst's directory, syncs, then renames it to dst: on any failure (a malformed source, a full
+ * disk, cancel) nothing is left at dst and the temporary file is removed. The container gets
+ * the source's mode and mtime. opts may be NULL for defaults.
+ */
+wc_status wc_encode_file(const char *src, const char *dst, const wc_encode_opts *opts,
+                         wc_error *err);
+
+/*
+ * Decodes the container `src` into `dst`, the original safetensors bytes, with the same
+ * atomicity as wc_encode_file. Every tile checksum and the whole-source checksum are checked.
+ */
+wc_status wc_decode_file(const char *src, const char *dst, int overwrite,
+                         volatile sig_atomic_t *cancel, wc_error *err);
+
+/*
+ * Decodes every tile of `container`, checking every checksum; if `original` is not NULL, also
+ * compares the decoded bytes with that file. WC_ERR_MISMATCH names the first differing offset.
+ */
+wc_status wc_verify_file(const char *container, const char *original, wc_error *err);
+
+/* Copies the file `src` to `dst` with the same atomicity, mode and mtime as wc_encode_file. */
+wc_status wc_copy_file(const char *src, const char *dst, int overwrite, wc_error *err);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* WCODEC_H */
