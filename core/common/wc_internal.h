@@ -25,7 +25,7 @@
 #define WC_RANS_PROB_BITS 12u       /* frequencies sum to 4096 */
 #define WC_RANS_PROB_SCALE (1u << WC_RANS_PROB_BITS)
 #define WC_RANS_L (1u << 16)        /* states live in [L, 2^32); renormalize 16 bits at a time */
-#define WC_RANS_STREAM_SYMBOLS 16384u /* a plane of a tile is cut into streams of this many */
+#define WC_RANS_STREAM_SYMBOLS 65536u /* a plane of a tile is cut into streams of this many */
 #define WC_RANS_STATE_BYTES (WC_RANS_LANES * 4u)
 
 /* decode-table entry: symbol (bits 0-7), freq-1 (bits 8-19), slot-cum (bits 20-31) */

@@ -8,28 +8,49 @@
  */
 #include "../common/wc_internal.h"
 
+/* Division by a frequency, done as a multiply: m = ceil(2^(32+k) / f) with 2^k >= f gives
+ * floor(x / f) == (x * m) >> (32 + k) exactly for every 32-bit x (the error m*f - 2^(32+k) is
+ * below f <= 2^k). m needs 33 bits, so the product is taken in 128 bits. */
+typedef struct {
+    uint64_t rcp;
+    uint32_t shift, freq, cum;
+    uint64_t x_max;
+} enc_symbol;
+
+static void enc_symbols_init(const wc_rans_freqs *f, enc_symbol *es) {
+    uint32_t cum = 0;
+    for (int s = 0; s < 256; s++) {
+        uint32_t fr = f->freq[s], k = 0;
+        while ((1u << k) < fr) k++;
+        es[s].freq = fr;
+        es[s].cum = cum;
+        es[s].shift = 32 + k;
+        es[s].rcp = fr ? (((uint64_t)1 << (32 + k)) + fr - 1) / fr : 0;
+        es[s].x_max = (uint64_t)fr << (32 - WC_RANS_PROB_BITS); /* ((L >> bits) << 16) * fr */
+        cum += fr;
+    }
+}
+
 size_t wc_rans_encode_stream(const wc_rans_freqs *f, const uint8_t *sym, size_t n, uint8_t *dst) {
-    uint32_t cum[256];
-    uint32_t c = 0;
-    for (int s = 0; s < 256; s++) cum[s] = c, c += f->freq[s];
+    enc_symbol es[256];
+    enc_symbols_init(f, es);
 
     uint32_t x[WC_RANS_LANES];
     for (unsigned j = 0; j < WC_RANS_LANES; j++) x[j] = WC_RANS_L;
 
-    /* Words grow down from the end of the bound, then move up behind the states. */
+    /* Words grow down from the end of the bound, then move up behind the states. A word is
+     * stored on every symbol and kept only when needed: no unpredictable branch. */
     uint8_t *top = dst + wc_rans_stream_bound(n);
     uint8_t *w = top;
     for (size_t i = n; i-- > 0;) {
-        uint32_t s = sym[i];
-        uint32_t fr = f->freq[s];
+        const enc_symbol *e = &es[sym[i]];
         uint32_t xs = x[i % WC_RANS_LANES];
-        uint64_t x_max = (uint64_t)fr << (32 - WC_RANS_PROB_BITS); /* ((L >> bits) << 16) * fr */
-        if (xs >= x_max) {
-            w -= 2;
-            wc_wr16(w, (uint16_t)xs);
-            xs >>= 16;
-        }
-        x[i % WC_RANS_LANES] = ((xs / fr) << WC_RANS_PROB_BITS) + xs % fr + cum[s];
+        uint32_t need = xs >= e->x_max;
+        wc_wr16(w - 2, (uint16_t)xs);
+        w -= 2 * need;
+        xs >>= 16 * need;
+        uint32_t q = (uint32_t)(((unsigned __int128)xs * e->rcp) >> e->shift);
+        x[i % WC_RANS_LANES] = (q << WC_RANS_PROB_BITS) + (xs - q * e->freq) + e->cum;
     }
     for (unsigned j = 0; j < WC_RANS_LANES; j++) wc_wr32(dst + 4 * j, x[j]);
     size_t words = (size_t)(top - w);

@@ -10,7 +10,7 @@
 /* For each 8-lane "needs a word" mask: lane i takes word number popcount(mask & ((1<<i)-1)). */
 static uint32_t word_perm[256][8];
 static pthread_once_t word_perm_once = PTHREAD_ONCE_INIT;
-static int use_avx2;
+static int use_avx2, use_avx512;
 
 static void word_perm_init(void) {
     for (unsigned m = 0; m < 256; m++)
@@ -19,6 +19,7 @@ static void word_perm_init(void) {
             k += (m >> i) & 1;
         }
     use_avx2 = __builtin_cpu_supports("avx2");
+    use_avx512 = __builtin_cpu_supports("avx512f");
 }
 
 /* One round of 8 lanes; the same arithmetic as decode_one, lanes in order. */
@@ -71,6 +72,46 @@ __attribute__((target("avx2"))) static size_t avx2_rounds(const uint32_t *lut, u
     *pp = p;
     return i;
 }
+
+/* AVX-512: 16 lanes a vector; vpexpandd hands consecutive words to the lanes that need one,
+ * in lane order, which is exactly the stream's order. */
+__attribute__((target("avx512f"))) static inline __m512i avx512_lanes(const uint32_t *lut,
+                                                                      __m512i x, __m512i *sym,
+                                                                      const uint8_t **pp) {
+    const __m512i mask12 = _mm512_set1_epi32(WC_RANS_PROB_SCALE - 1);
+    __m512i e = _mm512_i32gather_epi32(_mm512_and_si512(x, mask12), (const void *)lut, 4);
+    *sym = e;
+    __m512i freq = _mm512_add_epi32(_mm512_and_si512(_mm512_srli_epi32(e, 8), mask12),
+                                    _mm512_set1_epi32(1));
+    x = _mm512_add_epi32(_mm512_mullo_epi32(freq, _mm512_srli_epi32(x, WC_RANS_PROB_BITS)),
+                         _mm512_srli_epi32(e, 20));
+    __mmask16 need = _mm512_cmplt_epu32_mask(x, _mm512_set1_epi32(WC_RANS_L));
+    __m512i words = _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)(const void *)*pp));
+    *pp += 2 * __builtin_popcount((unsigned)need);
+    return _mm512_mask_or_epi32(x, need, _mm512_slli_epi32(x, 16),
+                                _mm512_maskz_expand_epi32(need, words));
+}
+
+__attribute__((target("avx512f"))) static size_t avx512_rounds(const uint32_t *lut, uint32_t *xs,
+                                                              uint8_t *out, size_t n,
+                                                              const uint8_t **pp,
+                                                              const uint8_t *end) {
+    __m512i x0 = _mm512_loadu_si512(xs), x1 = _mm512_loadu_si512(xs + 16);
+    const uint8_t *p = *pp;
+    size_t i = 0;
+    while (n - i >= WC_RANS_LANES && end - p >= 2 * (ptrdiff_t)WC_RANS_LANES) {
+        __m512i s0, s1;
+        x0 = avx512_lanes(lut, x0, &s0, &p);
+        x1 = avx512_lanes(lut, x1, &s1, &p);
+        _mm_storeu_si128((__m128i *)(void *)(out + i), _mm512_cvtepi32_epi8(s0));
+        _mm_storeu_si128((__m128i *)(void *)(out + i + 16), _mm512_cvtepi32_epi8(s1));
+        i += WC_RANS_LANES;
+    }
+    _mm512_storeu_si512(xs, x0);
+    _mm512_storeu_si512(xs + 16, x1);
+    *pp = p;
+    return i;
+}
 #endif
 
 /* One symbol of state j; reads a word when the state drops below L. The caller guarantees
@@ -114,7 +155,8 @@ int wc_rans_decode_stream(const uint32_t *lut, const uint8_t *src, size_t len, u
     size_t i = 0;
 #ifdef WC_HAVE_AVX2_PATH
     pthread_once(&word_perm_once, word_perm_init);
-    if (use_avx2) i = avx2_rounds(lut, x, out, n, &p, end);
+    if (use_avx512) i = avx512_rounds(lut, x, out, n, &p, end);
+    else if (use_avx2) i = avx2_rounds(lut, x, out, n, &p, end);
 #endif
     /* Fast rounds: a round reads at most 32 words, so 64 bytes left means no check. */
     while (n - i >= WC_RANS_LANES && end - p >= 2 * (ptrdiff_t)WC_RANS_LANES) {
