@@ -92,6 +92,10 @@ size_t wc_rans_encode_stream(const wc_rans_freqs *f, const uint8_t *sym, size_t 
 int wc_rans_decode_stream(const uint32_t *lut, const uint8_t *src, size_t len, uint8_t *out,
                           size_t n);
 
+/* Tests: pick the decoder's inner loop: 0 scalar, 1 AVX2, 2 AVX-512, -1 best available.
+ * Returns -1 when this CPU lacks it. All paths decode identical bytes. Not thread-safe. */
+int wc_rans_force_path(int path);
+
 /* ---- the container in memory (core/decompress/container_read.c) ---- */
 typedef struct {
     wc_tensor_info info;

@@ -22,6 +22,15 @@ static void word_perm_init(void) {
     use_avx512 = __builtin_cpu_supports("avx512f");
 }
 
+int wc_rans_force_path(int path) {
+    pthread_once(&word_perm_once, word_perm_init);
+    int has2 = __builtin_cpu_supports("avx2"), has512 = __builtin_cpu_supports("avx512f");
+    if ((path == 1 && !has2) || (path == 2 && !has512)) return -1;
+    use_avx2 = path < 0 ? has2 : path == 1;
+    use_avx512 = path < 0 ? has512 : path == 2;
+    return 0;
+}
+
 /* One round of 8 lanes; the same arithmetic as decode_one, lanes in order. */
 __attribute__((target("avx2"))) static inline __m256i avx2_lanes(const uint32_t *lut, __m256i x,
                                                                  __m256i *sym,

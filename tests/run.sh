@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# run.sh - every test: installs dependencies, then builds and runs the unit, integration and CLI
+# tests twice (optimized, then under AddressSanitizer + UBSan), then runs each fuzzer briefly.
+#   FUZZ_SECONDS=30 (default) per fuzz target; 0 skips fuzzing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash mount-scripts/install-deps.sh
+jobs=$(nproc)
+
+echo "== release build + tests"
+cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null
+cmake --build build -j"$jobs"
+ctest --test-dir build --output-on-failure -j"$jobs"
+
+echo "== AddressSanitizer + UBSan build + tests"
+cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DWC_SANITIZE=ON >/dev/null
+cmake --build build-asan -j"$jobs"
+ASAN_OPTIONS=detect_leaks=1 ctest --test-dir build-asan --output-on-failure -j"$jobs"
+
+if [ "${FUZZ_SECONDS:-30}" != 0 ]; then
+  echo "== fuzzers (libFuzzer, ${FUZZ_SECONDS:-30}s each)"
+  CC=clang cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo -DWC_FUZZ=ON >/dev/null
+  cmake --build build-fuzz -j"$jobs" --target fuzz_safetensors fuzz_container
+  WCODEC=build/wcodec bash tests/fuzz/run.sh build-fuzz "${FUZZ_SECONDS:-30}"
+fi
+echo "== all tests passed"
