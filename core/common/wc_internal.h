@@ -27,6 +27,7 @@
 #define WC_RANS_L (1u << 16)        /* states live in [L, 2^32); renormalize 16 bits at a time */
 #define WC_RANS_STREAM_SYMBOLS 65536u /* a plane of a tile is cut into streams of this many */
 #define WC_RANS_STATE_BYTES (WC_RANS_LANES * 4u)
+#define WC_MAX_STREAMS (WC_TILE_SIZE_MAX / WC_RANS_STREAM_SYMBOLS) /* per plane of a tile */
 
 /* decode-table entry: symbol (bits 0-7), freq-1 (bits 8-19), slot-cum (bits 20-31) */
 #define WC_LUT_SYM(e) ((e) & 0xFFu)
@@ -91,6 +92,10 @@ size_t wc_rans_encode_stream(const wc_rans_freqs *f, const uint8_t *sym, size_t 
  * (too short, trailing words, final states off). Never reads outside [src, src+len). */
 int wc_rans_decode_stream(const uint32_t *lut, const uint8_t *src, size_t len, uint8_t *out,
                           size_t n);
+/* The same for `count` streams sharing one table (a plane of a tile), decoded two at a time
+ * where the CPU allows, which hides the latency of a round. 0 if all are well-formed. */
+int wc_rans_decode_streams(const uint32_t *lut, unsigned count, const uint8_t *const *src,
+                           const size_t *len, uint8_t *const *out, const size_t *n);
 
 /* Tests: pick the decoder's inner loop: 0 scalar, 1 AVX2, 2 AVX-512, -1 best available.
  * Returns -1 when this CPU lacks it. All paths decode identical bytes. Not thread-safe. */

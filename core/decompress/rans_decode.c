@@ -3,6 +3,19 @@
 
 #include "../common/wc_internal.h"
 
+/* A stream being decoded: its states, where its words are, where its symbols go. */
+typedef struct {
+    uint32_t x[WC_RANS_LANES];
+    const uint8_t *p, *end;
+    uint8_t *out;
+    size_t i, n;
+} dec_stream;
+
+/* A round reads at most 32 words: with 64 bytes left no check is needed inside it. */
+static inline int fast_round_ok(const dec_stream *d) {
+    return d->n - d->i >= WC_RANS_LANES && d->end - d->p >= 2 * (ptrdiff_t)WC_RANS_LANES;
+}
+
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>
 #define WC_HAVE_AVX2_PATH 1
@@ -52,34 +65,27 @@ __attribute__((target("avx2"))) static inline __m256i avx2_lanes(const uint32_t 
     return _mm256_blendv_epi8(x, renorm, need);
 }
 
-/* Decodes whole rounds while 64 bytes remain; returns symbols decoded. */
-__attribute__((target("avx2"))) static size_t avx2_rounds(const uint32_t *lut, uint32_t *xs,
-                                                          uint8_t *out, size_t n,
-                                                          const uint8_t **pp,
-                                                          const uint8_t *end) {
-    __m256i x0 = _mm256_loadu_si256((const __m256i *)(const void *)xs);
-    __m256i x1 = _mm256_loadu_si256((const __m256i *)(const void *)(xs + 8));
-    __m256i x2 = _mm256_loadu_si256((const __m256i *)(const void *)(xs + 16));
-    __m256i x3 = _mm256_loadu_si256((const __m256i *)(const void *)(xs + 24));
+/* Decodes whole rounds while fast_round_ok. */
+__attribute__((target("avx2"))) static void avx2_rounds(const uint32_t *lut, dec_stream *d) {
+    __m256i x0 = _mm256_loadu_si256((const __m256i *)(const void *)d->x);
+    __m256i x1 = _mm256_loadu_si256((const __m256i *)(const void *)(d->x + 8));
+    __m256i x2 = _mm256_loadu_si256((const __m256i *)(const void *)(d->x + 16));
+    __m256i x3 = _mm256_loadu_si256((const __m256i *)(const void *)(d->x + 24));
     const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
-    const uint8_t *p = *pp;
-    size_t i = 0;
-    while (n - i >= WC_RANS_LANES && end - p >= 2 * (ptrdiff_t)WC_RANS_LANES) {
+    while (fast_round_ok(d)) {
         __m256i s0, s1, s2, s3;
-        x0 = avx2_lanes(lut, x0, &s0, &p);
-        x1 = avx2_lanes(lut, x1, &s1, &p);
-        x2 = avx2_lanes(lut, x2, &s2, &p);
-        x3 = avx2_lanes(lut, x3, &s3, &p);
+        x0 = avx2_lanes(lut, x0, &s0, &d->p);
+        x1 = avx2_lanes(lut, x1, &s1, &d->p);
+        x2 = avx2_lanes(lut, x2, &s2, &d->p);
+        x3 = avx2_lanes(lut, x3, &s3, &d->p);
         __m256i b = _mm256_packus_epi16(_mm256_packus_epi32(s0, s1), _mm256_packus_epi32(s2, s3));
-        _mm256_storeu_si256((__m256i *)(void *)(out + i), _mm256_permutevar8x32_epi32(b, order));
-        i += WC_RANS_LANES;
+        _mm256_storeu_si256((__m256i *)(void *)(d->out + d->i), _mm256_permutevar8x32_epi32(b, order));
+        d->i += WC_RANS_LANES;
     }
-    _mm256_storeu_si256((__m256i *)(void *)xs, x0);
-    _mm256_storeu_si256((__m256i *)(void *)(xs + 8), x1);
-    _mm256_storeu_si256((__m256i *)(void *)(xs + 16), x2);
-    _mm256_storeu_si256((__m256i *)(void *)(xs + 24), x3);
-    *pp = p;
-    return i;
+    _mm256_storeu_si256((__m256i *)(void *)d->x, x0);
+    _mm256_storeu_si256((__m256i *)(void *)(d->x + 8), x1);
+    _mm256_storeu_si256((__m256i *)(void *)(d->x + 16), x2);
+    _mm256_storeu_si256((__m256i *)(void *)(d->x + 24), x3);
 }
 
 /* AVX-512: 16 lanes a vector; vpexpandd hands consecutive words to the lanes that need one,
@@ -101,26 +107,38 @@ __attribute__((target("avx512f"))) static inline __m512i avx512_lanes(const uint
                                 _mm512_maskz_expand_epi32(need, words));
 }
 
-__attribute__((target("avx512f"))) static size_t avx512_rounds(const uint32_t *lut, uint32_t *xs,
-                                                              uint8_t *out, size_t n,
-                                                              const uint8_t **pp,
-                                                              const uint8_t *end) {
-    __m512i x0 = _mm512_loadu_si512(xs), x1 = _mm512_loadu_si512(xs + 16);
-    const uint8_t *p = *pp;
-    size_t i = 0;
-    while (n - i >= WC_RANS_LANES && end - p >= 2 * (ptrdiff_t)WC_RANS_LANES) {
-        __m512i s0, s1;
-        x0 = avx512_lanes(lut, x0, &s0, &p);
-        x1 = avx512_lanes(lut, x1, &s1, &p);
-        _mm_storeu_si128((__m128i *)(void *)(out + i), _mm512_cvtepi32_epi8(s0));
-        _mm_storeu_si128((__m128i *)(void *)(out + i + 16), _mm512_cvtepi32_epi8(s1));
-        i += WC_RANS_LANES;
+/* Two streams at once: a round's latency (gather, multiply, expand) is long, and a second
+ * stream's independent rounds fill it. Runs while both streams can take fast rounds; with
+ * b == a, one stream alone. */
+__attribute__((target("avx512f"))) static void avx512_rounds2(const uint32_t *lut, dec_stream *a,
+                                                             dec_stream *b) {
+    __m512i a0 = _mm512_loadu_si512(a->x), a1 = _mm512_loadu_si512(a->x + 16);
+    __m512i b0 = _mm512_loadu_si512(b->x), b1 = _mm512_loadu_si512(b->x + 16);
+    int two = b != a;
+    while (fast_round_ok(a) && (!two || fast_round_ok(b))) {
+        __m512i s0, s1, t0 = b0, t1 = b1;
+        a0 = avx512_lanes(lut, a0, &s0, &a->p);
+        if (two) b0 = avx512_lanes(lut, b0, &t0, &b->p);
+        a1 = avx512_lanes(lut, a1, &s1, &a->p);
+        if (two) b1 = avx512_lanes(lut, b1, &t1, &b->p);
+        _mm_storeu_si128((__m128i *)(void *)(a->out + a->i), _mm512_cvtepi32_epi8(s0));
+        _mm_storeu_si128((__m128i *)(void *)(a->out + a->i + 16), _mm512_cvtepi32_epi8(s1));
+        a->i += WC_RANS_LANES;
+        if (two) {
+            _mm_storeu_si128((__m128i *)(void *)(b->out + b->i), _mm512_cvtepi32_epi8(t0));
+            _mm_storeu_si128((__m128i *)(void *)(b->out + b->i + 16), _mm512_cvtepi32_epi8(t1));
+            b->i += WC_RANS_LANES;
+        }
     }
-    _mm512_storeu_si512(xs, x0);
-    _mm512_storeu_si512(xs + 16, x1);
-    *pp = p;
-    return i;
+    _mm512_storeu_si512(a->x, a0);
+    _mm512_storeu_si512(a->x + 16, a1);
+    if (two) {
+        _mm512_storeu_si512(b->x, b0);
+        _mm512_storeu_si512(b->x + 16, b1);
+    }
 }
+#else
+int wc_rans_force_path(int path) { return path > 0 ? -1 : 0; }
 #endif
 
 /* One symbol of state j; reads a word when the state drops below L. The caller guarantees
@@ -154,30 +172,60 @@ static inline int decode_one_checked(const uint32_t *lut, uint32_t *x, uint8_t *
     return 1;
 }
 
-int wc_rans_decode_stream(const uint32_t *lut, const uint8_t *src, size_t len, uint8_t *out,
-                          size_t n) {
+static int dec_init(dec_stream *d, const uint8_t *src, size_t len, uint8_t *out, size_t n) {
     if (len < WC_RANS_STATE_BYTES || len % 4) return -1;
-    uint32_t x[WC_RANS_LANES];
-    for (unsigned j = 0; j < WC_RANS_LANES; j++) x[j] = wc_rd32(src + 4 * j);
-    const uint8_t *p = src + WC_RANS_STATE_BYTES, *end = src + len;
+    for (unsigned j = 0; j < WC_RANS_LANES; j++) d->x[j] = wc_rd32(src + 4 * j);
+    d->p = src + WC_RANS_STATE_BYTES;
+    d->end = src + len;
+    d->out = out;
+    d->i = 0;
+    d->n = n;
+    return 0;
+}
 
-    size_t i = 0;
-#ifdef WC_HAVE_AVX2_PATH
-    pthread_once(&word_perm_once, word_perm_init);
-    if (use_avx512) i = avx512_rounds(lut, x, out, n, &p, end);
-    else if (use_avx2) i = avx2_rounds(lut, x, out, n, &p, end);
-#endif
-    /* Fast rounds: a round reads at most 32 words, so 64 bytes left means no check. */
-    while (n - i >= WC_RANS_LANES && end - p >= 2 * (ptrdiff_t)WC_RANS_LANES) {
-        for (unsigned j = 0; j < WC_RANS_LANES; j++) x[j] = decode_one(lut, x[j], out + i + j, &p);
-        i += WC_RANS_LANES;
+/* The rest of a stream, scalar: fast rounds, then symbol by symbol with checks; then the
+ * end-of-stream checks. */
+static int dec_finish(const uint32_t *lut, dec_stream *d, const uint8_t *src) {
+    while (fast_round_ok(d)) {
+        for (unsigned j = 0; j < WC_RANS_LANES; j++)
+            d->x[j] = decode_one(lut, d->x[j], d->out + d->i + j, &d->p);
+        d->i += WC_RANS_LANES;
     }
-    for (; i < n; i++)
-        if (!decode_one_checked(lut, &x[i % WC_RANS_LANES], out + i, &p, end)) return -1;
-
+    for (; d->i < d->n; d->i++)
+        if (!decode_one_checked(lut, &d->x[d->i % WC_RANS_LANES], d->out + d->i, &d->p, d->end))
+            return -1;
     /* The encoder started every state at L and wrote exactly these words (plus padding). */
     for (unsigned j = 0; j < WC_RANS_LANES; j++)
-        if (x[j] != WC_RANS_L) return -1;
-    if (wc_align_up((uint64_t)(p - src), 4) != len) return -1;
+        if (d->x[j] != WC_RANS_L) return -1;
+    if (wc_align_up((uint64_t)(d->p - src), 4) != (uint64_t)(d->end - src)) return -1;
     return 0;
+}
+
+int wc_rans_decode_streams(const uint32_t *lut, unsigned count, const uint8_t *const *src,
+                           const size_t *len, uint8_t *const *out, const size_t *n) {
+#ifdef WC_HAVE_AVX2_PATH
+    pthread_once(&word_perm_once, word_perm_init);
+#endif
+    for (unsigned k = 0; k < count; k += 2) {
+        dec_stream d[2];
+        unsigned m = count - k < 2 ? count - k : 2;
+        for (unsigned q = 0; q < m; q++)
+            if (dec_init(&d[q], src[k + q], len[k + q], out[k + q], n[k + q]) != 0) return -1;
+#ifdef WC_HAVE_AVX2_PATH
+        if (use_avx512) {
+            avx512_rounds2(lut, &d[0], &d[m - 1]);
+            for (unsigned q = 0; q < m; q++) avx512_rounds2(lut, &d[q], &d[q]);
+        } else if (use_avx2) {
+            for (unsigned q = 0; q < m; q++) avx2_rounds(lut, &d[q]);
+        }
+#endif
+        for (unsigned q = 0; q < m; q++)
+            if (dec_finish(lut, &d[q], src[k + q]) != 0) return -1;
+    }
+    return 0;
+}
+
+int wc_rans_decode_stream(const uint32_t *lut, const uint8_t *src, size_t len, uint8_t *out,
+                          size_t n) {
+    return wc_rans_decode_streams(lut, 1, &src, &len, &out, &n);
 }

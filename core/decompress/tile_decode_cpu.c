@@ -31,16 +31,20 @@ static wc_status decode_planes(const wc_container *c, uint32_t i, const uint8_t 
         }
         uint8_t *dst = w == 1 ? out : scratch + p * n;
         plane_ptr[p] = dst;
+        const uint8_t *src[WC_MAX_STREAMS];
+        uint8_t *sdst[WC_MAX_STREAMS];
+        size_t len[WC_MAX_STREAMS], cnt[WC_MAX_STREAMS];
         for (uint32_t s = 0; s < ns; s++) {
-            uint32_t len = wc_rd32(sizes);
-            sizes += 4;
             size_t first = (size_t)s * WC_RANS_STREAM_SYMBOLS;
-            size_t cnt = n - first < WC_RANS_STREAM_SYMBOLS ? n - first : WC_RANS_STREAM_SYMBOLS;
-            if (len > t->coded_size - pos ||
-                wc_rans_decode_stream(te->lut[p], payload + pos, len, dst + first, cnt) != 0)
-                goto bad;
-            pos += len;
+            len[s] = wc_rd32(sizes);
+            sizes += 4;
+            cnt[s] = n - first < WC_RANS_STREAM_SYMBOLS ? n - first : WC_RANS_STREAM_SYMBOLS;
+            if (len[s] > t->coded_size - pos) goto bad;
+            src[s] = payload + pos;
+            sdst[s] = dst + first;
+            pos += len[s];
         }
+        if (wc_rans_decode_streams(te->lut[p], ns, src, len, sdst, cnt) != 0) goto bad;
     }
     if (pos != t->coded_size) goto bad;
     wc_planes_merge((wc_dtype)te->info.dtype, plane_ptr, n, out);

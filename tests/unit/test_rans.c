@@ -164,6 +164,48 @@ static void test_corrupt_stream_never_overreads(void **state) {
     free(dec);
 }
 
+/* A plane of a tile: several streams decoded together (two at a time on AVX-512), with uneven
+ * lengths so that one stream runs out of fast rounds before the other. */
+static void test_streams_decoded_together(void **state) {
+    (void)state;
+    static const size_t lens[][3] = {{WC_RANS_STREAM_SYMBOLS, WC_RANS_STREAM_SYMBOLS, 1000},
+                                     {5000, 70, 0},
+                                     {33, WC_RANS_STREAM_SYMBOLS, 0}};
+    uint32_t s = 4242;
+    uint32_t *lut = malloc(WC_RANS_PROB_SCALE * 4);
+    for (size_t c = 0; c < sizeof lens / sizeof *lens; c++) {
+        unsigned count = lens[c][2] ? 3 : 2;
+        uint8_t *sym[3], *enc[3], *dec[3];
+        const uint8_t *src[3];
+        size_t len[3], n[3];
+        uint64_t hist[256] = {0};
+        for (unsigned k = 0; k < count; k++) {
+            n[k] = lens[c][k];
+            sym[k] = malloc(n[k]);
+            for (size_t i = 0; i < n[k]; i++) sym[k][i] = (uint8_t)(100 + rng(&s) % 9 + (rng(&s) % 97 == 0) * 50);
+            for (size_t i = 0; i < n[k]; i++) hist[sym[k][i]]++;
+        }
+        wc_rans_freqs f;
+        wc_rans_normalize(hist, &f);
+        wc_rans_build_lut(&f, lut);
+        for (unsigned k = 0; k < count; k++) {
+            enc[k] = malloc(wc_rans_stream_bound(n[k]));
+            len[k] = wc_rans_encode_stream(&f, sym[k], n[k], enc[k]);
+            src[k] = enc[k];
+            dec[k] = malloc(n[k] + 1);
+        }
+        for (int path = 0; path <= 2; path++) {
+            if (wc_rans_force_path(path) != 0) continue;
+            for (unsigned k = 0; k < count; k++) memset(dec[k], 0, n[k]);
+            assert_int_equal(wc_rans_decode_streams(lut, count, src, len, dec, n), 0);
+            for (unsigned k = 0; k < count; k++) assert_memory_equal(dec[k], sym[k], n[k]);
+        }
+        wc_rans_force_path(-1);
+        for (unsigned k = 0; k < count; k++) free(sym[k]), free(enc[k]), free(dec[k]);
+    }
+    free(lut);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_uniform),
@@ -172,6 +214,7 @@ int main(void) {
         cmocka_unit_test(test_rare_symbols_keep_nonzero_freq),
         cmocka_unit_test(test_bad_tables_refused),
         cmocka_unit_test(test_corrupt_stream_never_overreads),
+        cmocka_unit_test(test_streams_decoded_together),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
