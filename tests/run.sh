@@ -6,16 +6,19 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash mount-scripts/install-deps.sh
 jobs=$(nproc)
+log=$(mktemp); trap 'rm -f "$log"' EXIT
+# ctest, with its summary kept for the closing tally
+run_ctest() { ctest --test-dir "$1" --output-on-failure -j"$jobs" 2>&1 | tee -a "$log"; }
 
 echo "== release build + tests"
 cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build build -j"$jobs"
-ctest --test-dir build --output-on-failure -j"$jobs"
+run_ctest build
 
 echo "== AddressSanitizer + UBSan build + tests"
 cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DWC_SANITIZE=ON >/dev/null
 cmake --build build-asan -j"$jobs"
-ASAN_OPTIONS=detect_leaks=1 ctest --test-dir build-asan --output-on-failure -j"$jobs"
+ASAN_OPTIONS=detect_leaks=1 run_ctest build-asan
 
 if [ "${FUZZ_SECONDS:-30}" != 0 ]; then
   echo "== fuzzers (libFuzzer, ${FUZZ_SECONDS:-30}s each)"
@@ -23,4 +26,5 @@ if [ "${FUZZ_SECONDS:-30}" != 0 ]; then
   cmake --build build-fuzz -j"$jobs" --target fuzz_safetensors fuzz_container
   WCODEC=build/wcodec bash tests/fuzz/run.sh build-fuzz "${FUZZ_SECONDS:-30}"
 fi
-echo "== all tests passed"
+awk '/tests passed, [0-9]+ tests failed out of/ {t += $NF; f += $(NF-5)}
+     END {printf "%d passed, %d failed\n", t - f, f}' "$log"
