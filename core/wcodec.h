@@ -159,6 +159,15 @@ wc_status wc_container_parse(const uint8_t *buf, size_t buf_len, uint64_t file_s
 
 void wc_container_close(wc_container *c);
 
+/* What the 64-byte header says, checked (magic, version, header checksum) but without reading
+ * the tables: enough to present a file and to tell whether an index built earlier still fits. */
+typedef struct {
+    uint64_t file_size, source_size, source_checksum, tables_checksum;
+    uint32_t tile_size, tile_count, tensor_count;
+} wc_container_summary;
+
+wc_status wc_container_peek(const char *path, wc_container_summary *out, wc_error *err);
+
 uint64_t wc_container_source_size(const wc_container *c);
 uint64_t wc_container_source_checksum(const wc_container *c); /* xxh3-64 of the whole source */
 uint64_t wc_container_tables_checksum(const wc_container *c);

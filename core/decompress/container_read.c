@@ -266,6 +266,31 @@ done:
     return st;
 }
 
+wc_status wc_container_peek(const char *path, wc_container_summary *out, wc_error *err) {
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return wc_fail(err, WC_ERR_IO, "%s: %s", path, strerror(errno));
+    struct stat sb;
+    uint8_t h[WC_HEADER_SIZE];
+    header_fields hf;
+    wc_status st;
+    ssize_t got = fstat(fd, &sb) == 0 ? pread(fd, h, sizeof h, 0) : -1;
+    if (got < 0)
+        st = wc_fail(err, WC_ERR_IO, "%s: %s", path, strerror(errno));
+    else
+        st = parse_header(h, got == (ssize_t)sizeof h ? (uint64_t)sb.st_size : (uint64_t)got, path,
+                          &hf, err);
+    close(fd);
+    if (st != WC_OK) return st;
+    *out = (wc_container_summary){.file_size = (uint64_t)sb.st_size,
+                                  .source_size = hf.source_size,
+                                  .source_checksum = hf.source_checksum,
+                                  .tables_checksum = hf.tables_checksum,
+                                  .tile_size = hf.tile_size,
+                                  .tile_count = hf.n_tiles,
+                                  .tensor_count = hf.n_tensors};
+    return WC_OK;
+}
+
 void wc_container_close(wc_container *c) {
     if (!c) return;
     if (c->fd >= 0) close(c->fd);

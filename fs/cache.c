@@ -1,0 +1,280 @@
+/* cache.c - decoded tiles: a hash table, an LRU list under a byte budget, decode workers.
+ *
+ * One mutex guards the table; decoding happens outside it. A tile is in one of three states:
+ * LOADING (someone is decoding it: others wait, so no tile is decoded twice at once), READY,
+ * or ERROR (it does not decode: kept as a tombstone so that the error is logged once and
+ * later reads fail fast with EIO). Bytes are reserved when decoding starts, so the budget holds
+ * at every moment; a tile that cannot get room (everything pinned) is decoded as a transient,
+ * served to its readers, and freed.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "wcfs.h"
+
+enum { E_LOADING, E_READY, E_ERROR };
+
+struct wcfs_entry {
+    uint32_t file, tile;
+    int state, cached;
+    uint32_t size;
+    unsigned refs;
+    uint8_t *data;
+    wcfs_entry *hnext;
+    wcfs_entry *prev, *next; /* LRU links: in the list while READY, cached and unpinned */
+};
+
+#define QUEUE_CAP 4096u
+
+struct wcfs_cache {
+    wcfs *fs;
+    pthread_mutex_t lock;
+    pthread_cond_t done, work;
+    wcfs_entry **buckets;
+    size_t nbuckets;
+    wcfs_entry lru; /* sentinel: lru.next is the most recently used */
+    uint64_t budget, bytes;
+    wcfs_entry *queue[QUEUE_CAP];
+    unsigned q_head, q_len;
+    pthread_t *workers;
+    unsigned n_workers;
+    int stopping;
+};
+
+static size_t bucket_of(const wcfs_cache *c, uint32_t file, uint32_t tile) {
+    uint64_t h = ((uint64_t)file << 32 | tile) * 0x9E3779B97F4A7C15ull;
+    return (size_t)(h >> 32) & (c->nbuckets - 1);
+}
+
+static wcfs_entry *find(wcfs_cache *c, uint32_t file, uint32_t tile) {
+    for (wcfs_entry *e = c->buckets[bucket_of(c, file, tile)]; e; e = e->hnext)
+        if (e->file == file && e->tile == tile) return e;
+    return NULL;
+}
+
+static void unlink_hash(wcfs_cache *c, wcfs_entry *e) {
+    wcfs_entry **pp = &c->buckets[bucket_of(c, e->file, e->tile)];
+    while (*pp != e) pp = &(*pp)->hnext;
+    *pp = e->hnext;
+}
+
+static void lru_remove(wcfs_entry *e) {
+    if (!e->prev) return;
+    e->prev->next = e->next;
+    e->next->prev = e->prev;
+    e->prev = e->next = NULL;
+}
+
+static void lru_push_front(wcfs_cache *c, wcfs_entry *e) {
+    e->next = c->lru.next;
+    e->prev = &c->lru;
+    c->lru.next->prev = e;
+    c->lru.next = e;
+}
+
+static void destroy(wcfs_cache *c, wcfs_entry *e) {
+    unlink_hash(c, e);
+    if (e->cached) c->bytes -= e->size;
+    atomic_store(&c->fs->stats.cache_bytes, c->bytes);
+    free(e->data);
+    free(e);
+}
+
+/* Makes room for `size` bytes by evicting least recently used tiles; 1 if it fits. */
+static int reserve(wcfs_cache *c, uint32_t size) {
+    while (c->bytes + size > c->budget && c->lru.prev != &c->lru) {
+        wcfs_entry *victim = c->lru.prev;
+        lru_remove(victim);
+        destroy(c, victim);
+        atomic_fetch_add(&c->fs->stats.cache_evictions, 1);
+    }
+    if (c->bytes + size > c->budget) return 0;
+    c->bytes += size;
+    atomic_store(&c->fs->stats.cache_bytes, c->bytes);
+    if (c->bytes > atomic_load(&c->fs->stats.cache_peak))
+        atomic_store(&c->fs->stats.cache_peak, c->bytes);
+    return 1;
+}
+
+/* A new LOADING entry with one reference; the caller holds the lock. */
+static wcfs_entry *start_entry(wcfs_cache *c, wcfs_file *f, uint32_t tile) {
+    wcfs_entry *e = calloc(1, sizeof *e);
+    if (!e) return NULL;
+    e->file = f->id;
+    e->tile = tile;
+    e->state = E_LOADING;
+    e->refs = 1;
+    e->size = wc_container_tile(f->c, tile)->src_size;
+    e->cached = reserve(c, e->size);
+    if (!e->cached) atomic_fetch_add(&c->fs->stats.uncached_tiles, 1);
+    size_t b = bucket_of(c, e->file, tile);
+    e->hnext = c->buckets[b];
+    c->buckets[b] = e;
+    return e;
+}
+
+static double now_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e9 + ts.tv_nsec;
+}
+
+/* Decodes e's tile, outside the lock. Returns the new state. */
+static int decode(wcfs_cache *c, wcfs_entry *e) {
+    wcfs_file *f = &c->fs->files[e->file];
+    const wc_tile_info *t = wc_container_tile(f->c, e->tile);
+    uint8_t *payload = malloc(t->coded_size ? t->coded_size : 1);
+    uint8_t *scratch = malloc(wc_container_tile_size(f->c));
+    e->data = malloc(t->src_size);
+    wc_error err = {0};
+    wc_status st = WC_ERR_NOMEM;
+    double t0 = now_ns();
+    if (payload && scratch && e->data && (st = wc_container_read_tile(f->c, e->tile, payload, &err)) == WC_OK)
+        st = wc_tile_decode_cpu(f->c, e->tile, payload, e->data, scratch, &err);
+    atomic_fetch_add(&c->fs->stats.decode_ns_cpu, (uint64_t)(now_ns() - t0));
+    atomic_fetch_add(&c->fs->stats.tiles_decoded_cpu, 1);
+    free(payload);
+    free(scratch);
+    if (st == WC_OK) return E_READY;
+    fprintf(stderr, "wcodecfs: %s: serving EIO for it\n", err.msg[0] ? err.msg : "out of memory");
+    atomic_fetch_add(&c->fs->stats.tile_errors, 1);
+    free(e->data);
+    e->data = NULL;
+    return E_ERROR;
+}
+
+/* Publishes a decode's result; the caller holds the lock. */
+static void finish(wcfs_cache *c, wcfs_entry *e, int state) {
+    e->state = state;
+    if (state == E_ERROR && e->cached) { /* a tombstone holds no bytes */
+        c->bytes -= e->size;
+        e->cached = 0;
+        atomic_store(&c->fs->stats.cache_bytes, c->bytes);
+    }
+    pthread_cond_broadcast(&c->done);
+}
+
+/* Drops one reference; the caller holds the lock. */
+static void release(wcfs_cache *c, wcfs_entry *e) {
+    if (--e->refs) return;
+    if (e->state == E_READY && e->cached) lru_push_front(c, e);
+    else if (e->state == E_READY) destroy(c, e); /* a transient */
+}
+
+int wcfs_cache_get(wcfs_cache *c, wcfs_file *f, uint32_t tile, const uint8_t **data,
+                   wcfs_entry **ref) {
+    pthread_mutex_lock(&c->lock);
+    wcfs_entry *e = find(c, f->id, tile);
+    if (!e) {
+        if (!(e = start_entry(c, f, tile))) {
+            pthread_mutex_unlock(&c->lock);
+            return -ENOMEM;
+        }
+        atomic_fetch_add(&c->fs->stats.cache_misses, 1);
+        pthread_mutex_unlock(&c->lock);
+        int state = decode(c, e);
+        pthread_mutex_lock(&c->lock);
+        finish(c, e, state);
+    } else {
+        e->refs++;
+        lru_remove(e);
+        if (e->state == E_LOADING) atomic_fetch_add(&c->fs->stats.cache_waits, 1);
+        else atomic_fetch_add(&c->fs->stats.cache_hits, 1);
+        while (e->state == E_LOADING) pthread_cond_wait(&c->done, &c->lock);
+    }
+    int rc = 0;
+    if (e->state == E_ERROR) {
+        e->refs--; /* tombstones stay in the table, never in the LRU list */
+        rc = -EIO;
+    } else {
+        *data = e->data;
+        *ref = e;
+    }
+    pthread_mutex_unlock(&c->lock);
+    return rc;
+}
+
+void wcfs_cache_put(wcfs_cache *c, wcfs_entry *ref) {
+    pthread_mutex_lock(&c->lock);
+    release(c, ref);
+    pthread_mutex_unlock(&c->lock);
+}
+
+void wcfs_cache_prefetch(wcfs_cache *c, wcfs_file *f, uint32_t tile) {
+    if (tile >= wc_container_tile_count(f->c) || !c->n_workers) return;
+    pthread_mutex_lock(&c->lock);
+    if (!find(c, f->id, tile) && c->q_len < QUEUE_CAP) {
+        wcfs_entry *e = start_entry(c, f, tile); /* its reference belongs to the queue */
+        if (e) {
+            c->queue[(c->q_head + c->q_len++) % QUEUE_CAP] = e;
+            atomic_fetch_add(&c->fs->stats.readahead_tiles, 1);
+            pthread_cond_signal(&c->work);
+        }
+    }
+    pthread_mutex_unlock(&c->lock);
+}
+
+static void *worker_main(void *arg) {
+    wcfs_cache *c = arg;
+    pthread_mutex_lock(&c->lock);
+    for (;;) {
+        while (!c->q_len && !c->stopping) pthread_cond_wait(&c->work, &c->lock);
+        if (!c->q_len) break;
+        wcfs_entry *e = c->queue[c->q_head];
+        c->q_head = (c->q_head + 1) % QUEUE_CAP;
+        c->q_len--;
+        pthread_mutex_unlock(&c->lock);
+        int state = decode(c, e);
+        pthread_mutex_lock(&c->lock);
+        finish(c, e, state);
+        release(c, e);
+    }
+    pthread_mutex_unlock(&c->lock);
+    return NULL;
+}
+
+wcfs_cache *wcfs_cache_new(wcfs *fs, uint64_t budget, unsigned workers) {
+    wcfs_cache *c = calloc(1, sizeof *c);
+    if (!c) return NULL;
+    c->fs = fs;
+    c->budget = budget;
+    c->nbuckets = 1024;
+    while (c->nbuckets < 2 * (budget / (64u << 10)) && c->nbuckets < (1u << 22)) c->nbuckets *= 2;
+    c->buckets = calloc(c->nbuckets, sizeof *c->buckets);
+    c->workers = calloc(workers ? workers : 1, sizeof *c->workers);
+    if (!c->buckets || !c->workers) {
+        free(c->buckets);
+        free(c->workers);
+        free(c);
+        return NULL;
+    }
+    c->lru.next = c->lru.prev = &c->lru;
+    pthread_mutex_init(&c->lock, NULL);
+    pthread_cond_init(&c->done, NULL);
+    pthread_cond_init(&c->work, NULL);
+    for (unsigned i = 0; i < workers; i++)
+        if (pthread_create(&c->workers[c->n_workers], NULL, worker_main, c) == 0) c->n_workers++;
+    return c;
+}
+
+void wcfs_cache_free(wcfs_cache *c) {
+    if (!c) return;
+    pthread_mutex_lock(&c->lock);
+    c->stopping = 1;
+    pthread_cond_broadcast(&c->work);
+    pthread_mutex_unlock(&c->lock);
+    for (unsigned i = 0; i < c->n_workers; i++) pthread_join(c->workers[i], NULL);
+    for (size_t b = 0; b < c->nbuckets; b++)
+        for (wcfs_entry *e = c->buckets[b], *n; e; e = n) {
+            n = e->hnext;
+            free(e->data);
+            free(e);
+        }
+    free(c->buckets);
+    free(c->workers);
+    free(c);
+}

@@ -1,0 +1,226 @@
+/* main.c - wcodecfs: mount a directory of .wcodec containers as plain safetensors files. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fuse.h>
+#include <fuse_lowlevel.h>
+#include <malloc.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <dirent.h>
+#include <unistd.h>
+
+#include "wcfs.h"
+
+wcfs g_fs;
+
+typedef struct {
+    char *src, *cache_size, *index_dir, *gpu;
+    unsigned readahead, threads;
+    int help, nonopts;
+} options;
+
+enum { KEY_HELP };
+
+static const struct fuse_opt opt_spec[] = {
+    {"cache_size=%s", offsetof(options, cache_size), 0},
+    {"index_dir=%s", offsetof(options, index_dir), 0},
+    {"readahead=%u", offsetof(options, readahead), 0},
+    {"threads=%u", offsetof(options, threads), 0},
+    {"gpu=%s", offsetof(options, gpu), 0},
+    FUSE_OPT_KEY("-h", KEY_HELP),
+    FUSE_OPT_KEY("--help", KEY_HELP),
+    FUSE_OPT_END};
+
+static int opt_proc(void *data, const char *arg, int key, struct fuse_args *out) {
+    (void)out;
+    options *o = data;
+    if (key == KEY_HELP) {
+        o->help = 1;
+        return 0;
+    }
+    if (key == FUSE_OPT_KEY_NONOPT && o->nonopts++ == 0) { /* SRC; MNT goes on to libfuse */
+        o->src = strdup(arg);
+        return 0;
+    }
+    return 1;
+}
+
+static void usage(const char *prog) {
+    printf("usage: %s SRC MNT [-f] [-d] [-o opt,...]\n"
+           "\n"
+           "Presents the directory SRC at MNT, read-only: every x.wcodec appears as\n"
+           "x.safetensors (the original bytes, exact size, the container's mode and mtime),\n"
+           "every other file and folder as it is. Tiles are decoded on demand into a bounded\n"
+           "cache. Counters: cat MNT/" WCFS_STATS_NAME ". Unmount: fusermount3 -u MNT.\n"
+           "\n"
+           "wcodecfs options:\n"
+           "    -o cache_size=N    bytes of decoded tiles kept (K/M/G suffixes; default 1/8 of\n"
+           "                       RAM, 256M..8G)\n"
+           "    -o index_dir=DIR   where the LMDB index lives (default $XDG_CACHE_HOME/wcodecfs\n"
+           "                       or ~/.cache/wcodecfs); reused while containers are unchanged\n"
+           "    -o readahead=N     tiles decoded ahead of a sequential reader (default 8)\n"
+           "    -o threads=N       decode worker threads (default: online CPUs)\n"
+           "    -o gpu=auto|on|off GPU decoding (this build has no GPU backend: auto and off\n"
+           "                       decode on the CPU, on fails)\n"
+           "    -f                 stay in the foreground;  -d  FUSE debug output\n"
+           "\n",
+           prog);
+}
+
+static int parse_size(const char *s, uint64_t *out) {
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    unsigned shift = 0;
+    if (errno || end == s) return -1;
+    if (*end == 'K' || *end == 'k') shift = 10, end++;
+    else if (*end == 'M' || *end == 'm') shift = 20, end++;
+    else if (*end == 'G' || *end == 'g') shift = 30, end++;
+    if (*end || v > (UINT64_MAX >> shift)) return -1;
+    *out = (uint64_t)v << shift;
+    return 0;
+}
+
+static int dir_is_empty(const char *path) {
+    DIR *d = opendir(path);
+    if (!d) return 0;
+    int n = 0;
+    for (struct dirent *e; (e = readdir(d));) n += strcmp(e->d_name, ".") && strcmp(e->d_name, "..");
+    closedir(d);
+    return n == 0;
+}
+
+static char *default_index_dir(void) {
+    const char *xdg = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
+    char *p = NULL;
+    if (xdg && *xdg) return asprintf(&p, "%s/wcodecfs", xdg) < 0 ? NULL : p;
+    if (home && *home) {
+        char *cache;
+        if (asprintf(&cache, "%s/.cache", home) < 0) return NULL;
+        mkdir(cache, 0700);
+        free(cache);
+        return asprintf(&p, "%s/.cache/wcodecfs", home) < 0 ? NULL : p;
+    }
+    return asprintf(&p, "/tmp/wcodecfs-index-%u", (unsigned)getuid()) < 0 ? NULL : p;
+}
+
+static int fail(const char *fmt, const char *arg) {
+    fprintf(stderr, "wcodecfs: ");
+    fprintf(stderr, fmt, arg);
+    fputc('\n', stderr);
+    return 1;
+}
+
+/* Checks the options and fills g_fs; 0 or an exit status. */
+static int configure(options *o, const char *mnt) {
+    struct stat sb;
+    if (!o->src || !mnt) return fail("%s", "usage: wcodecfs SRC MNT [-o opts] (see --help)");
+    if (stat(o->src, &sb) != 0 || !S_ISDIR(sb.st_mode))
+        return fail("%s: no such directory", o->src);
+    if (stat(mnt, &sb) != 0 || !S_ISDIR(sb.st_mode))
+        return fail("%s: mount point is not an existing directory", mnt);
+    if (!dir_is_empty(mnt)) return fail("%s: mount point is not empty", mnt);
+    g_fs.src = realpath(o->src, NULL);
+    long pages = sysconf(_SC_PHYS_PAGES), psize = sysconf(_SC_PAGESIZE);
+    uint64_t ram = pages > 0 && psize > 0 ? (uint64_t)pages * (uint64_t)psize : 2ull << 30;
+    g_fs.cache_size = ram / 8;
+    if (g_fs.cache_size < (256u << 20)) g_fs.cache_size = 256u << 20;
+    if (g_fs.cache_size > (8ull << 30)) g_fs.cache_size = 8ull << 30;
+    if (o->cache_size && parse_size(o->cache_size, &g_fs.cache_size) != 0)
+        return fail("cache_size=%s: not a size", o->cache_size);
+    g_fs.readahead = o->readahead;
+    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    g_fs.threads = o->threads ? o->threads : (unsigned)(ncpu > 0 ? ncpu : 1);
+    g_fs.gpu = -1;
+    if (o->gpu) {
+        if (!strcmp(o->gpu, "off")) g_fs.gpu = 0;
+        else if (!strcmp(o->gpu, "on"))
+            return fail("%s", "gpu=on: this build has no GPU backend (use gpu=auto or gpu=off)");
+        else if (strcmp(o->gpu, "auto")) return fail("gpu=%s: expected auto, on or off", o->gpu);
+    }
+    g_fs.gpu = 0;
+    g_fs.index_dir = o->index_dir ? strdup(o->index_dir) : default_index_dir();
+    return 0;
+}
+
+int main(int argc, char **argv) {
+    struct fuse_args args = FUSE_ARGS_INIT(argc, argv);
+    options o = {.readahead = 8};
+    if (fuse_opt_parse(&args, &o, opt_spec, opt_proc) != 0) return 1;
+    if (o.help) {
+        usage(argv[0]);
+        fuse_cmdline_help();
+        fuse_lib_help(&args);
+        fuse_opt_free_args(&args);
+        return 0;
+    }
+    struct fuse_cmdline_opts co;
+    if (fuse_parse_cmdline(&args, &co) != 0) return 1;
+    int rc = configure(&o, co.mountpoint);
+    if (rc) return rc;
+
+    /* Large allocations (tiles) from the heap, not fresh mmaps: no page faults per decode. */
+    mallopt(M_MMAP_THRESHOLD, 64 << 20);
+    wc_error err = {0};
+    if (wc_index_open(g_fs.index_dir, &g_fs.index, &err) != WC_OK) return fail("%s", err.msg);
+    wcfs_scan(&g_fs);
+    /* LMDB handles must not cross fork(): close now, reopen in the daemon. */
+    wc_index_close(g_fs.index);
+    g_fs.index = NULL;
+    fprintf(stderr, "wcodecfs: %s: %zu containers (index: %llu reused, %llu built, %llu skipped), "
+            "cache %llu MiB\n", g_fs.src, g_fs.n_files, (unsigned long long)g_fs.stats.index_reused,
+            (unsigned long long)g_fs.stats.index_built,
+            (unsigned long long)g_fs.stats.containers_failed,
+            (unsigned long long)(g_fs.cache_size >> 20));
+
+    char *fsname;
+    if (asprintf(&fsname, "-ofsname=%s,subtype=wcodecfs,ro,default_permissions", g_fs.src) < 0) return 1;
+    fuse_opt_add_arg(&args, fsname);
+    struct fuse *fuse = fuse_new(&args, &wcfs_ops, sizeof wcfs_ops, NULL);
+    if (!fuse) return 1;
+    if (fuse_mount(fuse, co.mountpoint) != 0) {
+        fuse_destroy(fuse);
+        return 1;
+    }
+    rc = 1;
+    if (fuse_daemonize(co.foreground) == 0 &&
+        wc_index_open(g_fs.index_dir, &g_fs.index, &err) == WC_OK &&
+        (g_fs.cache = wcfs_cache_new(&g_fs, g_fs.cache_size, g_fs.threads)) &&
+        fuse_set_signal_handlers(fuse_get_session(fuse)) == 0) {
+        if (co.singlethread) {
+            rc = fuse_loop(fuse);
+        } else {
+            struct fuse_loop_config *lc = fuse_loop_cfg_create();
+            fuse_loop_cfg_set_clone_fd(lc, (unsigned)co.clone_fd);
+            fuse_loop_cfg_set_max_threads(lc, co.max_threads ? co.max_threads : 16);
+            rc = fuse_loop_mt(fuse, lc);
+            fuse_loop_cfg_destroy(lc);
+        }
+        fuse_remove_signal_handlers(fuse_get_session(fuse));
+    } else if (err.msg[0]) {
+        fprintf(stderr, "wcodecfs: %s\n", err.msg);
+    }
+    fuse_unmount(fuse);
+    fuse_destroy(fuse);
+    wcfs_cache_free(g_fs.cache);
+    wc_index_close(g_fs.index);
+    for (size_t i = 0; i < g_fs.n_files; i++) {
+        wc_container_close(g_fs.files[i].c);
+        free(g_fs.files[i].presented);
+        free(g_fs.files[i].real);
+    }
+    free(g_fs.files);
+    free(g_fs.src);
+    free(g_fs.index_dir);
+    free(o.src);
+    free(o.cache_size);
+    free(o.index_dir);
+    free(o.gpu);
+    free(fsname);
+    free(co.mountpoint);
+    fuse_opt_free_args(&args);
+    return rc ? 1 : 0;
+}

@@ -1,0 +1,34 @@
+/* stats.c - the counters, as the text of the read-only file /.wcodecfs-stats. */
+#define _GNU_SOURCE
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "wcfs.h"
+
+char *wcfs_stats_text(wcfs *fs, size_t *len) {
+    wcfs_stats *s = &fs->stats;
+    char *text = NULL;
+    int n = asprintf(&text,
+        "bytes_served: %llu\nreads: %llu\n"
+        "tiles_decoded_cpu: %llu\ntiles_decoded_gpu: %llu\n"
+        "decode_ms_cpu: %.3f\ndecode_ms_gpu: %.3f\n"
+        "cache_hits: %llu\ncache_misses: %llu\ncache_waits: %llu\ncache_evictions: %llu\n"
+        "cache_bytes: %llu\ncache_peak_bytes: %llu\ncache_budget_bytes: %llu\n"
+        "uncached_tiles: %llu\nreadahead_tiles: %llu\ntile_errors: %llu\n"
+        "containers: %zu\ncontainers_failed: %llu\nindex_reused: %llu\nindex_built: %llu\n"
+        "gpu: %s\n",
+        (unsigned long long)s->bytes_served, (unsigned long long)s->reads,
+        (unsigned long long)s->tiles_decoded_cpu, (unsigned long long)s->tiles_decoded_gpu,
+        s->decode_ns_cpu / 1e6, s->decode_ns_gpu / 1e6,
+        (unsigned long long)s->cache_hits, (unsigned long long)s->cache_misses,
+        (unsigned long long)s->cache_waits, (unsigned long long)s->cache_evictions,
+        (unsigned long long)s->cache_bytes, (unsigned long long)s->cache_peak,
+        (unsigned long long)fs->cache_size, (unsigned long long)s->uncached_tiles,
+        (unsigned long long)s->readahead_tiles, (unsigned long long)s->tile_errors,
+        fs->n_files, (unsigned long long)s->containers_failed,
+        (unsigned long long)s->index_reused, (unsigned long long)s->index_built,
+        fs->gpu > 0 ? "on" : "off");
+    if (n < 0) return NULL;
+    *len = (size_t)n;
+    return text;
+}

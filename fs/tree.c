@@ -1,0 +1,115 @@
+/* tree.c - the registry: every container under SRC, what it presents, and its index entry. */
+#define _GNU_SOURCE
+#include <dirent.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "wcfs.h"
+
+static int cmp_file(const void *a, const void *b) {
+    return strcmp(((const wcfs_file *)a)->presented, ((const wcfs_file *)b)->presented);
+}
+
+/* Adds the container at real path `real` (presented as `presented`), or warns and skips it. */
+static void add_container(wcfs *fs, size_t *cap, const char *real, const char *presented) {
+    wc_error err = {0};
+    wc_container_summary sum;
+    struct stat sb;
+    wc_index_file rec;
+    int reused = 0;
+    if (stat(real, &sb) != 0 || wc_container_peek(real, &sum, &err) != WC_OK ||
+        wc_index_sync(fs->index, real, &sum, (int64_t)sb.st_mtim.tv_sec * 1000000000 + sb.st_mtim.tv_nsec,
+                      &rec, &reused, &err) != WC_OK) {
+        fprintf(stderr, "wcodecfs: warning: skipping %s: %s\n", real,
+                err.msg[0] ? err.msg : strerror(errno));
+        fs->stats.containers_failed++;
+        return;
+    }
+    if (fs->n_files == *cap) {
+        *cap = *cap ? 2 * *cap : 64;
+        fs->files = realloc(fs->files, *cap * sizeof *fs->files);
+        if (!fs->files) abort();
+    }
+    wcfs_file *f = &fs->files[fs->n_files++];
+    memset(f, 0, sizeof *f);
+    f->presented = strdup(presented);
+    f->real = strdup(real);
+    f->index_id = rec.file_id;
+    f->source_size = rec.source_size;
+    pthread_mutex_init(&f->open_lock, NULL);
+    if (reused) fs->stats.index_reused++;
+    else fs->stats.index_built++;
+}
+
+static int scan_dir(wcfs *fs, size_t *cap, const char *rel) {
+    char *dir;
+    if (asprintf(&dir, "%s%s", fs->src, rel) < 0) return -1;
+    struct dirent **ents;
+    int n = scandir(dir, &ents, NULL, alphasort);
+    if (n < 0) {
+        fprintf(stderr, "wcodecfs: warning: cannot list %s: %s\n", dir, strerror(errno));
+        free(dir);
+        return 0;
+    }
+    for (int i = 0; i < n; i++) {
+        const char *name = ents[i]->d_name;
+        char *real = NULL, *sub = NULL;
+        struct stat sb;
+        size_t len = strlen(name);
+        if (strcmp(name, ".") && strcmp(name, "..") && asprintf(&real, "%s/%s", dir, name) > 0 &&
+            asprintf(&sub, "%s/%s", rel, name) > 0 && stat(real, &sb) == 0) {
+            if (S_ISDIR(sb.st_mode)) {
+                scan_dir(fs, cap, sub);
+            } else if (S_ISREG(sb.st_mode) && len > 7 && !strcmp(name + len - 7, ".wcodec") &&
+                       name[0] != '.') {
+                char *presented;
+                if (asprintf(&presented, "%s/%.*s.safetensors", rel, (int)(len - 7), name) > 0) {
+                    add_container(fs, cap, real, presented);
+                    free(presented);
+                }
+            }
+        }
+        free(real);
+        free(sub);
+        free(ents[i]);
+    }
+    free(ents);
+    free(dir);
+    return 0;
+}
+
+int wcfs_scan(wcfs *fs) {
+    size_t cap = 0;
+    if (scan_dir(fs, &cap, "") != 0) return -1;
+    qsort(fs->files, fs->n_files, sizeof *fs->files, cmp_file);
+    for (size_t i = 0; i < fs->n_files; i++) fs->files[i].id = (uint32_t)i;
+    return 0;
+}
+
+wcfs_file *wcfs_lookup(wcfs *fs, const char *presented) {
+    wcfs_file key = {.presented = (char *)presented};
+    return bsearch(&key, fs->files, fs->n_files, sizeof key, cmp_file);
+}
+
+int wcfs_file_open(wcfs_file *f) {
+    pthread_mutex_lock(&f->open_lock);
+    int rc = 0;
+    if (!f->c && !f->open_failed) {
+        wc_error err = {0};
+        if (wc_container_open(f->real, &f->c, &err) != WC_OK) {
+            fprintf(stderr, "wcodecfs: %s\n", err.msg);
+            f->open_failed = 1;
+        } else if (wc_container_source_size(f->c) != f->source_size) {
+            fprintf(stderr, "wcodecfs: %s changed since mount; remount to serve it\n", f->real);
+            wc_container_close(f->c);
+            f->c = NULL;
+            f->open_failed = 1;
+        }
+    }
+    if (f->open_failed) rc = -EIO;
+    pthread_mutex_unlock(&f->open_lock);
+    return rc;
+}

@@ -1,0 +1,76 @@
+/* wcfs.h - what the parts of the wcodecfs daemon share. */
+#ifndef WCFS_H
+#define WCFS_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "wcindex.h"
+#include "wcodec.h"
+
+/* A container presented as a .safetensors file. */
+typedef struct {
+    char *presented;      /* path under the mount, "/sub/x.safetensors" */
+    char *real;           /* absolute path of the container */
+    uint32_t id;          /* index in the registry; part of cache keys */
+    uint32_t index_id;    /* file id in the LMDB index */
+    uint64_t source_size; /* st_size of the presented file */
+    pthread_mutex_t open_lock;
+    wc_container *c;      /* opened on first open(2); NULL before, or if it failed */
+    int open_failed;
+} wcfs_file;
+
+typedef struct {
+    atomic_uint_fast64_t bytes_served, reads, tiles_decoded_cpu, tiles_decoded_gpu;
+    atomic_uint_fast64_t decode_ns_cpu, decode_ns_gpu, cache_hits, cache_misses, cache_waits;
+    atomic_uint_fast64_t cache_evictions, readahead_tiles, tile_errors, uncached_tiles;
+    atomic_uint_fast64_t cache_bytes, cache_peak;
+    uint64_t index_reused, index_built, containers_failed;
+} wcfs_stats;
+
+typedef struct {
+    /* options */
+    char *src;             /* absolute */
+    char *index_dir;
+    uint64_t cache_size;
+    unsigned readahead;    /* tiles decoded ahead of a sequential reader */
+    unsigned threads;      /* decode workers */
+    int gpu;               /* 0 off, 1 on, -1 auto */
+    /* state */
+    wcfs_file *files;      /* sorted by presented path */
+    size_t n_files;
+    wc_index *index;
+    struct wcfs_cache *cache;
+    wcfs_stats stats;
+} wcfs;
+
+extern wcfs g_fs;
+
+/* tree.c: the registry of containers */
+int wcfs_scan(wcfs *fs);                                /* at mount; 0 or -1 (message printed) */
+wcfs_file *wcfs_lookup(wcfs *fs, const char *presented); /* NULL: not a container */
+int wcfs_file_open(wcfs_file *f);                        /* opens the container once; 0 / -errno */
+
+/* cache.c: the decoded-tile cache and its decode workers */
+typedef struct wcfs_cache wcfs_cache;
+typedef struct wcfs_entry wcfs_entry;
+wcfs_cache *wcfs_cache_new(wcfs *fs, uint64_t budget, unsigned workers);
+void wcfs_cache_free(wcfs_cache *c);
+/* Returns the decoded tile (pinned until wcfs_cache_put), decoding it or waiting for the
+ * decode already under way. 0, or -EIO for a tile that does not decode. */
+int wcfs_cache_get(wcfs_cache *c, wcfs_file *f, uint32_t tile, const uint8_t **data,
+                   wcfs_entry **ref);
+void wcfs_cache_put(wcfs_cache *c, wcfs_entry *ref);
+/* Starts decoding the tile in the background unless it is cached or under way. */
+void wcfs_cache_prefetch(wcfs_cache *c, wcfs_file *f, uint32_t tile);
+
+/* stats.c */
+char *wcfs_stats_text(wcfs *fs, size_t *len); /* malloc'd */
+#define WCFS_STATS_NAME ".wcodecfs-stats"
+
+/* ops.c */
+extern const struct fuse_operations wcfs_ops;
+
+#endif

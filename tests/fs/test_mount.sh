@@ -1,0 +1,157 @@
+#!/usr/bin/env bash
+# test_mount.sh BUILD_DIR - wcodecfs really mounted (needs /dev/fuse and root or fuse group):
+# identical bytes for every fixture, concurrency, mmap, one-tensor decode, EIO for a bad tile
+# only, the cache budget, index reuse, clean unmount, errors, and the mount helpers.
+# Ends with 'N passed, N failed'.
+set -u
+B=$(realpath "${1:?usage: test_mount.sh BUILD_DIR}")
+HERE=$(cd "$(dirname "$0")" && pwd); ROOT=$(cd "$HERE/../.." && pwd)
+W=$B/wcodec; FS=$B/wcodecfs; CHECK=$B/tests/fs_check
+T=$(mktemp -d /tmp/wcfs-test.XXXXXX)
+MNTS=()
+cleanup() { [ -n "${KEEP:-}" ] && return; for m in "${MNTS[@]}"; do fusermount3 -u -z "$m" 2>/dev/null; done; rm -rf "$T"; }
+trap cleanup EXIT
+pass=0; fail=0
+ok() { echo "ok - $1"; pass=$((pass+1)); }
+no() { echo "not ok - $1"; fail=$((fail+1)); [ -f "$T/err" ] && sed 's/^/#   /' "$T/err" | tail -5; }
+t() { local name=$1; shift; if "$@" >"$T/out" 2>"$T/err"; then ok "$name"; else no "$name"; fi; }
+t_fails() { local name=$1; shift; if "$@" >"$T/out" 2>"$T/err"; then no "$name (succeeded)"; else ok "$name"; fi; }
+stat_of() { awk -F': ' -v k="$2" '$1==k {print $2}' "$1/.wcodecfs-stats"; }
+mnt() { # mnt SRC MNT [opts]: mounts, remembers for cleanup
+  mkdir -p "$2"; MNTS+=("$2")
+  "$FS" "$1" "$2" -o "index_dir=$T/index${3:+,$3}" 2>"$T/mount.log"
+}
+umnt() { fusermount3 -u "$1"; }
+
+if [ ! -e /dev/fuse ]; then echo "# /dev/fuse missing: mount tests skipped"; echo "0 passed, 0 failed, 1 skipped"; exit 0; fi
+
+# ---- fixtures: every dtype, edge cases, a larger BF16 file, real weights if present
+mkdir -p "$T/orig/sub" "$T/src"
+"$B/tests/make_fixtures" "$T/orig" || { echo "make_fixtures failed"; exit 1; }
+mv "$T/orig/edge.safetensors" "$T/orig/sub/"
+echo '{"architectures": ["X"]}' > "$T/orig/config.json"
+echo 'tok' > "$T/orig/sub/tokenizer.json"
+DATA=$ROOT/../shared/data
+[ -d "$DATA" ] && for f in "$DATA"/*.safetensors; do [ -f "$f" ] && cp "$f" "$T/orig/"; done
+"$W" encode -q -j 2 "$T/orig" "$T/src" || { echo "encode failed"; exit 1; }
+
+M=$T/m
+t "mount" mnt "$T/src" "$M" "cache_size=32M,readahead=4"
+t "no .wcodec names under the mount" test -z "$(find "$M" -name '*.wcodec')"
+for f in $(cd "$T/orig" && find . -type f | sort); do
+  t "cmp $f" cmp "$T/orig/$f" "$M/$f"
+done
+t "sizes exact before any read" test "$(stat -c %s "$M/big_bf16.safetensors")" = "$(stat -c %s "$T/orig/big_bf16.safetensors")"
+t "16 threads x random reads, zero mismatches" "$CHECK" random "$T/orig/big_bf16.safetensors" "$M/big_bf16.safetensors" 16 400
+t "mmap random pages" "$CHECK" mmap "$T/orig/all_dtypes.safetensors" "$M/all_dtypes.safetensors" 2000
+if /usr/bin/python3 -c 'import numpy' 2>/dev/null; then
+  t "numpy.memmap reads the original bytes" /usr/bin/python3 -c "
+import numpy as np, sys
+a = np.memmap('$M/big_bf16.safetensors', dtype=np.uint8, mode='r')
+b = np.fromfile('$T/orig/big_bf16.safetensors', dtype=np.uint8)
+sys.exit(0 if a.shape == b.shape and (a == b).all() else 1)"
+fi
+t_fails "writes refused" touch "$M/new"
+grep -q "Read-only" "$T/err" && ok "EROFS on write" || no "EROFS on write"
+t_fails "open for writing refused" sh -c "echo x >> '$M/config.json'"
+t "stats readable while mounted" grep -q "^bytes_served: [1-9]" "$M/.wcodecfs-stats"
+t "cache never above budget" test "$(stat_of "$M" cache_peak_bytes)" -le $((32 << 20))
+t "unmount" umnt "$M"
+
+# ---- a file larger than the cache, read twice: the budget holds
+t "mount with a 2 MiB cache" mnt "$T/src" "$M" "cache_size=2M"
+cat "$M/big_bf16.safetensors" "$M/big_bf16.safetensors" > /dev/null
+t "read twice through a small cache, bytes identical" cmp "$T/orig/big_bf16.safetensors" "$M/big_bf16.safetensors"
+peak=$(stat_of "$M" cache_peak_bytes); ev=$(stat_of "$M" cache_evictions)
+t "peak $peak <= budget 2097152, evictions $ev > 0" test "$peak" -le 2097152 -a "$ev" -gt 0
+umnt "$M"
+
+# ---- one tensor: decodes only that tensor's tiles (O_DIRECT: no kernel readahead)
+read -r off len < <(/usr/bin/python3 - "$T/orig/big_bf16.safetensors" <<'PY'
+import json, struct, sys
+b = open(sys.argv[1], "rb").read(1 << 20); n = struct.unpack("<Q", b[:8])[0]
+t = json.loads(b[8:8 + n])["layers.1.weight"]["data_offsets"]
+print(8 + n + t[0], t[1] - t[0])
+PY
+)
+t "mount with readahead=0" mnt "$T/src" "$M" "readahead=0"
+t "read one tensor ($len bytes at $off)" "$CHECK" direct "$M/big_bf16.safetensors" "$off" "$len"
+want=$(( (len + 262143) / 262144 ))
+got=$(stat_of "$M" tiles_decoded_cpu)
+t "one tensor decodes its $want tiles and no other (decoded $got)" test "$got" -eq "$want"
+t "index reused on remount" test "$(stat_of "$M" index_reused)" -gt 0 -a "$(stat_of "$M" index_built)" -eq 0
+umnt "$M"
+
+# ---- a corrupted tile: EIO for its range, the rest still served
+cp -r "$T/src" "$T/bad"
+c=$T/bad/big_bf16.wcodec; size=$(stat -c %s "$c")
+printf '\x55' | dd of="$c" bs=1 seek=$((size / 2)) conv=notrunc 2>/dev/null
+t "mount with a corrupted container" mnt "$T/bad" "$M" "readahead=0"
+"$CHECK" ranges "$T/orig/big_bf16.safetensors" "$M/big_bf16.safetensors" 65536 > "$T/ranges" 2>&1
+t "every good range served identical" grep -q "ranges: [0-9]* failed, 0 wrong" "$T/ranges"
+nfail=$(grep -c "^fail .* Input/output error" "$T/ranges")
+t "the bad tile's range (and only it) fails with EIO: $nfail x 64 KiB" test "$nfail" -ge 1 -a "$nfail" -le 5
+t "tile error counted" test "$(stat_of "$M" tile_errors)" -ge 1
+umnt "$M"
+
+# ---- a replaced container is re-indexed; a broken one is skipped, the rest served
+cp "$T/src/edge.wcodec" "$T/src/big_bf16.wcodec" 2>/dev/null || cp "$T/src/sub/edge.wcodec" "$T/src/big_bf16.wcodec"
+head -c 100 "$T/src/all_dtypes.wcodec" > "$T/src/broken.wcodec"
+t "mount after replacing a container" mnt "$T/src" "$M"
+t "replaced container re-indexed" test "$(stat_of "$M" index_built)" -eq 1
+t "broken container skipped with a warning" grep -q "skipping .*broken.wcodec" "$T/mount.log"
+t "the rest still served" cmp "$T/orig/sub/edge.safetensors" "$M/big_bf16.safetensors"
+umnt "$M"
+rm -f "$T/src/broken.wcodec"
+cp "$T/orig/big_bf16.safetensors" "$T/x.safetensors"; "$W" encode -q -f "$T/x.safetensors" "$T/src/big_bf16.wcodec"
+
+# ---- clean unmount leaves no process
+mnt "$T/src" "$M"
+pid=$(pgrep -f "wcodecfs $T/src $M" | head -1)
+umnt "$M"
+for i in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+t "fusermount3 -u leaves no process (pid ${pid:-none})" sh -c "[ -n '$pid' ] && ! kill -0 '$pid' 2>/dev/null"
+
+# ---- errors at mount: one line, non-zero exit
+t_fails "missing SRC" "$FS" "$T/nope" "$M"
+grep -q "no such directory" "$T/err" && ok "missing SRC says so" || no "missing SRC says so"
+mkdir -p "$T/full"; touch "$T/full/x"
+t_fails "non-empty MNT" "$FS" "$T/src" "$T/full"
+t_fails "missing MNT" "$FS" "$T/src" "$T/nomnt"
+t_fails "gpu=on without a GPU backend" "$FS" "$T/src" "$M" -o gpu=on
+grep -q "gpu=on" "$T/err" && ok "gpu=on says why" || no "gpu=on says why"
+t "--help" "$FS" --help
+grep -q "cache_size" "$T/out" && ok "--help lists cache_size" || no "--help lists cache_size"
+
+# ---- mount helpers: mount -t fuse.wcodecfs, an fstab line, the systemd unit's options
+HELPER=$ROOT/mount-scripts/mount.wcodecfs
+if [ "$(id -u)" -eq 0 ] && command -v mount >/dev/null; then
+  PATH="$B:$PATH" t "mount.wcodecfs SRC MNT -o opts" "$HELPER" "$T/src" "$M" -o "ro,index_dir=$T/index,cache_size=16M"
+  t "helper mount serves bytes" cmp "$T/orig/big_bf16.safetensors" "$M/big_bf16.safetensors"
+  umnt "$M"
+  # mount(8) looks for helpers in /sbin only and runs them with a minimal PATH: install the
+  # helper and the daemon where an installed system has them, for this test only.
+  INSTALLED=()
+  for pair in "$HELPER:/sbin/mount.fuse.wcodecfs" "$FS:/usr/local/bin/wcodecfs"; do
+    [ -e "${pair#*:}" ] || { ln -s "${pair%%:*}" "${pair#*:}" && INSTALLED+=("${pair#*:}"); }
+  done
+  trap 'rm -f "${INSTALLED[@]}"; cleanup' EXIT
+  t "mount -t fuse.wcodecfs" mount -t fuse.wcodecfs -o "index_dir=$T/index,nofail" "$T/src" "$M"
+  t "mount -t serves bytes" cmp "$T/orig/all_dtypes.safetensors" "$M/all_dtypes.safetensors"
+  umnt "$M"
+  echo "$T/src $M fuse.wcodecfs noauto,nofail,index_dir=$T/index,cache_size=16M 0 0" > "$T/fstab"
+  t "fstab line (mount -T FSTAB MNT)" mount -T "$T/fstab" "$M"
+  t "fstab mount serves bytes" cmp "$T/orig/sub/edge.safetensors" "$M/sub/edge.safetensors"
+  umnt "$M"
+  unit=$ROOT/mount-scripts/mnt-models.mount
+  what=$(sed -n 's/^What=//p' "$unit"); type=$(sed -n 's/^Type=//p' "$unit"); opts=$(sed -n 's/^Options=//p' "$unit")
+  t "systemd unit's Type and Options mount" mount -t "$type" -o "$opts,index_dir=$T/index" "$T/src" "$M"
+  t "unit mount serves bytes" cmp "$T/orig/config.json" "$M/config.json"
+  umnt "$M"
+  t "unit names What and Where" test -n "$what" -a -n "$(sed -n 's/^Where=//p' "$unit")"
+else
+  echo "# not root: mount helper tests skipped"
+fi
+
+echo "$pass passed, $fail failed"
+[ "$fail" -eq 0 ]
