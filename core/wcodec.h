@@ -220,6 +220,7 @@ typedef struct {
     uint32_t tile_size;      /* 0 = WC_TILE_SIZE_DEFAULT; a multiple of 64, 4 KiB .. 16 MiB */
     unsigned threads;        /* 0 or 1 = encode on the calling thread only */
     int overwrite;           /* replace an existing destination */
+    int store_raw;           /* no coding: every tile raw (for baselines; still checksummed) */
     volatile sig_atomic_t *cancel; /* NULL, or a flag that aborts the encode when set */
     /* Called from the calling thread now and then; may be NULL. */
     void (*progress)(void *arg, uint64_t done_bytes, uint64_t total_bytes);

@@ -137,6 +137,7 @@ static int decode(wcfs_cache *c, wcfs_entry *e) {
         st = wc_tile_decode_cpu(f->c, e->tile, payload, e->data, scratch, &err);
     atomic_fetch_add(&c->fs->stats.decode_ns_cpu, (uint64_t)(now_ns() - t0));
     atomic_fetch_add(&c->fs->stats.tiles_decoded_cpu, 1);
+    atomic_fetch_add(&c->fs->stats.bytes_decoded, t->src_size);
     free(payload);
     free(scratch);
     if (st == WC_OK) return E_READY;

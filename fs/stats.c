@@ -9,7 +9,7 @@ char *wcfs_stats_text(wcfs *fs, size_t *len) {
     wcfs_stats *s = &fs->stats;
     char *text = NULL;
     int n = asprintf(&text,
-        "bytes_served: %llu\nreads: %llu\n"
+        "bytes_served: %llu\nbytes_decoded: %llu\nreads: %llu\n"
         "tiles_decoded_cpu: %llu\ntiles_decoded_gpu: %llu\n"
         "decode_ms_cpu: %.3f\ndecode_ms_gpu: %.3f\n"
         "cache_hits: %llu\ncache_misses: %llu\ncache_waits: %llu\ncache_evictions: %llu\n"
@@ -17,7 +17,8 @@ char *wcfs_stats_text(wcfs *fs, size_t *len) {
         "uncached_tiles: %llu\nreadahead_tiles: %llu\ntile_errors: %llu\n"
         "containers: %zu\ncontainers_failed: %llu\nindex_reused: %llu\nindex_built: %llu\n"
         "gpu: %s\n",
-        (unsigned long long)s->bytes_served, (unsigned long long)s->reads,
+        (unsigned long long)s->bytes_served, (unsigned long long)s->bytes_decoded,
+        (unsigned long long)s->reads,
         (unsigned long long)s->tiles_decoded_cpu, (unsigned long long)s->tiles_decoded_gpu,
         s->decode_ns_cpu / 1e6, s->decode_ns_gpu / 1e6,
         (unsigned long long)s->cache_hits, (unsigned long long)s->cache_misses,

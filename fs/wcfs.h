@@ -23,7 +23,7 @@ typedef struct {
 } wcfs_file;
 
 typedef struct {
-    atomic_uint_fast64_t bytes_served, reads, tiles_decoded_cpu, tiles_decoded_gpu;
+    atomic_uint_fast64_t bytes_served, bytes_decoded, reads, tiles_decoded_cpu, tiles_decoded_gpu;
     atomic_uint_fast64_t decode_ns_cpu, decode_ns_gpu, cache_hits, cache_misses, cache_waits;
     atomic_uint_fast64_t cache_evictions, readahead_tiles, tile_errors, uncached_tiles;
     atomic_uint_fast64_t cache_bytes, cache_peak;

@@ -11,7 +11,7 @@
 
 typedef struct {
     int encode; /* 1 = encode, 0 = decode */
-    int overwrite, quiet, progress;
+    int overwrite, quiet, progress, store_raw;
     unsigned threads;
     uint32_t tile_size;
     const char *current;
@@ -36,7 +36,8 @@ static int convert_one(convert_ctx *cx, const char *src, const char *dst) {
     cx->current = src;
     if (cx->encode) {
         wc_encode_opts o = {.tile_size = cx->tile_size, .threads = cx->threads,
-                            .overwrite = cx->overwrite, .cancel = &cli_cancel,
+                            .overwrite = cx->overwrite, .store_raw = cx->store_raw,
+                            .cancel = &cli_cancel,
                             .progress = cx->progress ? show_progress : NULL, .progress_arg = cx};
         st = wc_encode_file(src, dst, &o, &err);
     } else {
@@ -87,6 +88,7 @@ static void print_help(int encode) {
                "  -j N             encode with N threads (default: all online CPUs)\n"
                "  -f, --force      overwrite existing outputs\n"
                "  -q, --quiet      no summary lines\n"
+               "  --raw            store every tile uncoded (a baseline for benchmarks)\n"
                "  --tile-size N    decoded bytes per tile (default 256K; multiple of 64,\n"
                "                   4K..16M; smaller tiles = finer random access)\n"
                "  -h, --help       this text\n");
@@ -112,6 +114,7 @@ static int convert_main(int argc, char **argv, int encode) {
                                               {"quiet", no_argument, 0, 'q'},
                                               {"help", no_argument, 0, 'h'},
                                               {"tile-size", required_argument, 0, 't'},
+                                              {"raw", no_argument, 0, 'r'},
                                               {0, 0, 0, 0}};
     int c;
     optind = 1;
@@ -128,6 +131,10 @@ static int convert_main(int argc, char **argv, int encode) {
             if (cli_parse_size(optarg, &v) || v > UINT32_MAX)
                 return cli_fail("--tile-size %s: not a size", optarg);
             cx.tile_size = (uint32_t)v;
+            break;
+        case 'r':
+            if (!encode) return cli_fail("--raw is an encode option");
+            cx.store_raw = 1;
             break;
         case 'f': cx.overwrite = 1; break;
         case 'q': cx.quiet = 1; break;

@@ -38,6 +38,7 @@ typedef struct {
     uint64_t src_size;
     uint32_t tile_size;
     unsigned threads;
+    int store_raw;
     tensor_plan *tensors;
     uint32_t n_tensors;
     tile_plan *tiles;
@@ -97,7 +98,7 @@ static void choose_plane_coding(void *ctx, size_t ti, unsigned worker) {
     tensor_plan *tp = &e->tensors[ti];
     wc_tensor_info *in = &tp->info;
     unsigned w = in->plane_count;
-    if (in->dtype == WC_DTYPE_UNKNOWN || in->src_size == 0) return;
+    if (in->dtype == WC_DTYPE_UNKNOWN || in->src_size == 0 || e->store_raw) return;
     uint64_t (*hist)[256] = calloc(WC_MAX_PLANES, sizeof *hist);
     if (!hist) return; /* planes stay raw: correct, only larger */
     uint8_t *planes = e->scratch[worker];
@@ -272,7 +273,8 @@ wc_status wc_encode_file(const char *src, const char *dst, const wc_encode_opts 
                          wc_error *err) {
     wc_encode_opts opts = {0};
     if (opts_in) opts = *opts_in;
-    encoder e = {.path = src, .tile_size = opts.tile_size ? opts.tile_size : WC_TILE_SIZE_DEFAULT};
+    encoder e = {.path = src, .tile_size = opts.tile_size ? opts.tile_size : WC_TILE_SIZE_DEFAULT,
+                 .store_raw = opts.store_raw};
     e.threads = opts.threads ? opts.threads : 1;
     if (e.threads > 64) e.threads = 64;
     if (e.tile_size < WC_TILE_SIZE_MIN || e.tile_size > WC_TILE_SIZE_MAX ||

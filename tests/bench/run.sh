@@ -28,12 +28,7 @@ done
 i8=""
 for d in "${dirs[@]}"; do [ -f "$d/use-lite.int8.safetensors" ] && { i8=$(/usr/bin/python3 tests/bench/i8_predictors.py "$d/use-lite.int8.safetensors"); break; }; done
 machine="$(lscpu | awk -F': *' '/Model name/ {print $2; exit}'), $(nproc) cores, $(uname -r), $(date -u +%F)"
-out=docs/BENCHMARKS.md
 {
-  echo "# Benchmarks"
-  echo
-  echo "## Codec (CPU)"
-  echo
   echo "Command: \`bash tests/bench/run.sh ../shared/data /path/to/fetch.sh/output\`."
   echo "Machine: $machine."
   echo
@@ -46,8 +41,8 @@ out=docs/BENCHMARKS.md
   echo "| file | bytes | ours | zstd -19 | order-0 bound | encode MB/s | decode GB/s | zstd -d GB/s | decode vs zstd | decode GB/s, $(nproc) threads |"
   echo "|---|---|---|---|---|---|---|---|---|---|"
   printf '%s\n' "${rows[@]}"
-  echo
   if [ -n "$i8" ]; then
+    echo
     echo "### I8 prediction"
     echo
     echo "Order-0 entropy of use-lite.int8's I8 weights and of the residuals of the seed design's"
@@ -60,10 +55,6 @@ out=docs/BENCHMARKS.md
     echo
     echo "No predictor wins on any tile of real quantized weights (neighbouring weights are nearly"
     echo "independent), so the codec keeps none: I8 bytes are entropy-coded as they are."
-    echo
   fi
-  # keep sections other tools wrote (filesystem, GPU)
-  [ -f "$out" ] && awk '/^## /{keep = ($0 !~ /^## Codec/)} keep' "$out"
-} > "$T/md"
-mv "$T/md" "$out"
-echo "wrote $out" >&2
+} | bash tests/bench/put_section.sh docs/BENCHMARKS.md "## Codec (CPU)"
+echo "wrote docs/BENCHMARKS.md" >&2

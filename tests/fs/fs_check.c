@@ -2,6 +2,8 @@
  *   fs_check random ORIG FILE THREADS READS   concurrent random preads, compared
  *   fs_check mmap ORIG FILE READS             mmap of FILE, random pages compared
  *   fs_check direct FILE OFFSET LEN           one O_DIRECT read of a range (no kernel readahead)
+ *   fs_check randread FILE BLOCK SECONDS THREADS   random O_DIRECT reads of BLOCK bytes for
+ *                                             SECONDS (benchmarks): prints reads per second
  *   fs_check ranges ORIG FILE CHUNK           every CHUNK-sized range with O_DIRECT: prints the
  *                                             ranges that fail (and how), checks the others
  * Exit 0 when everything read matched. */
@@ -9,6 +11,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <stdatomic.h>
+#include <time.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -68,6 +72,35 @@ static void *random_reader(void *arg) {
     return NULL;
 }
 
+static size_t randread_bs;
+static double randread_secs;
+static atomic_long randread_ops;
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static void *randread_worker(void *arg) {
+    uint64_t s = (uintptr_t)arg * 0x9E3779B97F4A7C15ull + 1;
+    int fd = open(file, O_RDONLY | O_DIRECT); /* every read reaches the filesystem */
+    uint8_t *buf = NULL;
+    if (posix_memalign((void **)&buf, 4096, randread_bs)) return NULL;
+    double end = now_s() + randread_secs;
+    while (fd >= 0 && now_s() < end) {
+        size_t off = (rng(&s) % (orig_len / randread_bs)) * randread_bs;
+        if (pread(fd, buf, randread_bs, (off_t)off) != (ssize_t)randread_bs) {
+            mismatches++;
+            break;
+        }
+        atomic_fetch_add(&randread_ops, 1);
+    }
+    free(buf);
+    if (fd >= 0) close(fd);
+    return NULL;
+}
+
 static int direct_read(int fd, uint8_t *buf, size_t len, off_t off) {
     size_t done = 0;
     while (done < len) {
@@ -92,6 +125,22 @@ int main(int argc, char **argv) {
         close(fd);
         if (r != (int)len) return fprintf(stderr, "direct read: %d\n", r), 1;
         return 0;
+    }
+    if (!strcmp(mode, "randread") && argc == 6) {
+        file = argv[2];
+        size_t bs = strtoull(argv[3], 0, 10);
+        double secs = atof(argv[4]);
+        int threads = atoi(argv[5]);
+        struct stat sb;
+        if (stat(file, &sb) != 0) return perror(file), 1;
+        orig_len = (size_t)sb.st_size;
+        randread_bs = bs;
+        randread_secs = secs;
+        pthread_t t[64];
+        for (int i = 0; i < threads && i < 64; i++) pthread_create(&t[i], NULL, randread_worker, (void *)(uintptr_t)(i + 1));
+        for (int i = 0; i < threads && i < 64; i++) pthread_join(t[i], NULL);
+        printf("randread: %.0f reads/s, %.1f MB/s\n", randread_ops / secs, randread_ops * bs / secs / 1e6);
+        return mismatches != 0;
     }
     if (argc < 5) return 2;
     orig = load(argv[2], &orig_len);
