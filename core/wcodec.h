@@ -201,6 +201,32 @@ wc_status wc_container_read_tile(const wc_container *c, uint32_t i, uint8_t *buf
 wc_status wc_tile_decode_cpu(const wc_container *c, uint32_t i, const uint8_t *payload,
                              uint8_t *out, uint8_t *scratch, wc_error *err);
 
+/* Where everything of one PLANES tile lies in its payload (docs/FORMAT.md, "PLANES payload"):
+ * the one parser of that layout, shared by the CPU decoder and the CUDA decoder's host side. */
+#define WC_TILE_MAX_STREAMS 264 /* 16 MiB / 65536 symbols, plus one short stream per plane */
+typedef struct {
+    uint32_t plane;   /* which plane it decodes into */
+    uint32_t offset;  /* where its bytes start in the payload */
+    uint32_t len;     /* its bytes */
+    uint32_t first;   /* its first symbol's index in the plane */
+    uint32_t count;   /* symbols */
+} wc_stream_ref;
+
+typedef struct {
+    uint32_t n;          /* elements in the tile = symbols per plane */
+    uint8_t dtype;       /* wc_dtype */
+    uint8_t plane_count;
+    uint8_t plane_coded[WC_MAX_PLANES];
+    uint32_t raw_offset[WC_MAX_PLANES]; /* a raw plane's n bytes start here in the payload */
+    uint32_t n_streams;
+    wc_stream_ref streams[WC_TILE_MAX_STREAMS];
+} wc_tile_layout;
+
+/* Fills *out for PLANES tile i from its payload (coded_size bytes), checking every size and
+ * bound against coded_size. WC_ERR_FORMAT for a malformed payload, WC_ERR_ARG for a RAW tile. */
+wc_status wc_tile_layout_parse(const wc_container *c, uint32_t i, const uint8_t *payload,
+                               wc_tile_layout *out, wc_error *err);
+
 /*
  * Decodes source bytes [offset, offset + len) into out, reading and decoding every tile that
  * range touches. A convenience over find_tile + read_tile + tile_decode_cpu.

@@ -27,7 +27,6 @@
 #define WC_RANS_L (1u << 16)        /* states live in [L, 2^32); renormalize 16 bits at a time */
 #define WC_RANS_STREAM_SYMBOLS 65536u /* a plane of a tile is cut into streams of this many */
 #define WC_RANS_STATE_BYTES (WC_RANS_LANES * 4u)
-#define WC_MAX_STREAMS (WC_TILE_SIZE_MAX / WC_RANS_STREAM_SYMBOLS) /* per plane of a tile */
 
 /* decode-table entry: symbol (bits 0-7), freq-1 (bits 8-19), slot-cum (bits 20-31) */
 #define WC_LUT_SYM(e) ((e) & 0xFFu)

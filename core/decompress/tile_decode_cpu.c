@@ -8,51 +8,85 @@
 
 #include "../common/wc_internal.h"
 
-static wc_status decode_planes(const wc_container *c, uint32_t i, const uint8_t *payload,
-                               uint8_t *out, uint8_t *scratch, wc_error *err) {
+static wc_status corrupt(const wc_container *c, uint32_t i, wc_error *err) {
     const wc_tile_info *t = &c->tiles[i];
-    const wc_tensor_entry *te = &c->tensors[t->tensor];
-    unsigned w = te->info.plane_count;
-    size_t n = t->src_size / w;
-    uint32_t ns = wc_stream_count(n);
-    unsigned n_coded = 0;
-    for (unsigned p = 0; p < w; p++) n_coded += te->info.plane_coded[p];
-    uint64_t pos = (uint64_t)4 * ns * n_coded;
-    if (pos > t->coded_size) goto bad;
-
-    const uint8_t *plane_ptr[WC_MAX_PLANES];
-    const uint8_t *sizes = payload;
-    for (unsigned p = 0; p < w; p++) {
-        if (!te->info.plane_coded[p]) {
-            if (n > t->coded_size - pos) goto bad;
-            plane_ptr[p] = payload + pos;
-            pos += wc_align_up(n, 4);
-            continue;
-        }
-        uint8_t *dst = w == 1 ? out : scratch + p * n;
-        plane_ptr[p] = dst;
-        const uint8_t *src[WC_MAX_STREAMS];
-        uint8_t *sdst[WC_MAX_STREAMS];
-        size_t len[WC_MAX_STREAMS], cnt[WC_MAX_STREAMS];
-        for (uint32_t s = 0; s < ns; s++) {
-            size_t first = (size_t)s * WC_RANS_STREAM_SYMBOLS;
-            len[s] = wc_rd32(sizes);
-            sizes += 4;
-            cnt[s] = n - first < WC_RANS_STREAM_SYMBOLS ? n - first : WC_RANS_STREAM_SYMBOLS;
-            if (len[s] > t->coded_size - pos) goto bad;
-            src[s] = payload + pos;
-            sdst[s] = dst + first;
-            pos += len[s];
-        }
-        if (wc_rans_decode_streams(te->lut[p], ns, src, len, sdst, cnt) != 0) goto bad;
-    }
-    if (pos != t->coded_size) goto bad;
-    wc_planes_merge((wc_dtype)te->info.dtype, plane_ptr, n, out);
-    return WC_OK;
-bad:
     return wc_fail(err, WC_ERR_FORMAT, "%s: tile %u (source bytes %llu..%llu): corrupt payload",
                    c->name, i, (unsigned long long)t->src_offset,
                    (unsigned long long)(t->src_offset + t->src_size));
+}
+
+wc_status wc_tile_layout_parse(const wc_container *c, uint32_t i, const uint8_t *payload,
+                               wc_tile_layout *out, wc_error *err) {
+    if (i >= c->n_tiles || c->tiles[i].mode != WC_TILE_PLANES)
+        return wc_fail(err, WC_ERR_ARG, "%s: tile %u is not a coded tile", c->name, i);
+    const wc_tile_info *t = &c->tiles[i];
+    const wc_tensor_info *ti = &c->tensors[t->tensor].info;
+    unsigned w = ti->plane_count;
+    uint32_t n = t->src_size / w, ns = wc_stream_count(n);
+    unsigned n_coded = 0;
+    for (unsigned p = 0; p < w; p++) n_coded += ti->plane_coded[p];
+    out->n = n;
+    out->dtype = ti->dtype;
+    out->plane_count = (uint8_t)w;
+    out->n_streams = 0;
+    uint64_t pos = (uint64_t)4 * ns * n_coded;
+    if (pos > t->coded_size) return corrupt(c, i, err);
+    const uint8_t *sizes = payload;
+    for (unsigned p = 0; p < w; p++) {
+        out->plane_coded[p] = ti->plane_coded[p];
+        if (!ti->plane_coded[p]) {
+            if (n > t->coded_size - pos) return corrupt(c, i, err);
+            out->raw_offset[p] = (uint32_t)pos;
+            pos += wc_align_up(n, 4);
+            continue;
+        }
+        for (uint32_t s = 0; s < ns; s++) {
+            wc_stream_ref *r = &out->streams[out->n_streams++];
+            r->plane = p;
+            r->offset = (uint32_t)pos;
+            r->len = wc_rd32(sizes);
+            r->first = s * WC_RANS_STREAM_SYMBOLS;
+            r->count = n - r->first < WC_RANS_STREAM_SYMBOLS ? n - r->first : WC_RANS_STREAM_SYMBOLS;
+            sizes += 4;
+            if (r->len > t->coded_size - pos) return corrupt(c, i, err);
+            pos += r->len;
+        }
+    }
+    if (pos != t->coded_size) return corrupt(c, i, err);
+    return WC_OK;
+}
+
+static wc_status decode_planes(const wc_container *c, uint32_t i, const uint8_t *payload,
+                               uint8_t *out, uint8_t *scratch, wc_error *err) {
+    wc_tile_layout *lay = malloc(sizeof *lay);
+    if (!lay) return wc_fail(err, WC_ERR_NOMEM, "%s: out of memory", c->name);
+    wc_status st = wc_tile_layout_parse(c, i, payload, lay, err);
+    if (st == WC_OK) {
+        const wc_tensor_entry *te = &c->tensors[c->tiles[i].tensor];
+        unsigned w = lay->plane_count;
+        const uint8_t *plane_ptr[WC_MAX_PLANES];
+        for (unsigned p = 0; p < w; p++)
+            plane_ptr[p] = lay->plane_coded[p] ? (w == 1 ? out : scratch + (size_t)p * lay->n)
+                                               : payload + lay->raw_offset[p];
+        /* the streams of a plane decode together (two at a time where SIMD allows) */
+        for (uint32_t s = 0; s < lay->n_streams && st == WC_OK;) {
+            uint32_t p = lay->streams[s].plane, k = 0;
+            const uint8_t *src[WC_TILE_MAX_STREAMS];
+            uint8_t *dst[WC_TILE_MAX_STREAMS];
+            size_t len[WC_TILE_MAX_STREAMS], cnt[WC_TILE_MAX_STREAMS];
+            for (; s < lay->n_streams && lay->streams[s].plane == p; s++, k++) {
+                const wc_stream_ref *r = &lay->streams[s];
+                src[k] = payload + r->offset;
+                dst[k] = (uint8_t *)plane_ptr[p] + r->first;
+                len[k] = r->len;
+                cnt[k] = r->count;
+            }
+            if (wc_rans_decode_streams(te->lut[p], k, src, len, dst, cnt) != 0) st = corrupt(c, i, err);
+        }
+        if (st == WC_OK) wc_planes_merge((wc_dtype)lay->dtype, plane_ptr, lay->n, out);
+    }
+    free(lay);
+    return st;
 }
 
 wc_status wc_tile_decode_cpu(const wc_container *c, uint32_t i, const uint8_t *payload,
