@@ -166,27 +166,47 @@ static void release(wcfs_cache *c, wcfs_entry *e) {
     else if (e->state == E_READY) destroy(c, e); /* a transient */
 }
 
+/* Queues a LOADING entry for each tile not in the table; the caller holds the lock. */
+static void enqueue_missing(wcfs_cache *c, wcfs_file *f, uint32_t first, uint32_t last,
+                            int readahead) {
+    uint32_t n = wc_container_tile_count(f->c);
+    for (uint32_t t = first; t <= last && t < n && c->q_len < QUEUE_CAP; t++) {
+        if (find(c, f->id, t)) continue;
+        wcfs_entry *e = start_entry(c, f, t); /* its reference belongs to the queue */
+        if (!e) break;
+        c->queue[(c->q_head + c->q_len++) % QUEUE_CAP] = e;
+        if (readahead) atomic_fetch_add(&c->fs->stats.readahead_tiles, 1);
+    }
+}
+
 int wcfs_cache_get(wcfs_cache *c, wcfs_file *f, uint32_t tile, const uint8_t **data,
                    wcfs_entry **ref) {
     pthread_mutex_lock(&c->lock);
     wcfs_entry *e = find(c, f->id, tile);
-    if (!e) {
-        if (!(e = start_entry(c, f, tile))) {
-            pthread_mutex_unlock(&c->lock);
-            return -ENOMEM;
-        }
-        atomic_fetch_add(&c->fs->stats.cache_misses, 1);
-        pthread_mutex_unlock(&c->lock);
-        int state = decode(c, e);
-        pthread_mutex_lock(&c->lock);
-        finish(c, e, state);
-    } else {
+    if (e) {
         e->refs++;
         lru_remove(e);
-        if (e->state == E_LOADING) atomic_fetch_add(&c->fs->stats.cache_waits, 1);
-        else atomic_fetch_add(&c->fs->stats.cache_hits, 1);
-        while (e->state == E_LOADING) pthread_cond_wait(&c->done, &c->lock);
+        atomic_fetch_add(e->state == E_LOADING ? &c->fs->stats.cache_waits : &c->fs->stats.cache_hits, 1);
+    } else {
+        atomic_fetch_add(&c->fs->stats.cache_misses, 1);
+        if (c->fs->gpu_active && c->n_workers) {
+            /* a miss goes to the GPU worker, batched with whatever else is queued */
+            enqueue_missing(c, f, tile, tile, 0);
+            pthread_cond_broadcast(&c->work);
+            if ((e = find(c, f->id, tile))) e->refs++;
+        }
+        if (!e && (e = start_entry(c, f, tile))) { /* on the CPU, here (or: the queue is full) */
+            pthread_mutex_unlock(&c->lock);
+            int state = decode(c, e);
+            pthread_mutex_lock(&c->lock);
+            finish(c, e, state);
+        }
     }
+    if (!e) {
+        pthread_mutex_unlock(&c->lock);
+        return -ENOMEM; /* no memory, or the queue is full */
+    }
+    while (e->state == E_LOADING) pthread_cond_wait(&c->done, &c->lock);
     int rc = 0;
     if (e->state == E_ERROR) {
         e->refs--; /* tombstones stay in the table, never in the LRU list */
@@ -205,18 +225,54 @@ void wcfs_cache_put(wcfs_cache *c, wcfs_entry *ref) {
     pthread_mutex_unlock(&c->lock);
 }
 
-void wcfs_cache_prefetch(wcfs_cache *c, wcfs_file *f, uint32_t tile) {
-    if (tile >= wc_container_tile_count(f->c) || !c->n_workers) return;
+void wcfs_cache_prefetch_range(wcfs_cache *c, wcfs_file *f, uint32_t first, uint32_t last) {
+    if (!c->n_workers || first > last) return;
     pthread_mutex_lock(&c->lock);
-    if (!find(c, f->id, tile) && c->q_len < QUEUE_CAP) {
-        wcfs_entry *e = start_entry(c, f, tile); /* its reference belongs to the queue */
-        if (e) {
-            c->queue[(c->q_head + c->q_len++) % QUEUE_CAP] = e;
-            atomic_fetch_add(&c->fs->stats.readahead_tiles, 1);
-            pthread_cond_signal(&c->work);
-        }
+    enqueue_missing(c, f, first, last, 1);
+    pthread_cond_broadcast(&c->work);
+    pthread_mutex_unlock(&c->lock);
+}
+
+void wcfs_cache_prefetch(wcfs_cache *c, wcfs_file *f, uint32_t tile) {
+    wcfs_cache_prefetch_range(c, f, tile, tile);
+}
+
+static int by_file(const void *a, const void *b) {
+    const wcfs_decode_req *x = a, *y = b;
+    return x->f->id < y->f->id ? -1 : x->f->id > y->f->id ? 1 : (x->tile > y->tile) - (x->tile < y->tile);
+}
+
+/* The GPU worker: everything queued goes to the GPU as one batch. Called with the lock held. */
+static void gpu_batch(wcfs_cache *c) {
+    enum { BATCH = 256 };
+    wcfs_entry *es[BATCH];
+    wcfs_decode_req reqs[BATCH];
+    size_t n = 0;
+    while (c->q_len && n < BATCH) {
+        es[n++] = c->queue[c->q_head];
+        c->q_head = (c->q_head + 1) % QUEUE_CAP;
+        c->q_len--;
     }
     pthread_mutex_unlock(&c->lock);
+    for (size_t k = 0; k < n; k++) {
+        es[k]->data = malloc(es[k]->size);
+        reqs[k] = (wcfs_decode_req){&c->fs->files[es[k]->file], es[k]->tile, es[k]->data, 0};
+    }
+    qsort(reqs, n, sizeof *reqs, by_file);
+    wcfs_gpu_decode(c->fs, reqs, n);
+    for (size_t k = 0; k < n; k++)
+        atomic_fetch_add(&c->fs->stats.bytes_decoded, wc_container_tile(reqs[k].f->c, reqs[k].tile)->src_size);
+    pthread_mutex_lock(&c->lock);
+    for (size_t k = 0; k < n; k++) {
+        wcfs_entry *e = find(c, reqs[k].f->id, reqs[k].tile);
+        if (!reqs[k].ok) {
+            atomic_fetch_add(&c->fs->stats.tile_errors, 1);
+            free(e->data);
+            e->data = NULL;
+        }
+        finish(c, e, reqs[k].ok ? E_READY : E_ERROR);
+        release(c, e);
+    }
 }
 
 static void *worker_main(void *arg) {
@@ -225,6 +281,10 @@ static void *worker_main(void *arg) {
     for (;;) {
         while (!c->q_len && !c->stopping) pthread_cond_wait(&c->work, &c->lock);
         if (!c->q_len) break;
+        if (c->fs->gpu_active) {
+            gpu_batch(c);
+            continue;
+        }
         wcfs_entry *e = c->queue[c->q_head];
         c->q_head = (c->q_head + 1) % QUEUE_CAP;
         c->q_len--;

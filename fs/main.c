@@ -63,8 +63,8 @@ static void usage(const char *prog) {
            "                       or ~/.cache/wcodecfs); reused while containers are unchanged\n"
            "    -o readahead=N     tiles decoded ahead of a sequential reader (default 8)\n"
            "    -o threads=N       decode worker threads (default: online CPUs)\n"
-           "    -o gpu=auto|on|off GPU decoding (this build has no GPU backend: auto and off\n"
-           "                       decode on the CPU, on fails)\n"
+           "    -o gpu=auto|on|off decode on the GPU: auto (default) uses one when there is\n"
+           "                       one, on fails without one, off never does\n"
            "    -f                 stay in the foreground;  -d  FUSE debug output\n"
            "\n",
            prog);
@@ -135,13 +135,20 @@ static int configure(options *o, const char *mnt) {
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
     g_fs.threads = o->threads ? o->threads : (unsigned)(ncpu > 0 ? ncpu : 1);
     g_fs.gpu = -1;
-    if (o->gpu) {
-        if (!strcmp(o->gpu, "off")) g_fs.gpu = 0;
-        else if (!strcmp(o->gpu, "on"))
-            return fail("%s", "gpu=on: this build has no GPU backend (use gpu=auto or gpu=off)");
-        else if (strcmp(o->gpu, "auto")) return fail("gpu=%s: expected auto, on or off", o->gpu);
+    if (o->gpu && !strcmp(o->gpu, "off")) g_fs.gpu = 0;
+    else if (o->gpu && !strcmp(o->gpu, "on")) g_fs.gpu = 1;
+    else if (o->gpu && strcmp(o->gpu, "auto")) return fail("gpu=%s: expected auto, on or off", o->gpu);
+    if (g_fs.gpu != 0) {
+        char why[512];
+        if (wcfs_gpu_probe(why, sizeof why) == 0) {
+            g_fs.gpu = 1;
+        } else if (g_fs.gpu == 1) {
+            return fail("gpu=on: %s", why);
+        } else {
+            fprintf(stderr, "wcodecfs: decoding on the CPU: %s\n", why);
+            g_fs.gpu = 0;
+        }
     }
-    g_fs.gpu = 0;
     g_fs.index_dir = o->index_dir ? strdup(o->index_dir) : default_index_dir();
     return 0;
 }
@@ -189,9 +196,13 @@ int main(int argc, char **argv) {
         return 1;
     }
     rc = 1;
-    if (fuse_daemonize(co.foreground) == 0 &&
-        wc_index_open(g_fs.index_dir, &g_fs.index, &err) == WC_OK &&
-        (g_fs.cache = wcfs_cache_new(&g_fs, g_fs.cache_size, g_fs.threads)) &&
+    /* CUDA and worker threads start after fork (neither survives it) */
+    if (fuse_daemonize(co.foreground) == 0 && g_fs.gpu == 1) {
+        if (wcfs_gpu_open(g_fs.gpu_name, sizeof g_fs.gpu_name) == 0) g_fs.gpu_active = 1;
+        else fprintf(stderr, "wcodecfs: GPU unusable, decoding on the CPU: %s\n", g_fs.gpu_name);
+    }
+    if (wc_index_open(g_fs.index_dir, &g_fs.index, &err) == WC_OK &&
+        (g_fs.cache = wcfs_cache_new(&g_fs, g_fs.cache_size, g_fs.gpu_active ? 1 : g_fs.threads)) &&
         fuse_set_signal_handlers(fuse_get_session(fuse)) == 0) {
         if (co.singlethread) {
             rc = fuse_loop(fuse);
@@ -209,6 +220,7 @@ int main(int argc, char **argv) {
     fuse_unmount(fuse);
     fuse_destroy(fuse);
     wcfs_cache_free(g_fs.cache);
+    if (g_fs.gpu_active) wcfs_gpu_close();
     wc_index_close(g_fs.index);
     for (size_t i = 0; i < g_fs.n_files; i++) {
         wc_container_close(g_fs.files[i].c);

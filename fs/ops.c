@@ -145,15 +145,19 @@ static int read_container(handle *h, char *buf, size_t size, off_t off) {
         fprintf(stderr, "wcodecfs: %s: %s\n", f->presented, err.msg);
         return -EIO;
     }
-    /* the tiles of this read: the later ones decode on the workers while we do the first */
+    /* the tiles of this read: on the CPU, the later ones decode on the workers while this
+     * thread does the first; on the GPU, all of them and the read-ahead go as one batch */
     uint32_t last = first;
     while (wc_container_tile(f->c, last)->src_offset + wc_container_tile(f->c, last)->src_size <
            (uint64_t)off + size)
         last++;
-    for (uint32_t t = first + 1; t <= last; t++) wcfs_cache_prefetch(c, f, t);
     uint64_t expected = atomic_exchange(&h->next, (uint64_t)off + size);
-    if (g_fs.readahead && (off == 0 || expected == (uint64_t)off))
-        for (uint32_t t = last + 1; t <= last + g_fs.readahead; t++) wcfs_cache_prefetch(c, f, t);
+    uint32_t ahead = off == 0 || expected == (uint64_t)off ? g_fs.readahead : 0;
+    if (g_fs.gpu_active) {
+        wcfs_cache_prefetch_range(c, f, first, last + ahead); /* one GPU batch */
+    } else {
+        wcfs_cache_prefetch_range(c, f, first + 1, last + ahead);
+    }
 
     size_t done = 0;
     for (uint32_t t = first; t <= last; t++) {

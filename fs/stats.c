@@ -28,7 +28,7 @@ char *wcfs_stats_text(wcfs *fs, size_t *len) {
         (unsigned long long)s->readahead_tiles, (unsigned long long)s->tile_errors,
         fs->n_files, (unsigned long long)s->containers_failed,
         (unsigned long long)s->index_reused, (unsigned long long)s->index_built,
-        fs->gpu > 0 ? "on" : "off");
+        fs->gpu_active ? fs->gpu_name : "off");
     if (n < 0) return NULL;
     *len = (size_t)n;
     return text;

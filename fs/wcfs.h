@@ -37,7 +37,9 @@ typedef struct {
     uint64_t cache_size;
     unsigned readahead;    /* tiles decoded ahead of a sequential reader */
     unsigned threads;      /* decode workers */
-    int gpu;               /* 0 off, 1 on, -1 auto */
+    int gpu;               /* the option: 0 off, 1 on, -1 auto */
+    int gpu_active;        /* the daemon decodes on the GPU */
+    char gpu_name[320];
     /* state */
     wcfs_file *files;      /* sorted by presented path */
     size_t n_files;
@@ -65,6 +67,21 @@ int wcfs_cache_get(wcfs_cache *c, wcfs_file *f, uint32_t tile, const uint8_t **d
 void wcfs_cache_put(wcfs_cache *c, wcfs_entry *ref);
 /* Starts decoding the tile in the background unless it is cached or under way. */
 void wcfs_cache_prefetch(wcfs_cache *c, wcfs_file *f, uint32_t tile);
+/* The same for tiles first..last, queued at once so that the GPU takes them as one batch. */
+void wcfs_cache_prefetch_range(wcfs_cache *c, wcfs_file *f, uint32_t first, uint32_t last);
+
+/* gpu.c: the GPU backend (stubs that fail when the build has no CUDA) */
+typedef struct {
+    wcfs_file *f;
+    uint32_t tile;
+    uint8_t *out; /* src_size bytes */
+    int ok;       /* set by wcfs_gpu_decode */
+} wcfs_decode_req;
+int wcfs_gpu_probe(char *msg, size_t len); /* at mount, before fork: 0 if a GPU can be used */
+int wcfs_gpu_open(char *msg, size_t len);  /* in the daemon; msg gets the device or the reason */
+void wcfs_gpu_close(void);
+/* Decodes a batch (grouped by file) on the GPU, checksums included; sets each req's ok. */
+void wcfs_gpu_decode(wcfs *fs, wcfs_decode_req *reqs, size_t n);
 
 /* stats.c */
 char *wcfs_stats_text(wcfs *fs, size_t *len); /* malloc'd */

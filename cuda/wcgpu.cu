@@ -1,0 +1,482 @@
+/* wcgpu.cu - the GPU tile decoder (see wcgpu.h). Three kernels per batch:
+ *   rans_kernel:  one warp per rANS stream, a lane per interleaved state; in each round the
+ *                 lanes that need a word take the next words in lane order (ballot + popc),
+ *                 exactly the order the CPU decoder reads them in.
+ *   merge_kernel: byte planes -> elements (rotated back for floats), into an aligned stage.
+ *   hash_kernel:  xxh3-64 of each decoded tile, 8 threads a tile, compared with the table.
+ * The host side parses each tile's layout with the core's wc_tile_layout_parse. */
+#include <cuda_runtime.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <xxhash.h>
+
+#include "wcgpu.h"
+#include "xxh3.cuh"
+
+#define RANS_L (1u << 16)
+#define PROB_BITS 12u
+#define STATE_BYTES 128u
+#define ALIGN 64u
+#define MAX_BATCH_TILES 16384u
+
+enum { TILE_OK = 0, TILE_BAD_STREAM = 1, TILE_BAD_CHECKSUM = 2 };
+
+struct stream_job {
+    const uint8_t *src;
+    uint8_t *dst;
+    const uint32_t *lut;
+    uint32_t len, count, tile, pad;
+};
+
+struct merge_job {
+    const uint8_t *plane[WC_MAX_PLANES];
+    uint8_t *dst;
+    uint32_t n, w, rot, tile;
+};
+
+struct hash_job {
+    const uint8_t *data;
+    uint64_t len, expect;
+    uint32_t tile, pad;
+};
+
+struct lut_entry {
+    uint64_t key;
+    uint32_t *d_lut;
+};
+
+struct wcgpu {
+    int device;
+    cudaStream_t stream;
+    char name[320];
+    uint8_t *h_pin;       /* payloads up, verdicts and (to_host) tiles down */
+    size_t h_pin_cap;
+    uint8_t *d_buf;       /* payloads | planes | stage | jobs | verdicts */
+    size_t d_buf_cap;
+    lut_entry *luts;
+    size_t n_luts, cap_luts;
+    cudaEvent_t k_start, k_end; /* around each batch's kernels */
+    double kernel_ms;           /* summed over the last call's batches */
+};
+
+/* ---------------------------------------------------------------- kernels */
+
+__global__ void rans_kernel(const stream_job *jobs, uint32_t n_jobs, uint32_t *verdict) {
+    uint32_t warp = (blockIdx.x * blockDim.x + threadIdx.x) / 32, lane = threadIdx.x % 32;
+    if (warp >= n_jobs) return;
+    stream_job j = jobs[warp];
+    if (j.len < STATE_BYTES || j.len % 4) {
+        if (lane == 0) atomicOr(&verdict[j.tile], TILE_BAD_STREAM);
+        return;
+    }
+    /* payloads are 64-byte aligned and streams 4-byte aligned within them */
+    uint32_t x = reinterpret_cast<const uint32_t *>(j.src)[lane];
+    const uint16_t *words = reinterpret_cast<const uint16_t *>(j.src + STATE_BYTES);
+    uint32_t n_words = (j.len - STATE_BYTES) / 2, pos = 0;
+    int bad = 0;
+    for (uint32_t base = 0; base < j.count; base += 32) {
+        uint32_t i = base + lane;
+        bool active = i < j.count, need = false;
+        if (active) {
+            uint32_t e = __ldg(j.lut + (x & ((1u << PROB_BITS) - 1)));
+            j.dst[i] = (uint8_t)e;
+            x = (((e >> 8) & 0xFFFu) + 1u) * (x >> PROB_BITS) + (e >> 20);
+            need = x < RANS_L;
+        }
+        uint32_t mask = __ballot_sync(0xFFFFFFFFu, need);
+        if (need) {
+            uint32_t k = pos + __popc(mask & ((1u << lane) - 1u));
+            if (k < n_words) x = x << 16 | words[k];
+            else bad = 1;
+        }
+        pos += __popc(mask);
+    }
+    /* every state back at L, and exactly the stream's words consumed (plus padding) */
+    bad |= x != RANS_L;
+    bad |= ((STATE_BYTES + 2 * pos + 3) & ~3u) != j.len;
+    if (__any_sync(0xFFFFFFFFu, bad) && lane == 0) atomicOr(&verdict[j.tile], TILE_BAD_STREAM);
+}
+
+template <typename T>
+__device__ __forceinline__ void merge_elems(const merge_job &j, uint32_t i) {
+    T v = 0;
+    for (uint32_t k = 0; k < sizeof(T); k++) v |= (T)j.plane[k][i] << (8 * k);
+    if (j.rot) v = v >> 1 | v << (8 * sizeof(T) - 1);
+    reinterpret_cast<T *>(j.dst)[i] = v;
+}
+
+__global__ void merge_kernel(const merge_job *jobs) {
+    const merge_job &j = jobs[blockIdx.y];
+    for (uint32_t i = blockIdx.x * blockDim.x + threadIdx.x; i < j.n; i += gridDim.x * blockDim.x) {
+        switch (j.w) {
+        case 1: j.dst[i] = j.plane[0][i]; break;
+        case 2: merge_elems<uint16_t>(j, i); break;
+        case 4: merge_elems<uint32_t>(j, i); break;
+        default: merge_elems<uint64_t>(j, i); break;
+        }
+    }
+}
+
+/* 8 threads a tile: thread t owns accumulator t; a stripe's 64 bytes are one 8-byte word per
+ * thread (coalesced), the partner's word comes by shuffle. Stage data is 64-byte aligned. */
+__global__ void hash_kernel(const hash_job *jobs, uint32_t n_jobs, uint32_t *verdict) {
+    uint32_t g = (blockIdx.x * blockDim.x + threadIdx.x) / 8, t = threadIdx.x % 8;
+    uint32_t group_mask = 0xFFu << (threadIdx.x % 32 / 8 * 8);
+    if (g >= n_jobs) return; /* whole groups leave together: n_jobs is per group */
+    hash_job j = jobs[g];
+    uint64_t h;
+    if (j.len <= 240) {
+        h = t == 0 ? xxh3_short(j.data, j.len) : 0;
+    } else {
+        const uint64_t *in = reinterpret_cast<const uint64_t *>(j.data);
+        uint64_t acc = xxh3_acc_init(t);
+        uint64_t blocks = (j.len - 1) / 1024, tail = ((j.len - 1) - 1024 * blocks) / 64;
+        for (uint64_t b = 0; b <= blocks; b++) {
+            uint64_t stripes = b < blocks ? 16 : tail;
+            for (uint64_t s = 0; s < stripes; s++) {
+                uint64_t w = in[(1024 * b + 64 * s) / 8 + t];
+                uint64_t partner = __shfl_xor_sync(group_mask, w, 1, 8);
+                acc = xxh3_acc_step(acc, w, partner, (unsigned)(8 * s + 8 * t));
+            }
+            if (b < blocks) acc = xxh3_acc_scramble(acc, t);
+        }
+        uint64_t w = xxh_rd64(j.data + j.len - 64 + 8 * t); /* the last stripe: unaligned */
+        uint64_t partner = __shfl_xor_sync(group_mask, w, 1, 8);
+        acc = xxh3_acc_step(acc, w, partner, 121 + 8 * t);
+        uint64_t all[8];
+        for (int k = 0; k < 8; k++) all[k] = __shfl_sync(group_mask, acc, k, 8);
+        h = xxh3_acc_merge(all, j.len);
+    }
+    if (t == 0 && h != j.expect) atomicOr(&verdict[j.tile], TILE_BAD_CHECKSUM);
+}
+
+/* ---------------------------------------------------------------- host side */
+
+static wc_status cuda_fail(wc_error *err, cudaError_t e, const char *what) {
+    if (err) {
+        snprintf(err->msg, sizeof err->msg, "GPU: %s: %s", what, cudaGetErrorString(e));
+        err->code = WC_ERR_IO;
+    }
+    return WC_ERR_IO;
+}
+
+static wc_status fail(wc_error *err, wc_status code, const char *msg) {
+    if (err) {
+        snprintf(err->msg, sizeof err->msg, "%s", msg);
+        err->code = code;
+    }
+    return code;
+}
+
+extern "C" wc_status wcgpu_open(int device, wcgpu **out, wc_error *err) {
+    int count = 0;
+    cudaError_t e = cudaGetDeviceCount(&count);
+    if (e != cudaSuccess || count == 0) {
+        if (err) {
+            snprintf(err->msg, sizeof err->msg, "no CUDA device (%s)",
+                     e != cudaSuccess ? cudaGetErrorString(e) : "none found");
+            err->code = WC_ERR_IO;
+        }
+        return WC_ERR_IO;
+    }
+    if (device < 0) device = 0;
+    if (device >= count) return fail(err, WC_ERR_ARG, "no such CUDA device");
+    wcgpu *g = (wcgpu *)calloc(1, sizeof *g);
+    if (!g) return fail(err, WC_ERR_NOMEM, "out of memory");
+    g->device = device;
+    cudaDeviceProp prop;
+    if ((e = cudaSetDevice(device)) != cudaSuccess || (e = cudaGetDeviceProperties(&prop, device)) != cudaSuccess ||
+        (e = cudaStreamCreateWithFlags(&g->stream, cudaStreamNonBlocking)) != cudaSuccess ||
+        (e = cudaEventCreate(&g->k_start)) != cudaSuccess || (e = cudaEventCreate(&g->k_end)) != cudaSuccess) {
+        free(g);
+        return cuda_fail(err, e, "opening the device");
+    }
+    snprintf(g->name, sizeof g->name, "%.256s (sm_%d%d)", prop.name, prop.major, prop.minor);
+    *out = g;
+    return WC_OK;
+}
+
+extern "C" void wcgpu_close(wcgpu *g) {
+    if (!g) return;
+    cudaSetDevice(g->device);
+    for (size_t i = 0; i < g->n_luts; i++) cudaFree(g->luts[i].d_lut);
+    free(g->luts);
+    cudaFreeHost(g->h_pin);
+    cudaFree(g->d_buf);
+    cudaEventDestroy(g->k_start);
+    cudaEventDestroy(g->k_end);
+    cudaStreamDestroy(g->stream);
+    free(g);
+}
+
+extern "C" double wcgpu_last_kernel_ms(const wcgpu *g) { return g->kernel_ms; }
+
+extern "C" const char *wcgpu_device_name(const wcgpu *g) { return g->name; }
+
+static wc_status ensure(wcgpu *g, size_t h_need, size_t d_need, wc_error *err) {
+    cudaError_t e;
+    if (h_need > g->h_pin_cap) {
+        cudaFreeHost(g->h_pin);
+        g->h_pin = NULL;
+        g->h_pin_cap = 0;
+        size_t cap = h_need + h_need / 4;
+        if ((e = cudaMallocHost((void **)&g->h_pin, cap)) != cudaSuccess)
+            return cuda_fail(err, e, "pinned host buffer");
+        g->h_pin_cap = cap;
+    }
+    if (d_need > g->d_buf_cap) {
+        cudaFree(g->d_buf);
+        g->d_buf = NULL;
+        g->d_buf_cap = 0;
+        size_t cap = d_need + d_need / 4;
+        if ((e = cudaMalloc((void **)&g->d_buf, cap)) != cudaSuccess)
+            return cuda_fail(err, e, "device buffer");
+        g->d_buf_cap = cap;
+    }
+    return WC_OK;
+}
+
+/* The device copy of a decode table, uploaded once per distinct table (keyed by content). */
+static const uint32_t *device_lut(wcgpu *g, const uint32_t *lut, wc_error *err) {
+    uint64_t key = XXH3_64bits(lut, 4096 * sizeof(uint32_t));
+    for (size_t i = 0; i < g->n_luts; i++)
+        if (g->luts[i].key == key) return g->luts[i].d_lut;
+    if (g->n_luts == g->cap_luts) {
+        size_t cap = g->cap_luts ? 2 * g->cap_luts : 64;
+        lut_entry *l = (lut_entry *)realloc(g->luts, cap * sizeof *l);
+        if (!l) return fail(err, WC_ERR_NOMEM, "out of memory"), nullptr;
+        g->luts = l;
+        g->cap_luts = cap;
+    }
+    uint32_t *d;
+    cudaError_t e = cudaMalloc((void **)&d, 4096 * sizeof(uint32_t));
+    if (e == cudaSuccess) e = cudaMemcpy(d, lut, 4096 * sizeof(uint32_t), cudaMemcpyHostToDevice);
+    if (e != cudaSuccess) return cuda_fail(err, e, "decode table"), nullptr;
+    g->luts[g->n_luts++] = {key, d};
+    return d;
+}
+
+static uint64_t align_up(uint64_t v) { return (v + ALIGN - 1) / ALIGN * ALIGN; }
+
+/* Decodes one batch (n <= MAX_BATCH_TILES) into the device stage; verdict[k] per tile.
+ * *stage_at receives where tile k's decoded bytes are (device pointers). */
+static wc_status decode_batch(wcgpu *g, const wc_container *c, const uint32_t *tiles, size_t n,
+                              const uint8_t *const *payloads, uint8_t **stage_at,
+                              uint32_t *verdict, wc_error *err) {
+    wc_tile_layout *lay = (wc_tile_layout *)malloc(sizeof *lay);
+    if (!lay) return fail(err, WC_ERR_NOMEM, "out of memory");
+    /* sizes: payloads, plane scratch, stage, jobs */
+    uint64_t pay = 0, planes = 0, stage = 0;
+    size_t n_streams = 0;
+    wc_status st = WC_OK;
+    for (size_t k = 0; k < n && st == WC_OK; k++) {
+        const wc_tile_info *t = wc_container_tile(c, tiles[k]);
+        pay += align_up(t->coded_size);
+        stage += align_up(t->src_size);
+        if (t->mode == WC_TILE_PLANES) {
+            if ((st = wc_tile_layout_parse(c, tiles[k], payloads[k], lay, err)) != WC_OK) break;
+            n_streams += lay->n_streams;
+            planes += align_up((uint64_t)t->src_size);
+        }
+    }
+    uint64_t jobs_bytes = align_up(n_streams * sizeof(stream_job)) + align_up(n * sizeof(merge_job)) +
+                          align_up(n * sizeof(hash_job)) + align_up(n * sizeof(uint32_t));
+    if (st == WC_OK) st = ensure(g, pay + jobs_bytes, pay + planes + stage + jobs_bytes, err);
+    if (st != WC_OK) {
+        free(lay);
+        return st;
+    }
+    uint8_t *d_pay = g->d_buf, *d_planes = d_pay + pay, *d_stage = d_planes + planes;
+    uint8_t *d_jobs = d_stage + stage;
+    uint8_t *h_jobs = g->h_pin + pay;
+    stream_job *sj = (stream_job *)h_jobs;
+    merge_job *mj = (merge_job *)(h_jobs + align_up(n_streams * sizeof(stream_job)));
+    hash_job *hj = (hash_job *)((uint8_t *)mj + align_up(n * sizeof(merge_job)));
+    uint32_t *hv = (uint32_t *)((uint8_t *)hj + align_up(n * sizeof(hash_job)));
+    size_t d_mj = (uint8_t *)mj - h_jobs, d_hj = (uint8_t *)hj - h_jobs, d_v = (uint8_t *)hv - h_jobs;
+
+    uint64_t p_at = 0, pl_at = 0, s_at = 0;
+    size_t si = 0;
+    for (size_t k = 0; k < n && st == WC_OK; k++) {
+        const wc_tile_info *t = wc_container_tile(c, tiles[k]);
+        memcpy(g->h_pin + p_at, payloads[k], t->coded_size);
+        uint8_t *dp = d_pay + p_at, *ds = d_stage + s_at;
+        stage_at[k] = ds;
+        merge_job m = {};
+        m.dst = ds;
+        m.tile = (uint32_t)k;
+        if (t->mode == WC_TILE_RAW) {
+            m.plane[0] = dp;
+            m.n = t->src_size;
+            m.w = 1;
+        } else {
+            wc_tile_layout_parse(c, tiles[k], payloads[k], lay, NULL); /* checked above */
+            m.n = lay->n;
+            m.w = lay->plane_count;
+            wc_dtype d = (wc_dtype)lay->dtype;
+            m.rot = m.w > 1 && (d == WC_DTYPE_F16 || d == WC_DTYPE_BF16 || d == WC_DTYPE_F32 ||
+                                d == WC_DTYPE_F64);
+            for (unsigned p = 0; p < lay->plane_count; p++)
+                m.plane[p] = lay->plane_coded[p] ? d_planes + pl_at + (uint64_t)p * lay->n
+                                                 : dp + lay->raw_offset[p];
+            for (uint32_t s = 0; s < lay->n_streams; s++) {
+                const wc_stream_ref *r = &lay->streams[s];
+                const uint32_t *lut = device_lut(g, wc_container_plane_lut(c, t->tensor, r->plane), err);
+                if (!lut) {
+                    st = err ? err->code : WC_ERR_IO;
+                    break;
+                }
+                sj[si++] = {dp + r->offset, d_planes + pl_at + (uint64_t)r->plane * lay->n + r->first,
+                            lut, r->len, r->count, (uint32_t)k, 0};
+            }
+            pl_at += align_up(t->src_size);
+        }
+        mj[k] = m;
+        hj[k] = {ds, t->src_size, t->checksum, (uint32_t)k, 0};
+        hv[k] = TILE_OK;
+        p_at += align_up(t->coded_size);
+        s_at += align_up(t->src_size);
+    }
+    free(lay);
+    if (st != WC_OK) return st;
+
+    cudaError_t e;
+    cudaStream_t s = g->stream;
+    uint32_t max_n = 1;
+    for (size_t k = 0; k < n; k++) max_n = mj[k].n > max_n ? mj[k].n : max_n;
+    /* payloads, then the jobs (after the payloads in h_pin, after the stage on the device) */
+    if ((e = cudaMemcpyAsync(d_pay, g->h_pin, pay, cudaMemcpyHostToDevice, s)) == cudaSuccess)
+        e = cudaMemcpyAsync(d_jobs, h_jobs, jobs_bytes, cudaMemcpyHostToDevice, s);
+    if (e == cudaSuccess) e = cudaEventRecord(g->k_start, s);
+    if (e == cudaSuccess && n_streams) {
+        rans_kernel<<<(unsigned)((n_streams * 32 + 127) / 128), 128, 0, s>>>(
+            (const stream_job *)d_jobs, (uint32_t)n_streams, (uint32_t *)(d_jobs + d_v));
+        e = cudaGetLastError();
+    }
+    if (e == cudaSuccess) {
+        dim3 grid((max_n + 255) / 256 < 64 ? (max_n + 255) / 256 : 64, (unsigned)n);
+        merge_kernel<<<grid, 256, 0, s>>>((const merge_job *)(d_jobs + d_mj));
+        e = cudaGetLastError();
+    }
+    if (e == cudaSuccess) {
+        hash_kernel<<<(unsigned)((n * 8 + 127) / 128), 128, 0, s>>>(
+            (const hash_job *)(d_jobs + d_hj), (uint32_t)n, (uint32_t *)(d_jobs + d_v));
+        e = cudaGetLastError();
+    }
+    if (e == cudaSuccess) e = cudaEventRecord(g->k_end, s);
+    if (e == cudaSuccess)
+        e = cudaMemcpyAsync(verdict, d_jobs + d_v, n * sizeof(uint32_t), cudaMemcpyDeviceToHost, s);
+    if (e == cudaSuccess) e = cudaStreamSynchronize(s);
+    float ms = 0;
+    if (e == cudaSuccess && cudaEventElapsedTime(&ms, g->k_start, g->k_end) == cudaSuccess)
+        g->kernel_ms += ms;
+    return e == cudaSuccess ? WC_OK : cuda_fail(err, e, "decoding");
+}
+
+/* Runs batches; deliver(k, stage pointer) places tile k; collects verdicts. */
+template <typename Deliver>
+static wc_status decode_all(wcgpu *g, const wc_container *c, const uint32_t *tiles, size_t n,
+                            const uint8_t *const *payloads, uint8_t *bad, wc_error *err,
+                            Deliver deliver) {
+    cudaError_t e = cudaSetDevice(g->device);
+    if (e != cudaSuccess) return cuda_fail(err, e, "selecting the device");
+    uint8_t **stage_at = (uint8_t **)malloc((n ? n : 1) * sizeof *stage_at);
+    uint32_t *verdict = NULL;
+    if (!stage_at || cudaMallocHost((void **)&verdict, (n ? n : 1) * sizeof *verdict) != cudaSuccess) {
+        free(stage_at);
+        return fail(err, WC_ERR_NOMEM, "out of memory");
+    }
+    wc_status st = WC_OK, first_bad = WC_OK;
+    g->kernel_ms = 0;
+    for (size_t at = 0; at < n && st == WC_OK;) {
+        /* a batch: up to MAX_BATCH_TILES tiles and about 1 GiB of decoded bytes */
+        size_t m = 0;
+        uint64_t bytes = 0;
+        while (at + m < n && m < MAX_BATCH_TILES && (m == 0 || bytes < (1ull << 30)))
+            bytes += wc_container_tile(c, tiles[at + m++])->src_size;
+        st = decode_batch(g, c, tiles + at, m, payloads + at, stage_at + at, verdict + at, err);
+        for (size_t k = at; st == WC_OK && k < at + m; k++) {
+            if (bad) bad[k] = verdict[k] != TILE_OK;
+            if (verdict[k] == TILE_OK) {
+                st = deliver(k, stage_at[k]);
+            } else if (first_bad == WC_OK) {
+                const wc_tile_info *t = wc_container_tile(c, tiles[k]);
+                first_bad = verdict[k] & TILE_BAD_STREAM ? WC_ERR_FORMAT : WC_ERR_CHECKSUM;
+                if (err) {
+                    snprintf(err->msg, sizeof err->msg,
+                             "GPU: tile %u (source bytes %llu..%llu): %s", tiles[k],
+                             (unsigned long long)t->src_offset,
+                             (unsigned long long)(t->src_offset + t->src_size),
+                             first_bad == WC_ERR_FORMAT ? "corrupt payload" : "checksum mismatch");
+                    err->code = first_bad;
+                }
+            }
+        }
+        at += m;
+    }
+    if (st == WC_OK) e = cudaStreamSynchronize(g->stream);
+    if (st == WC_OK && e != cudaSuccess) st = cuda_fail(err, e, "copying out");
+    free(stage_at);
+    cudaFreeHost(verdict);
+    return st != WC_OK ? st : first_bad;
+}
+
+extern "C" wc_status wcgpu_decode_tiles(wcgpu *g, const wc_container *c, const uint32_t *tiles,
+                                        size_t n, const uint8_t *const *payloads, uint8_t *d_out,
+                                        const uint64_t *out_offsets, uint8_t *bad, wc_error *err) {
+    return decode_all(g, c, tiles, n, payloads, bad, err, [&](size_t k, const uint8_t *src) {
+        cudaError_t e = cudaMemcpyAsync(d_out + out_offsets[k], src,
+                                        wc_container_tile(c, tiles[k])->src_size,
+                                        cudaMemcpyDeviceToDevice, g->stream);
+        return e == cudaSuccess ? WC_OK : cuda_fail(err, e, "placing a tile");
+    });
+}
+
+extern "C" wc_status wcgpu_decode_tiles_to_host(wcgpu *g, const wc_container *c,
+                                                const uint32_t *tiles, size_t n,
+                                                const uint8_t *const *payloads,
+                                                uint8_t *const *host_out, uint8_t *bad,
+                                                wc_error *err) {
+    return decode_all(g, c, tiles, n, payloads, bad, err, [&](size_t k, const uint8_t *src) {
+        cudaError_t e = cudaMemcpy(host_out[k], src, wc_container_tile(c, tiles[k])->src_size,
+                                   cudaMemcpyDeviceToHost);
+        return e == cudaSuccess ? WC_OK : cuda_fail(err, e, "copying a tile out");
+    });
+}
+
+extern "C" wc_status wcgpu_read_range(wcgpu *g, const wc_container *c, uint64_t offset, size_t len,
+                                      void *d_dst, wc_error *err) {
+    if (offset > wc_container_source_size(c) || len > wc_container_source_size(c) - offset)
+        return fail(err, WC_ERR_ARG, "range beyond the source");
+    if (len == 0) return WC_OK;
+    uint32_t first = wc_container_find_tile(c, offset), last = wc_container_find_tile(c, offset + len - 1);
+    size_t n = last - first + 1;
+    uint32_t *tiles = (uint32_t *)malloc(n * sizeof *tiles);
+    const uint8_t **payloads = (const uint8_t **)calloc(n, sizeof *payloads);
+    uint64_t total = 0;
+    for (size_t k = 0; k < n; k++) total += wc_container_tile(c, first + (uint32_t)k)->coded_size;
+    uint8_t *all = (uint8_t *)malloc(total ? total : 1);
+    wc_status st = tiles && payloads && all ? WC_OK : fail(err, WC_ERR_NOMEM, "out of memory");
+    uint64_t at = 0;
+    for (size_t k = 0; k < n && st == WC_OK; k++) {
+        tiles[k] = first + (uint32_t)k;
+        payloads[k] = all + at;
+        st = wc_container_read_tile(c, tiles[k], all + at, err);
+        at += wc_container_tile(c, tiles[k])->coded_size;
+    }
+    if (st == WC_OK)
+        st = decode_all(g, c, tiles, n, payloads, NULL, err, [&](size_t k, const uint8_t *src) {
+            const wc_tile_info *t = wc_container_tile(c, tiles[k]);
+            uint64_t from = offset > t->src_offset ? offset - t->src_offset : 0;
+            uint64_t to = offset + len < t->src_offset + t->src_size ? offset + len - t->src_offset : t->src_size;
+            cudaError_t e = cudaMemcpyAsync((uint8_t *)d_dst + (t->src_offset + from - offset), src + from,
+                                            to - from, cudaMemcpyDeviceToDevice, g->stream);
+            return e == cudaSuccess ? WC_OK : cuda_fail(err, e, "placing a tile");
+        });
+    free(all);
+    free(payloads);
+    free(tiles);
+    return st;
+}
