@@ -57,6 +57,10 @@ struct wcgpu {
     size_t d_buf_cap;
     lut_entry *luts;
     size_t n_luts, cap_luts;
+    uint32_t *h_verdict;        /* pinned, one per tile of a call */
+    uint8_t *h_out;             /* pinned: a batch's decoded tiles on their way to the host */
+    size_t h_out_cap;
+    size_t verdict_cap;
     cudaEvent_t k_start, k_end; /* around each batch's kernels */
     double kernel_ms;           /* summed over the last call's batches */
 };
@@ -204,6 +208,8 @@ extern "C" void wcgpu_close(wcgpu *g) {
     for (size_t i = 0; i < g->n_luts; i++) cudaFree(g->luts[i].d_lut);
     free(g->luts);
     cudaFreeHost(g->h_pin);
+    cudaFreeHost(g->h_verdict);
+    cudaFreeHost(g->h_out);
     cudaFree(g->d_buf);
     cudaEventDestroy(g->k_start);
     cudaEventDestroy(g->k_end);
@@ -375,16 +381,23 @@ static wc_status decode_batch(wcgpu *g, const wc_container *c, const uint32_t *t
     return e == cudaSuccess ? WC_OK : cuda_fail(err, e, "decoding");
 }
 
-/* Runs batches; deliver(k, stage pointer) places tile k; collects verdicts. */
-template <typename Deliver>
+/* Runs batches; deliver(k, stage pointer, batch's first stage pointer) places good tile k;
+ * batch_done(first, count) runs when a batch's deliveries are issued; collects verdicts. */
+template <typename Deliver, typename BatchDone>
 static wc_status decode_all(wcgpu *g, const wc_container *c, const uint32_t *tiles, size_t n,
                             const uint8_t *const *payloads, uint8_t *bad, wc_error *err,
-                            Deliver deliver) {
+                            Deliver deliver, BatchDone batch_done) {
     cudaError_t e = cudaSetDevice(g->device);
     if (e != cudaSuccess) return cuda_fail(err, e, "selecting the device");
     uint8_t **stage_at = (uint8_t **)malloc((n ? n : 1) * sizeof *stage_at);
-    uint32_t *verdict = NULL;
-    if (!stage_at || cudaMallocHost((void **)&verdict, (n ? n : 1) * sizeof *verdict) != cudaSuccess) {
+    if (n > g->verdict_cap) {
+        cudaFreeHost(g->h_verdict);
+    cudaFreeHost(g->h_out);
+        g->verdict_cap = 0;
+        if (cudaMallocHost((void **)&g->h_verdict, n * sizeof *g->h_verdict) == cudaSuccess) g->verdict_cap = n;
+    }
+    uint32_t *verdict = g->h_verdict;
+    if (!stage_at || n > g->verdict_cap) {
         free(stage_at);
         return fail(err, WC_ERR_NOMEM, "out of memory");
     }
@@ -400,7 +413,7 @@ static wc_status decode_all(wcgpu *g, const wc_container *c, const uint32_t *til
         for (size_t k = at; st == WC_OK && k < at + m; k++) {
             if (bad) bad[k] = verdict[k] != TILE_OK;
             if (verdict[k] == TILE_OK) {
-                st = deliver(k, stage_at[k]);
+                st = deliver(k, stage_at[k], stage_at[at]);
             } else if (first_bad == WC_OK) {
                 const wc_tile_info *t = wc_container_tile(c, tiles[k]);
                 first_bad = verdict[k] & TILE_BAD_STREAM ? WC_ERR_FORMAT : WC_ERR_CHECKSUM;
@@ -414,24 +427,27 @@ static wc_status decode_all(wcgpu *g, const wc_container *c, const uint32_t *til
                 }
             }
         }
+        if (st == WC_OK) st = batch_done(at, m);
         at += m;
     }
     if (st == WC_OK) e = cudaStreamSynchronize(g->stream);
     if (st == WC_OK && e != cudaSuccess) st = cuda_fail(err, e, "copying out");
     free(stage_at);
-    cudaFreeHost(verdict);
     return st != WC_OK ? st : first_bad;
 }
 
 extern "C" wc_status wcgpu_decode_tiles(wcgpu *g, const wc_container *c, const uint32_t *tiles,
                                         size_t n, const uint8_t *const *payloads, uint8_t *d_out,
                                         const uint64_t *out_offsets, uint8_t *bad, wc_error *err) {
-    return decode_all(g, c, tiles, n, payloads, bad, err, [&](size_t k, const uint8_t *src) {
-        cudaError_t e = cudaMemcpyAsync(d_out + out_offsets[k], src,
-                                        wc_container_tile(c, tiles[k])->src_size,
-                                        cudaMemcpyDeviceToDevice, g->stream);
-        return e == cudaSuccess ? WC_OK : cuda_fail(err, e, "placing a tile");
-    });
+    return decode_all(
+        g, c, tiles, n, payloads, bad, err,
+        [&](size_t k, const uint8_t *src, const uint8_t *) {
+            cudaError_t e = cudaMemcpyAsync(d_out + out_offsets[k], src,
+                                            wc_container_tile(c, tiles[k])->src_size,
+                                            cudaMemcpyDeviceToDevice, g->stream);
+            return e == cudaSuccess ? WC_OK : cuda_fail(err, e, "placing a tile");
+        },
+        [](size_t, size_t) { return WC_OK; });
 }
 
 extern "C" wc_status wcgpu_decode_tiles_to_host(wcgpu *g, const wc_container *c,
@@ -439,11 +455,45 @@ extern "C" wc_status wcgpu_decode_tiles_to_host(wcgpu *g, const wc_container *c,
                                                 const uint8_t *const *payloads,
                                                 uint8_t *const *host_out, uint8_t *bad,
                                                 wc_error *err) {
-    return decode_all(g, c, tiles, n, payloads, bad, err, [&](size_t k, const uint8_t *src) {
-        cudaError_t e = cudaMemcpy(host_out[k], src, wc_container_tile(c, tiles[k])->src_size,
-                                   cudaMemcpyDeviceToHost);
-        return e == cudaSuccess ? WC_OK : cuda_fail(err, e, "copying a tile out");
-    });
+    /* a batch's tiles come down together into pinned memory, then go to their buffers */
+    uint64_t need = 0;
+    for (size_t k = 0; k < n; k++) need += align_up(wc_container_tile(c, tiles[k])->src_size);
+    if (need > (1ull << 30) + (64u << 20)) need = (1ull << 30) + (64u << 20); /* a batch's bound */
+    if (need > g->h_out_cap) {
+        cudaFreeHost(g->h_out);
+        g->h_out_cap = 0;
+        cudaError_t e = cudaMallocHost((void **)&g->h_out, need);
+        if (e != cudaSuccess) return cuda_fail(err, e, "pinned output buffer");
+        g->h_out_cap = need;
+    }
+    uint8_t *placed = (uint8_t *)calloc(n ? n : 1, 1);
+    uint64_t *at_off = (uint64_t *)malloc((n ? n : 1) * sizeof *at_off);
+    if (!placed || !at_off) {
+        free(placed);
+        free(at_off);
+        return fail(err, WC_ERR_NOMEM, "out of memory");
+    }
+    wc_status st = decode_all(
+        g, c, tiles, n, payloads, bad, err,
+        [&](size_t k, const uint8_t *src, const uint8_t *batch_stage) {
+            at_off[k] = (uint64_t)(src - batch_stage);
+            placed[k] = 1;
+            cudaError_t e = cudaMemcpyAsync(g->h_out + at_off[k], src,
+                                            wc_container_tile(c, tiles[k])->src_size,
+                                            cudaMemcpyDeviceToHost, g->stream);
+            return e == cudaSuccess ? WC_OK : cuda_fail(err, e, "copying a tile out");
+        },
+        [&](size_t first, size_t m) {
+            cudaError_t e = cudaStreamSynchronize(g->stream);
+            if (e != cudaSuccess) return cuda_fail(err, e, "copying tiles out");
+            for (size_t k = first; k < first + m; k++)
+                if (placed[k])
+                    memcpy(host_out[k], g->h_out + at_off[k], wc_container_tile(c, tiles[k])->src_size);
+            return WC_OK;
+        });
+    free(placed);
+    free(at_off);
+    return st;
 }
 
 extern "C" wc_status wcgpu_read_range(wcgpu *g, const wc_container *c, uint64_t offset, size_t len,
@@ -467,14 +517,14 @@ extern "C" wc_status wcgpu_read_range(wcgpu *g, const wc_container *c, uint64_t 
         at += wc_container_tile(c, tiles[k])->coded_size;
     }
     if (st == WC_OK)
-        st = decode_all(g, c, tiles, n, payloads, NULL, err, [&](size_t k, const uint8_t *src) {
+        st = decode_all(g, c, tiles, n, payloads, NULL, err, [&](size_t k, const uint8_t *src, const uint8_t *) {
             const wc_tile_info *t = wc_container_tile(c, tiles[k]);
             uint64_t from = offset > t->src_offset ? offset - t->src_offset : 0;
             uint64_t to = offset + len < t->src_offset + t->src_size ? offset + len - t->src_offset : t->src_size;
             cudaError_t e = cudaMemcpyAsync((uint8_t *)d_dst + (t->src_offset + from - offset), src + from,
                                             to - from, cudaMemcpyDeviceToDevice, g->stream);
             return e == cudaSuccess ? WC_OK : cuda_fail(err, e, "placing a tile");
-        });
+        }, [](size_t, size_t) { return WC_OK; });
     free(all);
     free(payloads);
     free(tiles);
