@@ -67,10 +67,25 @@ struct wcgpu {
 
 /* ---------------------------------------------------------------- kernels */
 
-__global__ void rans_kernel(const stream_job *jobs, uint32_t n_jobs, uint32_t *verdict) {
-    uint32_t warp = (blockIdx.x * blockDim.x + threadIdx.x) / 32, lane = threadIdx.x % 32;
+/* A decode table as the kernel keeps it in shared memory: slot -> symbol (4096 bytes), then
+ * per symbol (freq - 1) | cum << 16 (256 u32). 5 KiB a warp instead of the 16 KiB u32 table. */
+#define DTAB_BYTES (4096u + 256u * 4u)
+#define WARPS_PER_BLOCK 4u
+
+__global__ void __launch_bounds__(WARPS_PER_BLOCK * 32)
+rans_kernel(const stream_job *jobs, uint32_t n_jobs, uint32_t *verdict) {
+    __shared__ __align__(16) uint8_t tabs[WARPS_PER_BLOCK][DTAB_BYTES];
+    uint32_t wib = threadIdx.x / 32, lane = threadIdx.x % 32;
+    uint32_t warp = blockIdx.x * WARPS_PER_BLOCK + wib;
     if (warp >= n_jobs) return;
     stream_job j = jobs[warp];
+    /* the table into shared memory: 16 bytes a lane a step */
+    const uint4 *src_tab = reinterpret_cast<const uint4 *>(j.lut);
+    uint4 *dst_tab = reinterpret_cast<uint4 *>(tabs[wib]);
+    for (uint32_t k = lane; k < DTAB_BYTES / 16; k += 32) dst_tab[k] = src_tab[k];
+    __syncwarp();
+    const uint8_t *slot_sym = tabs[wib];
+    const uint32_t *sym_info = reinterpret_cast<const uint32_t *>(tabs[wib] + 4096);
     if (j.len < STATE_BYTES || j.len % 4) {
         if (lane == 0) atomicOr(&verdict[j.tile], TILE_BAD_STREAM);
         return;
@@ -78,28 +93,38 @@ __global__ void rans_kernel(const stream_job *jobs, uint32_t n_jobs, uint32_t *v
     /* payloads are 64-byte aligned and streams 4-byte aligned within them */
     uint32_t x = reinterpret_cast<const uint32_t *>(j.src)[lane];
     const uint16_t *words = reinterpret_cast<const uint16_t *>(j.src + STATE_BYTES);
-    uint32_t n_words = (j.len - STATE_BYTES) / 2, pos = 0;
-    int bad = 0;
-    for (uint32_t base = 0; base < j.count; base += 32) {
-        uint32_t i = base + lane;
+    uint32_t n_words = (j.len - STATE_BYTES) / 2;
+    /* The words this warp reads next sit in two 32-word windows held one per lane: a round takes
+     * at most 32, so they are always there, and the next window loads long before it is needed. */
+    uint32_t base = 0, pos = 0;
+    uint32_t win = lane < n_words ? words[lane] : 0;
+    uint32_t next = 32 + lane < n_words ? words[32 + lane] : 0;
+    for (uint32_t first = 0; first < j.count; first += 32) {
+        uint32_t i = first + lane;
         bool active = i < j.count, need = false;
         if (active) {
-            uint32_t e = __ldg(j.lut + (x & ((1u << PROB_BITS) - 1)));
-            j.dst[i] = (uint8_t)e;
-            x = (((e >> 8) & 0xFFFu) + 1u) * (x >> PROB_BITS) + (e >> 20);
+            uint32_t slot = x & ((1u << PROB_BITS) - 1);
+            uint32_t sym = slot_sym[slot], info = sym_info[sym];
+            j.dst[i] = (uint8_t)sym;
+            x = ((info & 0xFFFFu) + 1u) * (x >> PROB_BITS) + slot - (info >> 16);
             need = x < RANS_L;
         }
         uint32_t mask = __ballot_sync(0xFFFFFFFFu, need);
-        if (need) {
-            uint32_t k = pos + __popc(mask & ((1u << lane) - 1u));
-            if (k < n_words) x = x << 16 | words[k];
-            else bad = 1;
-        }
+        uint32_t k = pos + __popc(mask & ((1u << lane) - 1u)); /* < 64 */
+        uint32_t w0 = __shfl_sync(0xFFFFFFFFu, win, k & 31), w1 = __shfl_sync(0xFFFFFFFFu, next, k & 31);
+        if (need) x = x << 16 | (k < 32 ? w0 : w1);
         pos += __popc(mask);
+        if (pos >= 32) {
+            pos -= 32;
+            base += 32;
+            win = next;
+            next = base + 32 + lane < n_words ? words[base + 32 + lane] : 0;
+        }
     }
-    /* every state back at L, and exactly the stream's words consumed (plus padding) */
-    bad |= x != RANS_L;
-    bad |= ((STATE_BYTES + 2 * pos + 3) & ~3u) != j.len;
+    /* every state back at L, and exactly the stream's words consumed (plus padding); a stream
+     * that ran out of words ends with states that are not L, or a word count past its end */
+    bool bad = x != RANS_L || base + pos > n_words ||
+               ((STATE_BYTES + 2 * (base + pos) + 3) & ~3u) != j.len;
     if (__any_sync(0xFFFFFFFFu, bad) && lane == 0) atomicOr(&verdict[j.tile], TILE_BAD_STREAM);
 }
 
@@ -244,7 +269,8 @@ static wc_status ensure(wcgpu *g, size_t h_need, size_t d_need, wc_error *err) {
     return WC_OK;
 }
 
-/* The device copy of a decode table, uploaded once per distinct table (keyed by content). */
+/* The device copy of a decode table (in the kernel's compact form), uploaded once per distinct
+ * table (keyed by content). */
 static const uint32_t *device_lut(wcgpu *g, const uint32_t *lut, wc_error *err) {
     uint64_t key = XXH3_64bits(lut, 4096 * sizeof(uint32_t));
     for (size_t i = 0; i < g->n_luts; i++)
@@ -256,9 +282,16 @@ static const uint32_t *device_lut(wcgpu *g, const uint32_t *lut, wc_error *err) 
         g->luts = l;
         g->cap_luts = cap;
     }
+    uint8_t tab[DTAB_BYTES] = {0};
+    uint32_t *info = reinterpret_cast<uint32_t *>(tab + 4096);
+    for (uint32_t slot = 0; slot < 4096; slot++) {
+        uint32_t e = lut[slot], sym = e & 0xFF, freq = ((e >> 8) & 0xFFF) + 1, cum = slot - (e >> 20);
+        tab[slot] = (uint8_t)sym;
+        info[sym] = (freq - 1) | cum << 16;
+    }
     uint32_t *d;
-    cudaError_t e = cudaMalloc((void **)&d, 4096 * sizeof(uint32_t));
-    if (e == cudaSuccess) e = cudaMemcpy(d, lut, 4096 * sizeof(uint32_t), cudaMemcpyHostToDevice);
+    cudaError_t e = cudaMalloc((void **)&d, DTAB_BYTES);
+    if (e == cudaSuccess) e = cudaMemcpy(d, tab, DTAB_BYTES, cudaMemcpyHostToDevice);
     if (e != cudaSuccess) return cuda_fail(err, e, "decode table"), nullptr;
     g->luts[g->n_luts++] = {key, d};
     return d;
@@ -357,7 +390,7 @@ static wc_status decode_batch(wcgpu *g, const wc_container *c, const uint32_t *t
         e = cudaMemcpyAsync(d_jobs, h_jobs, jobs_bytes, cudaMemcpyHostToDevice, s);
     if (e == cudaSuccess) e = cudaEventRecord(g->k_start, s);
     if (e == cudaSuccess && n_streams) {
-        rans_kernel<<<(unsigned)((n_streams * 32 + 127) / 128), 128, 0, s>>>(
+        rans_kernel<<<(unsigned)((n_streams + WARPS_PER_BLOCK - 1) / WARPS_PER_BLOCK), WARPS_PER_BLOCK * 32, 0, s>>>(
             (const stream_job *)d_jobs, (uint32_t)n_streams, (uint32_t *)(d_jobs + d_v));
         e = cudaGetLastError();
     }
@@ -392,7 +425,6 @@ static wc_status decode_all(wcgpu *g, const wc_container *c, const uint32_t *til
     uint8_t **stage_at = (uint8_t **)malloc((n ? n : 1) * sizeof *stage_at);
     if (n > g->verdict_cap) {
         cudaFreeHost(g->h_verdict);
-    cudaFreeHost(g->h_out);
         g->verdict_cap = 0;
         if (cudaMallocHost((void **)&g->h_verdict, n * sizeof *g->h_verdict) == cudaSuccess) g->verdict_cap = n;
     }

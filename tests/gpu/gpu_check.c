@@ -72,6 +72,15 @@ static void compare(wcgpu *g, const char *path) {
     cudaMemcpy(gpu, d, size, cudaMemcpyDeviceToHost);
     CHECK(memcmp(cpu, gpu, size) == 0, "%s: GPU bytes differ from CPU bytes", path);
 
+    /* the same tiles to host memory (the filesystem's path) */
+    uint8_t **outs = malloc(n * sizeof *outs);
+    for (uint32_t i = 0; i < n; i++) outs[i] = gpu + wc_container_tile(c, i)->src_offset;
+    memset(gpu, 0, size);
+    st = wcgpu_decode_tiles_to_host(g, c, tiles, n, pl, outs, NULL, &err);
+    CHECK(st == WC_OK && memcmp(cpu, gpu, size) == 0, "%s: GPU to host: %s", path,
+          st == WC_OK ? "bytes differ" : err.msg);
+    free(outs);
+
     /* a corrupted tile, coded and raw: caught on the GPU, the other tiles still right */
     for (int want_mode = WC_TILE_PLANES; want_mode >= WC_TILE_RAW; want_mode--) {
         for (uint32_t k = n / 2, tries = 0; tries < n; k = (k + 1) % n, tries++) {
