@@ -61,8 +61,8 @@ struct wcgpu {
     uint8_t *h_out;             /* pinned: a batch's decoded tiles on their way to the host */
     size_t h_out_cap;
     size_t verdict_cap;
-    cudaEvent_t k_start, k_end; /* around each batch's kernels */
-    double kernel_ms;           /* summed over the last call's batches */
+    cudaEvent_t ev[4];          /* before rans, after rans, after merge, after hash */
+    double kernel_ms[3];        /* per kernel, summed over the last call's batches */
 };
 
 /* ---------------------------------------------------------------- kernels */
@@ -160,20 +160,30 @@ __global__ void hash_kernel(const hash_job *jobs, uint32_t n_jobs, uint32_t *ver
         h = t == 0 ? xxh3_short(j.data, j.len) : 0;
     } else {
         const uint64_t *in = reinterpret_cast<const uint64_t *>(j.data);
+        uint64_t key[16];
+#pragma unroll
+        for (unsigned s = 0; s < 16; s++) key[s] = xxh_secret64(8 * s + 8 * t);
+        uint64_t scramble_key = xxh_secret64(128 + 8 * t), last_key = xxh_secret64(121 + 8 * t);
         uint64_t acc = xxh3_acc_init(t);
         uint64_t blocks = (j.len - 1) / 1024, tail = ((j.len - 1) - 1024 * blocks) / 64;
-        for (uint64_t b = 0; b <= blocks; b++) {
-            uint64_t stripes = b < blocks ? 16 : tail;
-            for (uint64_t s = 0; s < stripes; s++) {
-                uint64_t w = in[(1024 * b + 64 * s) / 8 + t];
-                uint64_t partner = __shfl_xor_sync(group_mask, w, 1, 8);
-                acc = xxh3_acc_step(acc, w, partner, (unsigned)(8 * s + 8 * t));
+        for (uint64_t b = 0; b < blocks; b++) { /* whole blocks: 16 stripes, then a scramble */
+            uint64_t w[16];
+#pragma unroll
+            for (unsigned s = 0; s < 16; s++) w[s] = in[(1024 * b + 64 * s) / 8 + t];
+#pragma unroll
+            for (unsigned s = 0; s < 16; s++)
+                acc = xxh3_acc_step(acc, w[s], __shfl_xor_sync(group_mask, w[s], 1, 8), key[s]);
+            acc = xxh3_acc_scramble(acc, scramble_key);
+        }
+#pragma unroll
+        for (unsigned s = 0; s < 16; s++) { /* the partial block */
+            if (s < tail) {
+                uint64_t w = in[(1024 * blocks + 64 * s) / 8 + t];
+                acc = xxh3_acc_step(acc, w, __shfl_xor_sync(group_mask, w, 1, 8), key[s]);
             }
-            if (b < blocks) acc = xxh3_acc_scramble(acc, t);
         }
         uint64_t w = xxh_rd64(j.data + j.len - 64 + 8 * t); /* the last stripe: unaligned */
-        uint64_t partner = __shfl_xor_sync(group_mask, w, 1, 8);
-        acc = xxh3_acc_step(acc, w, partner, 121 + 8 * t);
+        acc = xxh3_acc_step(acc, w, __shfl_xor_sync(group_mask, w, 1, 8), last_key);
         uint64_t all[8];
         for (int k = 0; k < 8; k++) all[k] = __shfl_sync(group_mask, acc, k, 8);
         h = xxh3_acc_merge(all, j.len);
@@ -218,7 +228,8 @@ extern "C" wc_status wcgpu_open(int device, wcgpu **out, wc_error *err) {
     cudaDeviceProp prop;
     if ((e = cudaSetDevice(device)) != cudaSuccess || (e = cudaGetDeviceProperties(&prop, device)) != cudaSuccess ||
         (e = cudaStreamCreateWithFlags(&g->stream, cudaStreamNonBlocking)) != cudaSuccess ||
-        (e = cudaEventCreate(&g->k_start)) != cudaSuccess || (e = cudaEventCreate(&g->k_end)) != cudaSuccess) {
+        (e = cudaEventCreate(&g->ev[0])) != cudaSuccess || (e = cudaEventCreate(&g->ev[1])) != cudaSuccess ||
+        (e = cudaEventCreate(&g->ev[2])) != cudaSuccess || (e = cudaEventCreate(&g->ev[3])) != cudaSuccess) {
         free(g);
         return cuda_fail(err, e, "opening the device");
     }
@@ -236,13 +247,18 @@ extern "C" void wcgpu_close(wcgpu *g) {
     cudaFreeHost(g->h_verdict);
     cudaFreeHost(g->h_out);
     cudaFree(g->d_buf);
-    cudaEventDestroy(g->k_start);
-    cudaEventDestroy(g->k_end);
+    for (int i = 0; i < 4; i++) cudaEventDestroy(g->ev[i]);
     cudaStreamDestroy(g->stream);
     free(g);
 }
 
-extern "C" double wcgpu_last_kernel_ms(const wcgpu *g) { return g->kernel_ms; }
+extern "C" double wcgpu_last_kernel_ms(const wcgpu *g) {
+    return g->kernel_ms[0] + g->kernel_ms[1] + g->kernel_ms[2];
+}
+
+extern "C" void wcgpu_last_kernel_split(const wcgpu *g, double ms[3]) {
+    for (int i = 0; i < 3; i++) ms[i] = g->kernel_ms[i];
+}
 
 extern "C" const char *wcgpu_device_name(const wcgpu *g) { return g->name; }
 
@@ -340,7 +356,8 @@ static wc_status decode_batch(wcgpu *g, const wc_container *c, const uint32_t *t
     size_t si = 0;
     for (size_t k = 0; k < n && st == WC_OK; k++) {
         const wc_tile_info *t = wc_container_tile(c, tiles[k]);
-        memcpy(g->h_pin + p_at, payloads[k], t->coded_size);
+        if (payloads[k] != g->h_pin + p_at) /* the loader API reads payloads in place */
+            memcpy(g->h_pin + p_at, payloads[k], t->coded_size);
         uint8_t *dp = d_pay + p_at, *ds = d_stage + s_at;
         stage_at[k] = ds;
         merge_job m = {};
@@ -388,7 +405,7 @@ static wc_status decode_batch(wcgpu *g, const wc_container *c, const uint32_t *t
     /* payloads, then the jobs (after the payloads in h_pin, after the stage on the device) */
     if ((e = cudaMemcpyAsync(d_pay, g->h_pin, pay, cudaMemcpyHostToDevice, s)) == cudaSuccess)
         e = cudaMemcpyAsync(d_jobs, h_jobs, jobs_bytes, cudaMemcpyHostToDevice, s);
-    if (e == cudaSuccess) e = cudaEventRecord(g->k_start, s);
+    if (e == cudaSuccess) e = cudaEventRecord(g->ev[0], s);
     if (e == cudaSuccess && n_streams) {
         rans_kernel<<<(unsigned)((n_streams + WARPS_PER_BLOCK - 1) / WARPS_PER_BLOCK), WARPS_PER_BLOCK * 32, 0, s>>>(
             (const stream_job *)d_jobs, (uint32_t)n_streams, (uint32_t *)(d_jobs + d_v));
@@ -396,22 +413,35 @@ static wc_status decode_batch(wcgpu *g, const wc_container *c, const uint32_t *t
     }
     if (e == cudaSuccess) {
         dim3 grid((max_n + 255) / 256 < 64 ? (max_n + 255) / 256 : 64, (unsigned)n);
+        cudaEventRecord(g->ev[1], s);
         merge_kernel<<<grid, 256, 0, s>>>((const merge_job *)(d_jobs + d_mj));
         e = cudaGetLastError();
     }
     if (e == cudaSuccess) {
+        cudaEventRecord(g->ev[2], s);
         hash_kernel<<<(unsigned)((n * 8 + 127) / 128), 128, 0, s>>>(
             (const hash_job *)(d_jobs + d_hj), (uint32_t)n, (uint32_t *)(d_jobs + d_v));
         e = cudaGetLastError();
     }
-    if (e == cudaSuccess) e = cudaEventRecord(g->k_end, s);
+    if (e == cudaSuccess) e = cudaEventRecord(g->ev[3], s);
     if (e == cudaSuccess)
         e = cudaMemcpyAsync(verdict, d_jobs + d_v, n * sizeof(uint32_t), cudaMemcpyDeviceToHost, s);
     if (e == cudaSuccess) e = cudaStreamSynchronize(s);
-    float ms = 0;
-    if (e == cudaSuccess && cudaEventElapsedTime(&ms, g->k_start, g->k_end) == cudaSuccess)
-        g->kernel_ms += ms;
+    for (int i = 0; e == cudaSuccess && i < 3; i++) {
+        float ms = 0;
+        if (cudaEventElapsedTime(&ms, g->ev[i], g->ev[i + 1]) == cudaSuccess) g->kernel_ms[i] += ms;
+    }
     return e == cudaSuccess ? WC_OK : cuda_fail(err, e, "decoding");
+}
+
+/* How many tiles from tiles[at] make the next batch: up to MAX_BATCH_TILES tiles and about
+ * 1 GiB of decoded bytes. */
+static size_t batch_size(const wc_container *c, const uint32_t *tiles, size_t at, size_t n) {
+    size_t m = 0;
+    uint64_t bytes = 0;
+    while (at + m < n && m < MAX_BATCH_TILES && (m == 0 || bytes < (1ull << 30)))
+        bytes += wc_container_tile(c, tiles[at + m++])->src_size;
+    return m;
 }
 
 /* Runs batches; deliver(k, stage pointer, batch's first stage pointer) places good tile k;
@@ -434,13 +464,9 @@ static wc_status decode_all(wcgpu *g, const wc_container *c, const uint32_t *til
         return fail(err, WC_ERR_NOMEM, "out of memory");
     }
     wc_status st = WC_OK, first_bad = WC_OK;
-    g->kernel_ms = 0;
+    g->kernel_ms[0] = g->kernel_ms[1] = g->kernel_ms[2] = 0;
     for (size_t at = 0; at < n && st == WC_OK;) {
-        /* a batch: up to MAX_BATCH_TILES tiles and about 1 GiB of decoded bytes */
-        size_t m = 0;
-        uint64_t bytes = 0;
-        while (at + m < n && m < MAX_BATCH_TILES && (m == 0 || bytes < (1ull << 30)))
-            bytes += wc_container_tile(c, tiles[at + m++])->src_size;
+        size_t m = batch_size(c, tiles, at, n);
         st = decode_batch(g, c, tiles + at, m, payloads + at, stage_at + at, verdict + at, err);
         for (size_t k = at; st == WC_OK && k < at + m; k++) {
             if (bad) bad[k] = verdict[k] != TILE_OK;
@@ -537,27 +563,40 @@ extern "C" wc_status wcgpu_read_range(wcgpu *g, const wc_container *c, uint64_t 
     size_t n = last - first + 1;
     uint32_t *tiles = (uint32_t *)malloc(n * sizeof *tiles);
     const uint8_t **payloads = (const uint8_t **)calloc(n, sizeof *payloads);
-    uint64_t total = 0;
-    for (size_t k = 0; k < n; k++) total += wc_container_tile(c, first + (uint32_t)k)->coded_size;
-    uint8_t *all = (uint8_t *)malloc(total ? total : 1);
-    wc_status st = tiles && payloads && all ? WC_OK : fail(err, WC_ERR_NOMEM, "out of memory");
-    uint64_t at = 0;
-    for (size_t k = 0; k < n && st == WC_OK; k++) {
-        tiles[k] = first + (uint32_t)k;
-        payloads[k] = all + at;
-        st = wc_container_read_tile(c, tiles[k], all + at, err);
-        at += wc_container_tile(c, tiles[k])->coded_size;
-    }
-    if (st == WC_OK)
-        st = decode_all(g, c, tiles, n, payloads, NULL, err, [&](size_t k, const uint8_t *src, const uint8_t *) {
+    wc_status st = tiles && payloads ? WC_OK : fail(err, WC_ERR_NOMEM, "out of memory");
+    for (size_t k = 0; k < n && tiles; k++) tiles[k] = first + (uint32_t)k;
+    auto place = [&](size_t k, const uint8_t *src, const uint8_t *) {
+        const wc_tile_info *t = wc_container_tile(c, tiles[k]);
+        uint64_t from = offset > t->src_offset ? offset - t->src_offset : 0;
+        uint64_t to = offset + len < t->src_offset + t->src_size ? offset + len - t->src_offset : t->src_size;
+        cudaError_t e = cudaMemcpyAsync((uint8_t *)d_dst + (t->src_offset + from - offset), src + from,
+                                        to - from, cudaMemcpyDeviceToDevice, g->stream);
+        return e == cudaSuccess ? WC_OK : cuda_fail(err, e, "placing a tile");
+    };
+    /* batch by batch, each tile's payload read from the file straight into the pinned buffer,
+     * where the batch's upload takes it from (no copy, no pageable memory) */
+    for (size_t at = 0; at < n && st == WC_OK;) {
+        size_t m = batch_size(c, tiles, at, n);
+        uint64_t pay = 0, jobs = 256;
+        for (size_t k = at; k < at + m; k++) {
             const wc_tile_info *t = wc_container_tile(c, tiles[k]);
-            uint64_t from = offset > t->src_offset ? offset - t->src_offset : 0;
-            uint64_t to = offset + len < t->src_offset + t->src_size ? offset + len - t->src_offset : t->src_size;
-            cudaError_t e = cudaMemcpyAsync((uint8_t *)d_dst + (t->src_offset + from - offset), src + from,
-                                            to - from, cudaMemcpyDeviceToDevice, g->stream);
-            return e == cudaSuccess ? WC_OK : cuda_fail(err, e, "placing a tile");
-        }, [](size_t, size_t) { return WC_OK; });
-    free(all);
+            pay += align_up(t->coded_size);
+            jobs += align_up((t->src_size / 65536 + WC_MAX_PLANES + 1) * sizeof(stream_job)) +
+                    sizeof(merge_job) + sizeof(hash_job) + 4 + 3 * ALIGN;
+        }
+        if ((st = ensure(g, pay + jobs, 0, err)) != WC_OK) break;
+        uint64_t p_at = 0;
+        for (size_t k = at; k < at + m && st == WC_OK; k++) {
+            payloads[k] = g->h_pin + p_at;
+            st = wc_container_read_tile(c, tiles[k], g->h_pin + p_at, err);
+            p_at += align_up(wc_container_tile(c, tiles[k])->coded_size);
+        }
+        if (st == WC_OK)
+            st = decode_all(g, c, tiles + at, m, payloads + at, NULL, err,
+                            [&](size_t k, const uint8_t *src, const uint8_t *b) { return place(at + k, src, b); },
+                            [](size_t, size_t) { return WC_OK; });
+        at += m;
+    }
     free(payloads);
     free(tiles);
     return st;

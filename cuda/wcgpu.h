@@ -50,6 +50,8 @@ wc_status wcgpu_decode_tiles_to_host(wcgpu *g, const wc_container *c, const uint
 /* Milliseconds the kernels of the last decode call took on the GPU (event-timed, summed over
  * its batches): decode throughput device memory to device memory, without the upload. */
 double wcgpu_last_kernel_ms(const wcgpu *g);
+/* The same split by kernel: [0] rANS streams, [1] plane merge, [2] checksums. */
+void wcgpu_last_kernel_split(const wcgpu *g, double ms[3]);
 
 /*
  * Loader API: decodes source bytes [offset, offset + len) of container c (opened from a file)

@@ -133,13 +133,17 @@ WC_HD uint64_t xxh3_acc_init(unsigned j) {
                               XXH_P64_4, XXH_P32_2, XXH_P64_5, XXH_P32_1};
     return init[j];
 }
-WC_HD uint64_t xxh3_acc_step(uint64_t acc, uint64_t mine, uint64_t partner, unsigned secret_off) {
-    uint64_t key = mine ^ xxh_secret64(secret_off);
+/* key: the secret's 8 bytes for this lane and stripe (xxh_secret64(8 * stripe + 8 * j), or
+ * 121 + 8 * j for the last stripe); a GPU thread keeps its keys in registers, since lanes reading
+ * different constant-memory addresses would be served one after another. */
+WC_HD uint64_t xxh3_acc_step(uint64_t acc, uint64_t mine, uint64_t partner, uint64_t key) {
+    key ^= mine;
     return acc + partner + (key & 0xFFFFFFFFull) * (key >> 32);
 }
-WC_HD uint64_t xxh3_acc_scramble(uint64_t acc, unsigned j) {
+/* key: xxh_secret64(128 + 8 * j) */
+WC_HD uint64_t xxh3_acc_scramble(uint64_t acc, uint64_t key) {
     acc ^= acc >> 47;
-    acc ^= xxh_secret64(128 + 8 * j);
+    acc ^= key;
     return acc * XXH_P32_1;
 }
 /* Merges the 8 accumulators of an input of len > 240 bytes into the hash. */
@@ -167,15 +171,15 @@ WC_HD uint64_t xxh3_64(const uint8_t *in, uint64_t len) {
             uint64_t w[8];
             for (unsigned j = 0; j < 8; j++) w[j] = xxh_rd64(p + 8 * j);
             for (unsigned j = 0; j < 8; j++)
-                acc[j] = xxh3_acc_step(acc[j], w[j], w[j ^ 1], (unsigned)(8 * s + 8 * j));
+                acc[j] = xxh3_acc_step(acc[j], w[j], w[j ^ 1], xxh_secret64((unsigned)(8 * s + 8 * j)));
         }
         if (b < blocks)
-            for (unsigned j = 0; j < 8; j++) acc[j] = xxh3_acc_scramble(acc[j], j);
+            for (unsigned j = 0; j < 8; j++) acc[j] = xxh3_acc_scramble(acc[j], xxh_secret64(128 + 8 * j));
     }
     const uint8_t *last = in + len - 64;
     uint64_t w[8];
     for (unsigned j = 0; j < 8; j++) w[j] = xxh_rd64(last + 8 * j);
-    for (unsigned j = 0; j < 8; j++) acc[j] = xxh3_acc_step(acc[j], w[j], w[j ^ 1], 121 + 8 * j);
+    for (unsigned j = 0; j < 8; j++) acc[j] = xxh3_acc_step(acc[j], w[j], w[j ^ 1], xxh_secret64(121 + 8 * j));
     return xxh3_acc_merge(acc, len);
 }
 
