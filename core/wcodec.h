@@ -235,7 +235,8 @@ wc_status wc_container_read_range(const wc_container *c, uint64_t offset, size_t
                                   uint8_t *out, wc_error *err);
 
 /* The rANS decode table of one tensor plane, for other decoders (the CUDA one): 4096 entries,
- * or NULL where the plane is raw. See docs/FORMAT.md for the entry layout. */
+ * or NULL where the plane is raw (or memory ran out). Built on first use and kept until the
+ * container is closed; thread-safe. See docs/FORMAT.md for the entry layout. */
 const uint32_t *wc_container_plane_lut(const wc_container *c, uint32_t tensor, unsigned plane);
 
 /* ===================================================================================== */

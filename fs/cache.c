@@ -43,6 +43,7 @@ struct wcfs_cache {
     pthread_t *workers;
     unsigned n_workers;
     int stopping;
+    int gpu_started; /* worker 0 is the GPU worker */
 };
 
 static size_t bucket_of(const wcfs_cache *c, uint32_t file, uint32_t tile) {
@@ -187,20 +188,12 @@ int wcfs_cache_get(wcfs_cache *c, wcfs_file *f, uint32_t tile, const uint8_t **d
         e->refs++;
         lru_remove(e);
         atomic_fetch_add(e->state == E_LOADING ? &c->fs->stats.cache_waits : &c->fs->stats.cache_hits, 1);
-    } else {
+    } else if ((e = start_entry(c, f, tile))) { /* a miss nobody is decoding: decode it here */
         atomic_fetch_add(&c->fs->stats.cache_misses, 1);
-        if (c->fs->gpu_active && c->n_workers) {
-            /* a miss goes to the GPU worker, batched with whatever else is queued */
-            enqueue_missing(c, f, tile, tile, 0);
-            pthread_cond_broadcast(&c->work);
-            if ((e = find(c, f->id, tile))) e->refs++;
-        }
-        if (!e && (e = start_entry(c, f, tile))) { /* on the CPU, here (or: the queue is full) */
-            pthread_mutex_unlock(&c->lock);
-            int state = decode(c, e);
-            pthread_mutex_lock(&c->lock);
-            finish(c, e, state);
-        }
+        pthread_mutex_unlock(&c->lock);
+        int state = decode(c, e);
+        pthread_mutex_lock(&c->lock);
+        finish(c, e, state);
     }
     if (!e) {
         pthread_mutex_unlock(&c->lock);
@@ -275,16 +268,16 @@ static void gpu_batch(wcfs_cache *c) {
     }
 }
 
-static void *worker_main(void *arg) {
+/* CPU workers take queued tiles one at a time while the queue is short; a GPU worker waits for
+ * a queue of at least gpu_min_batch tiles (a large read plus its read-ahead) and takes it whole:
+ * small work stays on the CPU, where its latency is lower, and large batches go to the GPU. */
+static void *cpu_worker(void *arg) {
     wcfs_cache *c = arg;
     pthread_mutex_lock(&c->lock);
     for (;;) {
-        while (!c->q_len && !c->stopping) pthread_cond_wait(&c->work, &c->lock);
-        if (!c->q_len) break;
-        if (c->fs->gpu_active) {
-            gpu_batch(c);
-            continue;
-        }
+        while (!c->stopping && !(c->q_len && (!c->gpu_started || c->q_len < c->fs->gpu_min_batch)))
+            pthread_cond_wait(&c->work, &c->lock);
+        if (!c->q_len) break; /* stopping, and nothing left (while stopping, all hands drain) */
         wcfs_entry *e = c->queue[c->q_head];
         c->q_head = (c->q_head + 1) % QUEUE_CAP;
         c->q_len--;
@@ -298,7 +291,20 @@ static void *worker_main(void *arg) {
     return NULL;
 }
 
-wcfs_cache *wcfs_cache_new(wcfs *fs, uint64_t budget, unsigned workers) {
+static void *gpu_worker(void *arg) {
+    wcfs_cache *c = arg;
+    pthread_mutex_lock(&c->lock);
+    for (;;) {
+        while (!c->stopping && c->q_len < c->fs->gpu_min_batch) pthread_cond_wait(&c->work, &c->lock);
+        if (!c->q_len) break;
+        gpu_batch(c); /* returns with the lock held */
+        pthread_cond_broadcast(&c->work); /* what is left may be the CPU workers' now */
+    }
+    pthread_mutex_unlock(&c->lock);
+    return NULL;
+}
+
+wcfs_cache *wcfs_cache_new(wcfs *fs, uint64_t budget, unsigned workers, int gpu) {
     wcfs_cache *c = calloc(1, sizeof *c);
     if (!c) return NULL;
     c->fs = fs;
@@ -306,7 +312,7 @@ wcfs_cache *wcfs_cache_new(wcfs *fs, uint64_t budget, unsigned workers) {
     c->nbuckets = 1024;
     while (c->nbuckets < 2 * (budget / (64u << 10)) && c->nbuckets < (1u << 22)) c->nbuckets *= 2;
     c->buckets = calloc(c->nbuckets, sizeof *c->buckets);
-    c->workers = calloc(workers ? workers : 1, sizeof *c->workers);
+    c->workers = calloc(workers + 1, sizeof *c->workers);
     if (!c->buckets || !c->workers) {
         free(c->buckets);
         free(c->workers);
@@ -317,8 +323,12 @@ wcfs_cache *wcfs_cache_new(wcfs *fs, uint64_t budget, unsigned workers) {
     pthread_mutex_init(&c->lock, NULL);
     pthread_cond_init(&c->done, NULL);
     pthread_cond_init(&c->work, NULL);
+    if (gpu && pthread_create(&c->workers[c->n_workers], NULL, gpu_worker, c) == 0) {
+        c->n_workers++;
+        c->gpu_started = 1;
+    }
     for (unsigned i = 0; i < workers; i++)
-        if (pthread_create(&c->workers[c->n_workers], NULL, worker_main, c) == 0) c->n_workers++;
+        if (pthread_create(&c->workers[c->n_workers], NULL, cpu_worker, c) == 0) c->n_workers++;
     return c;
 }
 

@@ -18,7 +18,7 @@ wcfs g_fs;
 
 typedef struct {
     char *src, *cache_size, *index_dir, *gpu;
-    unsigned readahead, threads;
+    unsigned readahead, threads, gpu_min_batch;
     int help, nonopts;
 } options;
 
@@ -30,6 +30,7 @@ static const struct fuse_opt opt_spec[] = {
     {"readahead=%u", offsetof(options, readahead), 0},
     {"threads=%u", offsetof(options, threads), 0},
     {"gpu=%s", offsetof(options, gpu), 0},
+    {"gpu_min_batch=%u", offsetof(options, gpu_min_batch), 0},
     FUSE_OPT_KEY("-h", KEY_HELP),
     FUSE_OPT_KEY("--help", KEY_HELP),
     FUSE_OPT_END};
@@ -65,6 +66,9 @@ static void usage(const char *prog) {
            "    -o threads=N       decode worker threads (default: online CPUs)\n"
            "    -o gpu=auto|on|off decode on the GPU: auto (default) uses one when there is\n"
            "                       one, on fails without one, off never does\n"
+           "    -o gpu_min_batch=N tiles a read plus its read-ahead must reach to go to the\n"
+           "                       GPU as one batch (default 16); smaller work stays on the\n"
+           "                       CPU threads, whose latency is lower\n"
            "    -f                 stay in the foreground;  -d  FUSE debug output\n"
            "\n",
            prog);
@@ -132,6 +136,7 @@ static int configure(options *o, const char *mnt) {
     if (o->cache_size && parse_size(o->cache_size, &g_fs.cache_size) != 0)
         return fail("cache_size=%s: not a size", o->cache_size);
     g_fs.readahead = o->readahead;
+    g_fs.gpu_min_batch = o->gpu_min_batch ? o->gpu_min_batch : 16;
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
     g_fs.threads = o->threads ? o->threads : (unsigned)(ncpu > 0 ? ncpu : 1);
     g_fs.gpu = -1;
@@ -202,7 +207,7 @@ int main(int argc, char **argv) {
         else fprintf(stderr, "wcodecfs: GPU unusable, decoding on the CPU: %s\n", g_fs.gpu_name);
     }
     if (wc_index_open(g_fs.index_dir, &g_fs.index, &err) == WC_OK &&
-        (g_fs.cache = wcfs_cache_new(&g_fs, g_fs.cache_size, g_fs.gpu_active ? 1 : g_fs.threads)) &&
+        (g_fs.cache = wcfs_cache_new(&g_fs, g_fs.cache_size, g_fs.threads, g_fs.gpu_active)) &&
         fuse_set_signal_handlers(fuse_get_session(fuse)) == 0) {
         if (co.singlethread) {
             rc = fuse_loop(fuse);

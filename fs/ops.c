@@ -153,7 +153,7 @@ static int read_container(handle *h, char *buf, size_t size, off_t off) {
         last++;
     uint64_t expected = atomic_exchange(&h->next, (uint64_t)off + size);
     uint32_t ahead = off == 0 || expected == (uint64_t)off ? g_fs.readahead : 0;
-    if (g_fs.gpu_active) {
+    if (g_fs.gpu_active && last - first + 1 + ahead >= g_fs.gpu_min_batch) {
         wcfs_cache_prefetch_range(c, f, first, last + ahead); /* one GPU batch */
     } else {
         wcfs_cache_prefetch_range(c, f, first + 1, last + ahead);

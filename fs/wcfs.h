@@ -39,6 +39,7 @@ typedef struct {
     unsigned threads;      /* decode workers */
     int gpu;               /* the option: 0 off, 1 on, -1 auto */
     int gpu_active;        /* the daemon decodes on the GPU */
+    unsigned gpu_min_batch; /* queued tiles that make a GPU batch */
     char gpu_name[320];
     /* state */
     wcfs_file *files;      /* sorted by presented path */
@@ -58,7 +59,8 @@ int wcfs_file_open(wcfs_file *f);                        /* opens the container 
 /* cache.c: the decoded-tile cache and its decode workers */
 typedef struct wcfs_cache wcfs_cache;
 typedef struct wcfs_entry wcfs_entry;
-wcfs_cache *wcfs_cache_new(wcfs *fs, uint64_t budget, unsigned workers);
+/* `workers` CPU decode threads, plus one GPU worker if gpu (the GPU must be open). */
+wcfs_cache *wcfs_cache_new(wcfs *fs, uint64_t budget, unsigned workers, int gpu);
 void wcfs_cache_free(wcfs_cache *c);
 /* Returns the decoded tile (pinned until wcfs_cache_put), decoding it or waiting for the
  * decode already under way. 0, or -EIO for a tile that does not decode. */

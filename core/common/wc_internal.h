@@ -103,7 +103,10 @@ int wc_rans_force_path(int path);
 /* ---- the container in memory (core/decompress/container_read.c) ---- */
 typedef struct {
     wc_tensor_info info;
-    uint32_t *lut[WC_MAX_PLANES]; /* decode tables of coded planes, NULL for raw planes */
+    wc_rans_freqs *freqs[WC_MAX_PLANES]; /* frequencies of coded planes, NULL for raw planes */
+    /* decode tables, built on first use (wc_container_plane_lut): opening a container with
+     * thousands of tensors costs no 16 KiB table each, and reading one tensor builds one */
+    _Atomic(uint32_t *) lut[WC_MAX_PLANES];
 } wc_tensor_entry;
 
 struct wc_container {

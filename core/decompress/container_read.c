@@ -5,6 +5,7 @@
  * and nothing is allocated beyond what the file's own size can justify.
  */
 #include <errno.h>
+#include <stdatomic.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -88,9 +89,8 @@ static wc_status parse_tensor(const uint8_t *r, const uint8_t *freq, uint32_t fr
             off >= freq_bytes || wc_rans_table_read(freq + off, freq_bytes - off, &f, &used) != 0)
             return FMT_FAIL("%s: tensor %u plane %u has a bad frequency table", name, ti, p);
         *freq_next += (uint32_t)used;
-        if (!(t->lut[p] = malloc(WC_RANS_PROB_SCALE * sizeof(uint32_t))))
-            return wc_fail(err, WC_ERR_NOMEM, "%s: out of memory", name);
-        wc_rans_build_lut(&f, t->lut[p]);
+        if (!(t->freqs[p] = malloc(sizeof f))) return wc_fail(err, WC_ERR_NOMEM, "%s: out of memory", name);
+        *t->freqs[p] = f;
         in->plane_coded[p] = 1;
     }
     return WC_OK;
@@ -296,7 +296,10 @@ void wc_container_close(wc_container *c) {
     if (c->fd >= 0) close(c->fd);
     if (c->tensors)
         for (uint32_t i = 0; i < c->n_tensors; i++)
-            for (unsigned p = 0; p < WC_MAX_PLANES; p++) free(c->tensors[i].lut[p]);
+            for (unsigned p = 0; p < WC_MAX_PLANES; p++) {
+                free(c->tensors[i].freqs[p]);
+                free(atomic_load(&c->tensors[i].lut[p]));
+            }
     free(c->tensors);
     free(c->tiles);
     free(c->name);
@@ -316,7 +319,17 @@ const wc_tensor_info *wc_container_tensor(const wc_container *c, uint32_t i) {
     return &c->tensors[i].info;
 }
 const uint32_t *wc_container_plane_lut(const wc_container *c, uint32_t tensor, unsigned plane) {
-    return tensor < c->n_tensors && plane < WC_MAX_PLANES ? c->tensors[tensor].lut[plane] : NULL;
+    if (tensor >= c->n_tensors || plane >= WC_MAX_PLANES || !c->tensors[tensor].freqs[plane]) return NULL;
+    wc_tensor_entry *te = &c->tensors[tensor]; /* the table is a cache: built once, kept */
+    uint32_t *lut = atomic_load_explicit(&te->lut[plane], memory_order_acquire);
+    if (lut) return lut;
+    uint32_t *mine = malloc(WC_RANS_PROB_SCALE * sizeof *mine);
+    if (!mine) return NULL;
+    wc_rans_build_lut(te->freqs[plane], mine);
+    uint32_t *none = NULL;
+    if (atomic_compare_exchange_strong(&te->lut[plane], &none, mine)) return mine;
+    free(mine); /* another thread built it first */
+    return none;
 }
 
 uint32_t wc_container_find_tile(const wc_container *c, uint64_t offset) {

@@ -62,7 +62,7 @@ static wc_status decode_planes(const wc_container *c, uint32_t i, const uint8_t 
     if (!lay) return wc_fail(err, WC_ERR_NOMEM, "%s: out of memory", c->name);
     wc_status st = wc_tile_layout_parse(c, i, payload, lay, err);
     if (st == WC_OK) {
-        const wc_tensor_entry *te = &c->tensors[c->tiles[i].tensor];
+        uint32_t tensor = c->tiles[i].tensor;
         unsigned w = lay->plane_count;
         const uint8_t *plane_ptr[WC_MAX_PLANES];
         for (unsigned p = 0; p < w; p++)
@@ -81,7 +81,9 @@ static wc_status decode_planes(const wc_container *c, uint32_t i, const uint8_t 
                 len[k] = r->len;
                 cnt[k] = r->count;
             }
-            if (wc_rans_decode_streams(te->lut[p], k, src, len, dst, cnt) != 0) st = corrupt(c, i, err);
+            const uint32_t *lut = wc_container_plane_lut(c, tensor, p);
+            if (!lut) st = wc_fail(err, WC_ERR_NOMEM, "%s: out of memory", c->name);
+            else if (wc_rans_decode_streams(lut, k, src, len, dst, cnt) != 0) st = corrupt(c, i, err);
         }
         if (st == WC_OK) wc_planes_merge((wc_dtype)lay->dtype, plane_ptr, lay->n, out);
     }

@@ -93,18 +93,23 @@ PY
   { echo "model: use-lite.bf16 tensors x ${COPIES:-100}, $(stat -c %s "$R/model.safetensors") bytes"
     "$B/tests/gpu_check" bench "$R/model.wcodec" "$R/model.safetensors"
     "$B/wcodec" bench -j "$(nproc)" "$R/model.safetensors" | grep -E "decode_GBps"
-    for mode in on off; do
-      "$B/wcodecfs" "$R" "$M" -o "gpu=$mode,index_dir=$T/index4,cache_size=4G" 2>/dev/null
-      sync; echo 3 > /proc/sys/vm/drop_caches 2>/dev/null
-      t0=$(date +%s.%N); dd if="$M/model.safetensors" of=/dev/null bs=1M status=none; t1=$(date +%s.%N)
-      echo "mount_gpu_${mode}_cold_seq_MBps: $(awk -v s="$(stat -c %s "$R/model.safetensors")" -v a="$t0" -v b="$t1" 'BEGIN{printf "%.0f", s/(b-a)/1e6}')"
-      umount "$M"
-      "$B/wcodecfs" "$R" "$M" -o "gpu=$mode,index_dir=$T/index4,readahead=0" 2>/dev/null
-      read -r off len < <($PY -c "
+    for ra in 8 64; do
+      for mode in on off; do
+        "$B/wcodecfs" "$R" "$M" -o "gpu=$mode,index_dir=$T/index4,cache_size=4G,readahead=$ra" 2>/dev/null
+        sync; echo 3 > /proc/sys/vm/drop_caches 2>/dev/null
+        t0=$(date +%s.%N); dd if="$M/model.safetensors" of=/dev/null bs=1M status=none; t1=$(date +%s.%N)
+        echo "mount_gpu_${mode}_readahead_${ra}_cold_seq_MBps: $(awk -v s="$(stat -c %s "$R/model.safetensors")" -v a="$t0" -v b="$t1" 'BEGIN{printf "%.0f", s/(b-a)/1e6}') (tiles decoded: gpu $(stat_of "$M" tiles_decoded_gpu), cpu $(stat_of "$M" tiles_decoded_cpu))"
+        umount "$M"
+      done
+    done
+    read -r off len < <($PY -c "
 import json,struct,sys; b=open('$R/model.safetensors','rb').read(1<<24); n=struct.unpack('<Q',b[:8])[0]; h=json.loads(b[8:8+n])
 k,v=max(((k,v) for k,v in h.items() if k!='__metadata__'), key=lambda kv: kv[1]['data_offsets'][1]-kv[1]['data_offsets'][0]); print(8+n+v['data_offsets'][0], v['data_offsets'][1]-v['data_offsets'][0])")
+    for mode in on off; do
+      "$B/wcodecfs" "$R" "$M" -o "gpu=$mode,index_dir=$T/index4,readahead=0" 2>/dev/null
+      cat "$M/.wcodecfs-stats" > /dev/null
       t0=$(date +%s.%N); "$B/tests/fs_check" direct "$M/model.safetensors" "$off" "$len"; t1=$(date +%s.%N)
-      echo "mount_gpu_${mode}_one_tensor_ms: $(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.2f", (b-a)*1e3}') ($len bytes)"
+      echo "mount_gpu_${mode}_one_tensor_ms: $(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.2f", (b-a)*1e3}') ($len bytes, O_DIRECT, readahead=0)"
       umount "$M"
     done
   } | tee "$T/bench.txt"
