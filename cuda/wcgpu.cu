@@ -129,47 +129,23 @@ rans_kernel(const stream_job *jobs, uint32_t n_jobs, uint32_t *verdict) {
 }
 
 template <typename T>
-__device__ __forceinline__ T merge_one(const merge_job &j, uint32_t i) {
+__device__ __forceinline__ void merge_elems(const merge_job &j, uint32_t i) {
     T v = 0;
     for (uint32_t k = 0; k < sizeof(T); k++) v |= (T)j.plane[k][i] << (8 * k);
-    return j.rot ? (T)(v >> 1 | v << (8 * sizeof(T) - 1)) : v;
+    if (j.rot) v = v >> 1 | v << (8 * sizeof(T) - 1);
+    reinterpret_cast<T *>(j.dst)[i] = v;
 }
 
-/* 4 elements a thread: one 32-bit load per plane, one vector store */
-template <typename T, typename V>
-__device__ __forceinline__ void merge_four(const merge_job &j, uint32_t q) {
-    uint32_t b[sizeof(T)];
-    for (uint32_t k = 0; k < sizeof(T); k++) b[k] = reinterpret_cast<const uint32_t *>(j.plane[k])[q];
-    T v[4];
-    for (int e = 0; e < 4; e++) {
-        T x = 0;
-        for (uint32_t k = 0; k < sizeof(T); k++) x |= (T)((b[k] >> (8 * e)) & 0xFF) << (8 * k);
-        v[e] = j.rot ? (T)(x >> 1 | x << (8 * sizeof(T) - 1)) : x;
-    }
-    V out;
-    memcpy(&out, v, sizeof out);
-    reinterpret_cast<V *>(j.dst)[q] = out;
-}
-
+/* One thread an element. (Four a thread, with 32-bit plane loads, measured slower on the H100:
+ * 3.4 ms against 2.1 ms for 1.4 GB; see docs/BENCHMARKS.md.) */
 __global__ void merge_kernel(const merge_job *jobs) {
-    const merge_job j = jobs[blockIdx.y];
-    uint32_t stride = gridDim.x * blockDim.x, start = blockIdx.x * blockDim.x + threadIdx.x;
-    bool vec = j.n % 4 == 0 && j.w <= 4;
-    for (uint32_t k = 0; k < j.w && vec; k++) vec = ((uintptr_t)j.plane[k] & 3) == 0;
-    if (vec) {
-        for (uint32_t q = start; q < j.n / 4; q += stride) {
-            if (j.w == 1) reinterpret_cast<uint32_t *>(j.dst)[q] = reinterpret_cast<const uint32_t *>(j.plane[0])[q];
-            else if (j.w == 2) merge_four<uint16_t, uint2>(j, q);
-            else merge_four<uint32_t, uint4>(j, q);
-        }
-        return;
-    }
-    for (uint32_t i = start; i < j.n; i += stride) {
+    const merge_job &j = jobs[blockIdx.y];
+    for (uint32_t i = blockIdx.x * blockDim.x + threadIdx.x; i < j.n; i += gridDim.x * blockDim.x) {
         switch (j.w) {
         case 1: j.dst[i] = j.plane[0][i]; break;
-        case 2: reinterpret_cast<uint16_t *>(j.dst)[i] = merge_one<uint16_t>(j, i); break;
-        case 4: reinterpret_cast<uint32_t *>(j.dst)[i] = merge_one<uint32_t>(j, i); break;
-        default: reinterpret_cast<uint64_t *>(j.dst)[i] = merge_one<uint64_t>(j, i); break;
+        case 2: merge_elems<uint16_t>(j, i); break;
+        case 4: merge_elems<uint32_t>(j, i); break;
+        default: merge_elems<uint64_t>(j, i); break;
         }
     }
 }
@@ -443,8 +419,7 @@ static wc_status decode_batch(wcgpu *g, const wc_container *c, const uint32_t *t
         e = cudaGetLastError();
     }
     if (e == cudaSuccess) {
-        uint32_t per_block = 256 * 4; /* the vector path does 4 elements a thread */
-        dim3 grid((max_n + per_block - 1) / per_block < 64 ? (max_n + per_block - 1) / per_block : 64, (unsigned)n);
+        dim3 grid((max_n + 255) / 256 < 64 ? (max_n + 255) / 256 : 64, (unsigned)n);
         cudaEventRecord(g->ev[1], s);
         merge_kernel<<<grid, 256, 0, s>>>((const merge_job *)(d_jobs + d_mj));
         e = cudaGetLastError();

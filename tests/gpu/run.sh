@@ -36,14 +36,15 @@ if [ -n "$DATA" ]; then for c in "$DATA"/*.wcodec; do [ -f "$c" ] && "$B/wcodec"
 tally "$T/compare.log"
 
 # ---- 2. the mount with gpu=on
-t "mount with gpu=on" "$B/wcodecfs" "$T/src" "$M" -o "gpu=on,index_dir=$T/index,readahead=4"
+# gpu_min_batch=1: every miss goes to the GPU, so that this part tests the GPU path alone
+t "mount with gpu=on" "$B/wcodecfs" "$T/src" "$M" -o "gpu=on,gpu_min_batch=1,index_dir=$T/index,readahead=4"
 for f in $(cd "$T/orig" && ls *.safetensors); do t "gpu=on: cmp $f" cmp "$T/orig/$f" "$M/$f"; done
 t "the GPU decoded (tiles_decoded_gpu > 0, cpu = 0)" test "$(stat_of "$M" tiles_decoded_gpu)" -gt 0 -a "$(stat_of "$M" tiles_decoded_cpu)" -eq 0
 t "16 threads x random reads on the GPU path" "$B/tests/fs_check" random "$T/orig/big_bf16.safetensors" "$M/big_bf16.safetensors" 16 300
 umount "$M"
 cp -r "$T/src" "$T/bad"; c=$T/bad/big_bf16.wcodec; size=$(stat -c %s "$c")
 printf '\x55' | dd of="$c" bs=1 seek=$((size / 2)) conv=notrunc 2>/dev/null
-t "mount a corrupted container with gpu=on" "$B/wcodecfs" "$T/bad" "$M" -o "gpu=on,index_dir=$T/index2,readahead=0"
+t "mount a corrupted container with gpu=on" "$B/wcodecfs" "$T/bad" "$M" -o "gpu=on,gpu_min_batch=1,index_dir=$T/index2,readahead=0"
 "$B/tests/fs_check" ranges "$T/orig/big_bf16.safetensors" "$M/big_bf16.safetensors" 65536 > "$T/ranges" 2>&1
 t "gpu=on: good ranges identical" grep -q "ranges: [0-9]* failed, 0 wrong" "$T/ranges"
 nf=$(grep -c "^fail .* Input/output error" "$T/ranges")
@@ -64,7 +65,7 @@ PY
   cp "$T/orig/big_bf16.safetensors" "$T/orig/all_dtypes.safetensors" "$T/llm/" 2>/dev/null
   "$B/wcodec" encode -q -j "$(nproc)" "$T/llm" "$T/llm.wc"
   for mode in on off; do
-    t "mount the model, gpu=$mode" "$B/wcodecfs" "$T/llm.wc" "$M" -o "gpu=$mode,index_dir=$T/index3"
+    t "mount the model, gpu=$mode" "$B/wcodecfs" "$T/llm.wc" "$M" -o "gpu=$mode,gpu_min_batch=1,index_dir=$T/index3"
     $PY "$HERE/load_check.py" "$T/llm" "$M" > "$T/load_$mode.log" 2>&1; cat "$T/load_$mode.log" | grep -v "^[0-9]* passed"
     tally "$T/load_$mode.log"
     umount "$M"
