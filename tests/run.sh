@@ -10,13 +10,20 @@ log=$(mktemp); trap 'rm -f "$log"' EXIT
 # ctest, with its summary kept for the closing tally
 run_ctest() { ctest --test-dir "$1" --output-on-failure -j"$jobs" 2>&1 | tee -a "$log"; }
 
-echo "== release build + tests"
-cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null
+# The CUDA decoder is compiled where nvcc is (CI has it, and no GPU: its tests run on a GPU
+# machine with tests/gpu/run.sh); everything else is tested here.
+cuda=()
+for nvcc in "$(command -v nvcc || true)" /usr/local/cuda/bin/nvcc; do
+  [ -x "$nvcc" ] && { cuda=(-DCMAKE_CUDA_COMPILER="$nvcc"); break; }
+done
+
+echo "== release build + tests${cuda:+ (with the CUDA decoder)}"
+cmake -S . -B build -DCMAKE_BUILD_TYPE=Release "${cuda[@]}" >/dev/null
 cmake --build build -j"$jobs"
 run_ctest build
 
 echo "== AddressSanitizer + UBSan build + tests"
-cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DWC_SANITIZE=ON >/dev/null
+cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DWC_SANITIZE=ON -DWC_CUDA=OFF >/dev/null
 cmake --build build-asan -j"$jobs"
 ASAN_OPTIONS=detect_leaks=1 run_ctest build-asan
 

@@ -96,11 +96,16 @@ PY
     "$B/wcodec" bench -j "$(nproc)" "$R/model.safetensors" | grep -E "decode_GBps"
     for ra in 8 64; do
       for mode in on off; do
-        "$B/wcodecfs" "$R" "$M" -o "gpu=$mode,index_dir=$T/index4,cache_size=4G,readahead=$ra" 2>/dev/null
-        sync; echo 3 > /proc/sys/vm/drop_caches 2>/dev/null
-        t0=$(date +%s.%N); dd if="$M/model.safetensors" of=/dev/null bs=1M status=none; t1=$(date +%s.%N)
-        echo "mount_gpu_${mode}_readahead_${ra}_cold_seq_MBps: $(awk -v s="$(stat -c %s "$R/model.safetensors")" -v a="$t0" -v b="$t1" 'BEGIN{printf "%.0f", s/(b-a)/1e6}') (tiles decoded: gpu $(stat_of "$M" tiles_decoded_gpu), cpu $(stat_of "$M" tiles_decoded_cpu))"
-        umount "$M"
+        best=0
+        for rep in 1 2; do # best of two fresh mounts: that machine is noisy
+          "$B/wcodecfs" "$R" "$M" -o "gpu=$mode,index_dir=$T/index4,cache_size=4G,readahead=$ra" 2>/dev/null
+          sync; echo 3 > /proc/sys/vm/drop_caches 2>/dev/null
+          t0=$(date +%s.%N); dd if="$M/model.safetensors" of=/dev/null bs=1M status=none; t1=$(date +%s.%N)
+          r=$(awk -v s="$(stat -c %s "$R/model.safetensors")" -v a="$t0" -v b="$t1" 'BEGIN{printf "%.0f", s/(b-a)/1e6}')
+          [ "$r" -gt "$best" ] && { best=$r; split="gpu $(stat_of "$M" tiles_decoded_gpu), cpu $(stat_of "$M" tiles_decoded_cpu)"; }
+          umount "$M"
+        done
+        echo "mount_gpu_${mode}_readahead_${ra}_cold_seq_MBps: $best (best of 2; tiles decoded: $split)"
       done
     done
     read -r off len < <($PY -c "
@@ -113,8 +118,12 @@ k,v=max(((k,v) for k,v in h.items() if k!='__metadata__'), key=lambda kv: kv[1][
       echo "mount_gpu_${mode}_one_tensor_ms: $(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.2f", (b-a)*1e3}') ($len bytes, O_DIRECT, readahead=0)"
       umount "$M"
     done
+    for mode in on off; do
+      [ -f "$T/load_$mode.log" ] && grep -E "^(safe_open_cuda model|transformers)" "$T/load_$mode.log" | sed -E "s/^safe_open_cuda model.safetensors: /safe_open_cuda: /; s/^/load_gpu_${mode}_/"
+    done
   } | tee "$T/bench.txt"
-  [ -n "${OUT:-}" ] && cp "$T/bench.txt" "$OUT/gpu_bench.txt"
+  bash "$HERE/../bench/gpu_section.sh" "$T/bench.txt"
+  [ -n "${OUT:-}" ] && cp "$T/bench.txt" "$OUT/gpu_bench.txt" && cp "$HERE/../../docs/BENCHMARKS.md" "$OUT/"
 fi
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]
