@@ -64,6 +64,10 @@ cat "$M/big_bf16.safetensors" "$M/big_bf16.safetensors" > /dev/null
 t "read twice through a small cache, bytes identical" cmp "$T/orig/big_bf16.safetensors" "$M/big_bf16.safetensors"
 peak=$(stat_of "$M" cache_peak_bytes); ev=$(stat_of "$M" cache_evictions)
 t "peak $peak <= budget 2097152, evictions $ev > 0" test "$peak" -le 2097152 -a "$ev" -gt 0
+# the stated bound (README): RSS <= cache_size + 64 MiB of fixed overhead
+pid=$(pgrep -f "wcodecfs $T/src $M" | head -1); hwm=$(awk '/VmHWM/ {print $2}' "/proc/$pid/status" 2>/dev/null)
+if ldd "$FS" | grep -q libasan; then echo "# sanitizer build: RSS bound not checked (shadow memory)"
+else t "daemon peak RSS ${hwm:-?} KiB <= cache_size + 64 MiB" test -n "$hwm" -a "${hwm:-0}" -le $(( (2048 + 65536) )); fi
 umnt "$M"
 
 # ---- one tensor: decodes only that tensor's tiles (O_DIRECT: no kernel readahead)
