@@ -50,6 +50,15 @@ typedef struct {
 /* A short static name for a status ("checksum mismatch", ...). Never NULL. */
 const char *wc_status_str(wc_status s);
 
+/* Fills *err (when err is not NULL) with code and a printf-formatted message; returns code.
+ * For modules built on libwcodec (the index, the filesystem) to report errors the same way. */
+wc_status wc_error_set(wc_error *err, wc_status code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* Parses a byte count: digits, optionally followed by K, M or G (binary; "KiB"/"KB" also read
+ * as K). 0 on success, -1 on anything else or overflow. */
+int wc_parse_size(const char *s, uint64_t *out);
+
 /* ===================================================================================== */
 /* dtypes                                                                                */
 /* ===================================================================================== */

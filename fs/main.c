@@ -74,20 +74,6 @@ static void usage(const char *prog) {
            prog);
 }
 
-static int parse_size(const char *s, uint64_t *out) {
-    char *end;
-    errno = 0;
-    unsigned long long v = strtoull(s, &end, 10);
-    unsigned shift = 0;
-    if (errno || end == s) return -1;
-    if (*end == 'K' || *end == 'k') shift = 10, end++;
-    else if (*end == 'M' || *end == 'm') shift = 20, end++;
-    else if (*end == 'G' || *end == 'g') shift = 30, end++;
-    if (*end || v > (UINT64_MAX >> shift)) return -1;
-    *out = (uint64_t)v << shift;
-    return 0;
-}
-
 static int dir_is_empty(const char *path) {
     DIR *d = opendir(path);
     if (!d) return 0;
@@ -133,7 +119,7 @@ static int configure(options *o, const char *mnt) {
     g_fs.cache_size = ram / 8;
     if (g_fs.cache_size < (256u << 20)) g_fs.cache_size = 256u << 20;
     if (g_fs.cache_size > (8ull << 30)) g_fs.cache_size = 8ull << 30;
-    if (o->cache_size && parse_size(o->cache_size, &g_fs.cache_size) != 0)
+    if (o->cache_size && wc_parse_size(o->cache_size, &g_fs.cache_size) != 0)
         return fail("cache_size=%s: not a size", o->cache_size);
     g_fs.readahead = o->readahead;
     g_fs.gpu_min_batch = o->gpu_min_batch ? o->gpu_min_batch : 16;

@@ -2,7 +2,6 @@
 #include "wcindex.h"
 
 #include <errno.h>
-#include <stdarg.h>
 #include <lmdb.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,29 +15,16 @@ struct wc_index {
 };
 
 
-static wc_status ix_error(wc_error *err, wc_status code, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static wc_status ix_error(wc_error *err, wc_status code, const char *fmt, ...) {
-    if (err) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err->msg, sizeof err->msg, fmt, ap);
-        va_end(ap);
-        err->code = code;
-    }
-    return code;
-}
-
 /* An LMDB (or errno) failure: rc names it. */
 static wc_status ix_fail(wc_error *err, int rc, const char *what) {
-    return ix_error(err, WC_ERR_IO, "index: %s: %s", what, mdb_strerror(rc));
+    return wc_error_set(err, WC_ERR_IO, "index: %s: %s", what, mdb_strerror(rc));
 }
 
 wc_status wc_index_open(const char *dir, wc_index **out, wc_error *err) {
     if (mkdir(dir, 0700) != 0 && errno != EEXIST)
         return ix_fail(err, errno, dir);
     wc_index *ix = calloc(1, sizeof *ix);
-    if (!ix) return ix_error(err, WC_ERR_NOMEM, "index: out of memory");
+    if (!ix) return wc_error_set(err, WC_ERR_NOMEM, "index: out of memory");
     int rc;
     MDB_txn *txn = NULL;
     if ((rc = mdb_env_create(&ix->env)) ||
@@ -179,7 +165,7 @@ wc_status wc_index_find_tile(wc_index *ix, uint32_t file_id, uint64_t offset, ui
         rc = mdb_cursor_get(cur, &key, &val, MDB_LAST);
     wc_status st = WC_OK;
     if (rc || key.mv_size != 12 || memcmp(key.mv_data, k, 4) != 0 || val.mv_size != 4)
-        st = ix_error(err, WC_ERR_FORMAT, "index: no tile for file %u offset %llu", file_id,
+        st = wc_error_set(err, WC_ERR_FORMAT, "index: no tile for file %u offset %llu", file_id,
                      (unsigned long long)offset);
     else
         memcpy(tile, val.mv_data, 4);

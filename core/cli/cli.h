@@ -12,8 +12,6 @@ extern volatile sig_atomic_t cli_cancel; /* raised by SIGINT/SIGTERM */
 /* Prints "wcodec: msg" on stderr; returns 1 (the exit status of every failure). */
 int cli_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 int cli_fail_err(const wc_error *err);
-/* Parses a size like 262144, 256K, 1M; 0 on success. */
-int cli_parse_size(const char *s, uint64_t *out);
 int cli_is_dir(const char *path);
 /* 1 if path ends with suffix. */
 int cli_has_suffix(const char *path, const char *suffix);

@@ -101,9 +101,9 @@ int cmd_bench(int argc, char **argv) {
                    "the order-0 entropy bound of the byte planes, encode MB/s, and decode GB/s\n"
                    "on one thread (and on N threads with -j N), memory to memory.\n");
             return 0;
-        } else if (c == 'j' && !cli_parse_size(optarg, &v) && v >= 1 && v <= 64) {
+        } else if (c == 'j' && !wc_parse_size(optarg, &v) && v >= 1 && v <= 64) {
             threads = (unsigned)v;
-        } else if (c == 't' && !cli_parse_size(optarg, &v) && v <= UINT32_MAX) {
+        } else if (c == 't' && !wc_parse_size(optarg, &v) && v <= UINT32_MAX) {
             tile_size = (uint32_t)v;
         } else {
             return cli_fail("bad option; see 'wcodec bench --help'");

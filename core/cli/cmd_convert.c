@@ -122,13 +122,13 @@ static int convert_main(int argc, char **argv, int encode) {
         uint64_t v;
         switch (c) {
         case 'j':
-            if (cli_parse_size(optarg, &v) || v < 1 || v > 64)
+            if (wc_parse_size(optarg, &v) || v < 1 || v > 64)
                 return cli_fail("-j %s: expected a thread count from 1 to 64", optarg);
             cx.threads = (unsigned)v;
             break;
         case 't':
             if (!encode) return cli_fail("--tile-size is an encode option");
-            if (cli_parse_size(optarg, &v) || v > UINT32_MAX)
+            if (wc_parse_size(optarg, &v) || v > UINT32_MAX)
                 return cli_fail("--tile-size %s: not a size", optarg);
             cx.tile_size = (uint32_t)v;
             break;

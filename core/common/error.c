@@ -1,5 +1,7 @@
 /* error.c - status names and error messages. */
+#include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 
 #include "wc_internal.h"
 
@@ -20,7 +22,7 @@ const char *wc_status_str(wc_status s) {
     return "unknown error";
 }
 
-wc_status wc_fail(wc_error *err, wc_status code, const char *fmt, ...) {
+wc_status wc_error_set(wc_error *err, wc_status code, const char *fmt, ...) {
     if (err) {
         va_list ap;
         va_start(ap, fmt);
@@ -29,4 +31,20 @@ wc_status wc_fail(wc_error *err, wc_status code, const char *fmt, ...) {
         err->code = code;
     }
     return code;
+}
+
+int wc_parse_size(const char *s, uint64_t *out) {
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno || end == s || *s == '-') return -1;
+    unsigned shift = 0;
+    if (*end == 'K' || *end == 'k') shift = 10, end++;
+    else if (*end == 'M' || *end == 'm') shift = 20, end++;
+    else if (*end == 'G' || *end == 'g') shift = 30, end++;
+    if (*end == 'i' && shift) end++;
+    if (*end == 'B' && shift) end++;
+    if (*end || v > (UINT64_MAX >> shift)) return -1;
+    *out = (uint64_t)v << shift;
+    return 0;
 }

@@ -11,7 +11,7 @@
 
 #include "wc_internal.h"
 
-#define ST_FAIL(...) wc_fail(err, WC_ERR_SAFETENSORS, __VA_ARGS__)
+#define ST_FAIL(...) wc_error_set(err, WC_ERR_SAFETENSORS, __VA_ARGS__)
 
 /* JSON numbers arrive as doubles: exact for integers up to 2^53, far beyond any real file. */
 static int json_to_u64(const cJSON *v, uint64_t *out) {
@@ -38,7 +38,7 @@ static wc_status check_unique_names(const wc_st_tensor *ts, size_t nt, const cha
                                     wc_error *err) {
     if (nt < 2) return WC_OK;
     const char **names = malloc(nt * sizeof *names);
-    if (!names) return wc_fail(err, WC_ERR_NOMEM, "%s: out of memory", path);
+    if (!names) return wc_error_set(err, WC_ERR_NOMEM, "%s: out of memory", path);
     for (size_t i = 0; i < nt; i++) names[i] = ts[i].name;
     qsort(names, nt, sizeof *names, cmp_name);
     wc_status st = WC_OK;
@@ -131,7 +131,7 @@ wc_status wc_st_parse(const uint8_t *buf, size_t buf_len, uint64_t file_size, co
         return ST_FAIL("%s: header length %llu exceeds the %u-byte limit", path,
                        (unsigned long long)n, WC_ST_MAX_HEADER);
     if (n < 2) return ST_FAIL("%s: header length %llu is too short", path, (unsigned long long)n);
-    if (buf_len < 8 + n) return wc_fail(err, WC_ERR_ARG, "%s: header not in buffer", path);
+    if (buf_len < 8 + n) return wc_error_set(err, WC_ERR_ARG, "%s: header not in buffer", path);
 
     const char *json = (const char *)buf + 8;
     const char *json_end = NULL;
@@ -158,7 +158,7 @@ wc_status wc_st_parse(const uint8_t *buf, size_t buf_len, uint64_t file_size, co
     size_t cap = (size_t)cJSON_GetArraySize(root);
     ts = calloc(cap ? cap : 1, sizeof *ts);
     if (!ts) {
-        st = wc_fail(err, WC_ERR_NOMEM, "%s: out of memory", path);
+        st = wc_error_set(err, WC_ERR_NOMEM, "%s: out of memory", path);
         goto done;
     }
     uint64_t data_len = file_size - 8 - n;
@@ -176,7 +176,7 @@ wc_status wc_st_parse(const uint8_t *buf, size_t buf_len, uint64_t file_size, co
         t->begin += 8 + n;
         t->end += 8 + n;
         if (!(t->name = strdup(item->string))) {
-            st = wc_fail(err, WC_ERR_NOMEM, "%s: out of memory", path);
+            st = wc_error_set(err, WC_ERR_NOMEM, "%s: out of memory", path);
             goto done;
         }
         nt++;

@@ -50,9 +50,6 @@ static inline void wc_wr64(uint8_t *p, uint64_t v) {
     for (int i = 0; i < 8; i++) p[i] = (uint8_t)(v >> (8 * i));
 }
 
-/* Fills err (if not NULL) and returns code. */
-wc_status wc_fail(wc_error *err, wc_status code, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
 
 /* xxh3-64 of a buffer (libxxhash). */
 uint64_t wc_hash(const void *p, size_t n);

@@ -54,11 +54,11 @@ static wc_status add_tiles(encoder *e, uint64_t begin, uint64_t end, uint32_t te
                            wc_error *err) {
     for (uint64_t off = begin; off < end; off += e->tile_size) {
         if (e->n_tiles == UINT32_MAX - 1)
-            return wc_fail(err, WC_ERR_ARG, "%s: too many tiles", e->path);
+            return wc_error_set(err, WC_ERR_ARG, "%s: too many tiles", e->path);
         if (e->n_tiles == e->tiles_cap) {
             size_t cap = e->tiles_cap ? 2 * e->tiles_cap : 1024;
             tile_plan *t = realloc(e->tiles, cap * sizeof *t);
-            if (!t) return wc_fail(err, WC_ERR_NOMEM, "%s: out of memory", e->path);
+            if (!t) return wc_error_set(err, WC_ERR_NOMEM, "%s: out of memory", e->path);
             e->tiles = t;
             e->tiles_cap = cap;
         }
@@ -72,7 +72,7 @@ static wc_status add_tiles(encoder *e, uint64_t begin, uint64_t end, uint32_t te
 static wc_status plan_tiles(encoder *e, const wc_st_file *sf, wc_error *err) {
     e->n_tensors = (uint32_t)sf->n_tensors;
     e->tensors = calloc(sf->n_tensors ? sf->n_tensors : 1, sizeof *e->tensors);
-    if (!e->tensors) return wc_fail(err, WC_ERR_NOMEM, "%s: out of memory", e->path);
+    if (!e->tensors) return wc_error_set(err, WC_ERR_NOMEM, "%s: out of memory", e->path);
     wc_status st = add_tiles(e, 0, sf->data_start, WC_TENSOR_NONE, err);
     uint64_t pos = sf->data_start;
     for (uint32_t i = 0; i < e->n_tensors && st == WC_OK; i++) {
@@ -227,7 +227,7 @@ static wc_status encode_payloads(encoder *e, wc_outfile *o, uint64_t payload_sta
     uint64_t pos = payload_start, done = 0;
     for (uint32_t first = 0; first < e->n_tiles; first += batch) {
         if (opts->cancel && *opts->cancel)
-            return wc_fail(err, WC_ERR_CANCELLED, "%s: cancelled", e->path);
+            return wc_error_set(err, WC_ERR_CANCELLED, "%s: cancelled", e->path);
         uint32_t cnt = e->n_tiles - first < batch ? e->n_tiles - first : batch;
         e->batch_first = first;
         wc_parallel_for(e->threads, cnt, encode_tile, e);
@@ -259,13 +259,13 @@ static wc_status alloc_buffers(encoder *e, wc_error *err) {
     e->out_cap = out_bound(e->tile_size);
     e->scratch = calloc(e->threads, sizeof *e->scratch);
     e->out = calloc(slots, sizeof *e->out);
-    if (!e->scratch || !e->out) return wc_fail(err, WC_ERR_NOMEM, "%s: out of memory", e->path);
+    if (!e->scratch || !e->out) return wc_error_set(err, WC_ERR_NOMEM, "%s: out of memory", e->path);
     for (unsigned w = 0; w < e->threads; w++)
         if (!(e->scratch[w] = malloc(e->tile_size)))
-            return wc_fail(err, WC_ERR_NOMEM, "%s: out of memory", e->path);
+            return wc_error_set(err, WC_ERR_NOMEM, "%s: out of memory", e->path);
     for (unsigned s = 0; s < slots; s++)
         if (!(e->out[s] = malloc(e->out_cap)))
-            return wc_fail(err, WC_ERR_NOMEM, "%s: out of memory", e->path);
+            return wc_error_set(err, WC_ERR_NOMEM, "%s: out of memory", e->path);
     return WC_OK;
 }
 
@@ -279,11 +279,11 @@ wc_status wc_encode_file(const char *src, const char *dst, const wc_encode_opts 
     if (e.threads > 64) e.threads = 64;
     if (e.tile_size < WC_TILE_SIZE_MIN || e.tile_size > WC_TILE_SIZE_MAX ||
         e.tile_size % WC_PAYLOAD_ALIGN)
-        return wc_fail(err, WC_ERR_ARG, "tile size %u: must be a multiple of 64 in [%u, %u]",
+        return wc_error_set(err, WC_ERR_ARG, "tile size %u: must be a multiple of 64 in [%u, %u]",
                        e.tile_size, WC_TILE_SIZE_MIN, WC_TILE_SIZE_MAX);
 
     int fd = open(src, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return wc_fail(err, WC_ERR_IO, "%s: %s", src, strerror(errno));
+    if (fd < 0) return wc_error_set(err, WC_ERR_IO, "%s: %s", src, strerror(errno));
     struct stat sb;
     wc_st_file sf = {0};
     wc_outfile o = {.fd = -1};
@@ -292,18 +292,18 @@ wc_status wc_encode_file(const char *src, const char *dst, const wc_encode_opts 
     void *map = MAP_FAILED;
     wc_status st = WC_OK;
     if (fstat(fd, &sb) != 0) {
-        st = wc_fail(err, WC_ERR_IO, "%s: %s", src, strerror(errno));
+        st = wc_error_set(err, WC_ERR_IO, "%s: %s", src, strerror(errno));
         goto done;
     }
     if (!S_ISREG(sb.st_mode)) {
-        st = wc_fail(err, WC_ERR_ARG, "%s: not a regular file", src);
+        st = wc_error_set(err, WC_ERR_ARG, "%s: not a regular file", src);
         goto done;
     }
     e.src_size = (uint64_t)sb.st_size;
     if (e.src_size > 0) {
         map = mmap(NULL, (size_t)e.src_size, PROT_READ, MAP_PRIVATE, fd, 0);
         if (map == MAP_FAILED) {
-            st = wc_fail(err, WC_ERR_IO, "%s: mmap: %s", src, strerror(errno));
+            st = wc_error_set(err, WC_ERR_IO, "%s: mmap: %s", src, strerror(errno));
             goto done;
         }
         madvise(map, (size_t)e.src_size, MADV_SEQUENTIAL);
@@ -324,7 +324,7 @@ wc_status wc_encode_file(const char *src, const char *dst, const wc_encode_opts 
     tables = malloc(tables_len);
     payload_offsets = malloc((e.n_tiles ? e.n_tiles : 1) * sizeof *payload_offsets);
     if (!tables || !payload_offsets) {
-        st = wc_fail(err, WC_ERR_NOMEM, "%s: out of memory", src);
+        st = wc_error_set(err, WC_ERR_NOMEM, "%s: out of memory", src);
         goto done;
     }
     if ((st = wc_out_open(&o, dst, opts.overwrite, err)) != WC_OK) goto done;

@@ -20,7 +20,7 @@ typedef struct {
     uint64_t tables_size, payload_start;
 } header_fields;
 
-#define FMT_FAIL(...) wc_fail(err, WC_ERR_FORMAT, __VA_ARGS__)
+#define FMT_FAIL(...) wc_error_set(err, WC_ERR_FORMAT, __VA_ARGS__)
 
 static wc_status parse_header(const uint8_t *h, uint64_t file_size, const char *name,
                               header_fields *hf, wc_error *err) {
@@ -30,10 +30,10 @@ static wc_status parse_header(const uint8_t *h, uint64_t file_size, const char *
     if (memcmp(h, WC_MAGIC, 8) != 0) return FMT_FAIL("%s: not a wcodec container (bad magic)", name);
     uint32_t version = wc_rd32(h + 8);
     if (version != WC_FORMAT_VERSION)
-        return wc_fail(err, WC_ERR_VERSION, "%s: container format version %u, this build reads %u",
+        return wc_error_set(err, WC_ERR_VERSION, "%s: container format version %u, this build reads %u",
                        name, version, WC_FORMAT_VERSION);
     if (wc_hash(h, 56) != wc_rd64(h + 56))
-        return wc_fail(err, WC_ERR_CHECKSUM, "%s: container header checksum mismatch", name);
+        return wc_error_set(err, WC_ERR_CHECKSUM, "%s: container header checksum mismatch", name);
     hf->tile_size = wc_rd32(h + 12);
     hf->source_size = wc_rd64(h + 16);
     hf->source_checksum = wc_rd64(h + 24);
@@ -89,7 +89,7 @@ static wc_status parse_tensor(const uint8_t *r, const uint8_t *freq, uint32_t fr
             off >= freq_bytes || wc_rans_table_read(freq + off, freq_bytes - off, &f, &used) != 0)
             return FMT_FAIL("%s: tensor %u plane %u has a bad frequency table", name, ti, p);
         *freq_next += (uint32_t)used;
-        if (!(t->freqs[p] = malloc(sizeof f))) return wc_fail(err, WC_ERR_NOMEM, "%s: out of memory", name);
+        if (!(t->freqs[p] = malloc(sizeof f))) return wc_error_set(err, WC_ERR_NOMEM, "%s: out of memory", name);
         *t->freqs[p] = f;
         in->plane_coded[p] = 1;
     }
@@ -176,13 +176,13 @@ wc_status wc_container_parse(const uint8_t *buf, size_t buf_len, uint64_t file_s
     wc_status st = parse_header(buf, file_size, name, &hf, err);
     if (st != WC_OK) return st;
     if (WC_HEADER_SIZE + hf.tables_size > buf_len)
-        return wc_fail(err, WC_ERR_ARG, "%s: tables not in buffer", name);
+        return wc_error_set(err, WC_ERR_ARG, "%s: tables not in buffer", name);
     const uint8_t *tables = buf + WC_HEADER_SIZE;
     if (wc_hash(tables, (size_t)hf.tables_size) != hf.tables_checksum)
-        return wc_fail(err, WC_ERR_CHECKSUM, "%s: container table checksum mismatch", name);
+        return wc_error_set(err, WC_ERR_CHECKSUM, "%s: container table checksum mismatch", name);
 
     wc_container *c = calloc(1, sizeof *c);
-    if (!c) return wc_fail(err, WC_ERR_NOMEM, "%s: out of memory", name);
+    if (!c) return wc_error_set(err, WC_ERR_NOMEM, "%s: out of memory", name);
     c->fd = -1;
     c->file_size = file_size;
     c->source_size = hf.source_size;
@@ -195,7 +195,7 @@ wc_status wc_container_parse(const uint8_t *buf, size_t buf_len, uint64_t file_s
     c->tensors = calloc(hf.n_tensors ? hf.n_tensors : 1, sizeof *c->tensors);
     c->tiles = calloc(hf.n_tiles ? hf.n_tiles : 1, sizeof *c->tiles);
     if (!c->name || !c->tensors || !c->tiles) {
-        st = wc_fail(err, WC_ERR_NOMEM, "%s: out of memory", name);
+        st = wc_error_set(err, WC_ERR_NOMEM, "%s: out of memory", name);
         goto fail;
     }
     const uint8_t *tensor_recs = tables;
@@ -220,42 +220,42 @@ fail:
     return st;
 }
 
+/* Reads and checks the 64-byte header of the open file fd; *file_size receives its size. */
+static wc_status read_header(int fd, const char *path, header_fields *hf, uint64_t *file_size,
+                             wc_error *err) {
+    struct stat sb;
+    uint8_t h[WC_HEADER_SIZE];
+    ssize_t got = fstat(fd, &sb) == 0 ? pread(fd, h, sizeof h, 0) : -1;
+    if (got < 0) return wc_error_set(err, WC_ERR_IO, "%s: %s", path, strerror(errno));
+    *file_size = (uint64_t)sb.st_size;
+    /* a short file is reported by its size, before any byte of h is looked at */
+    return parse_header(h, got == (ssize_t)sizeof h ? *file_size : (uint64_t)got, path, hf, err);
+}
+
 wc_status wc_container_open(const char *path, wc_container **out, wc_error *err) {
     int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return wc_fail(err, WC_ERR_IO, "%s: %s", path, strerror(errno));
-    struct stat sb;
+    if (fd < 0) return wc_error_set(err, WC_ERR_IO, "%s: %s", path, strerror(errno));
     uint8_t *buf = NULL;
-    wc_status st;
-    if (fstat(fd, &sb) != 0) {
-        st = wc_fail(err, WC_ERR_IO, "%s: %s", path, strerror(errno));
-        goto done;
-    }
-    uint8_t h[WC_HEADER_SIZE];
-    ssize_t got = pread(fd, h, sizeof h, 0);
     header_fields hf;
-    if (got < 0) {
-        st = wc_fail(err, WC_ERR_IO, "%s: %s", path, strerror(errno));
-        goto done;
-    }
-    if ((st = parse_header(h, got == (ssize_t)sizeof h ? (uint64_t)sb.st_size : (uint64_t)got,
-                           path, &hf, err)) != WC_OK)
-        goto done;
+    uint64_t file_size;
+    wc_status st = read_header(fd, path, &hf, &file_size, err);
+    if (st != WC_OK) goto done;
     size_t len = (size_t)(WC_HEADER_SIZE + hf.tables_size);
     if (!(buf = malloc(len))) {
-        st = wc_fail(err, WC_ERR_NOMEM, "%s: out of memory for %zu bytes of tables", path, len);
+        st = wc_error_set(err, WC_ERR_NOMEM, "%s: out of memory for %zu bytes of tables", path, len);
         goto done;
     }
     for (size_t pos = 0; pos < len;) {
         ssize_t r = pread(fd, buf + pos, len - pos, (off_t)pos);
         if (r <= 0) {
-            st = wc_fail(err, WC_ERR_IO, "%s: reading tables: %s", path,
+            st = wc_error_set(err, WC_ERR_IO, "%s: reading tables: %s", path,
                          r < 0 ? strerror(errno) : "unexpected end of file");
             goto done;
         }
         pos += (size_t)r;
     }
     wc_container *c;
-    if ((st = wc_container_parse(buf, len, (uint64_t)sb.st_size, path, &c, err)) != WC_OK)
+    if ((st = wc_container_parse(buf, len, file_size, path, &c, err)) != WC_OK)
         goto done;
     c->fd = fd;
     fd = -1;
@@ -268,20 +268,13 @@ done:
 
 wc_status wc_container_peek(const char *path, wc_container_summary *out, wc_error *err) {
     int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return wc_fail(err, WC_ERR_IO, "%s: %s", path, strerror(errno));
-    struct stat sb;
-    uint8_t h[WC_HEADER_SIZE];
+    if (fd < 0) return wc_error_set(err, WC_ERR_IO, "%s: %s", path, strerror(errno));
     header_fields hf;
-    wc_status st;
-    ssize_t got = fstat(fd, &sb) == 0 ? pread(fd, h, sizeof h, 0) : -1;
-    if (got < 0)
-        st = wc_fail(err, WC_ERR_IO, "%s: %s", path, strerror(errno));
-    else
-        st = parse_header(h, got == (ssize_t)sizeof h ? (uint64_t)sb.st_size : (uint64_t)got, path,
-                          &hf, err);
+    uint64_t file_size;
+    wc_status st = read_header(fd, path, &hf, &file_size, err);
     close(fd);
     if (st != WC_OK) return st;
-    *out = (wc_container_summary){.file_size = (uint64_t)sb.st_size,
+    *out = (wc_container_summary){.file_size = file_size,
                                   .source_size = hf.source_size,
                                   .source_checksum = hf.source_checksum,
                                   .tables_checksum = hf.tables_checksum,
@@ -345,13 +338,13 @@ uint32_t wc_container_find_tile(const wc_container *c, uint64_t offset) {
 
 wc_status wc_container_read_tile(const wc_container *c, uint32_t i, uint8_t *buf, wc_error *err) {
     if (c->fd < 0 || i >= c->n_tiles)
-        return wc_fail(err, WC_ERR_ARG, "%s: no file or no tile %u", c->name, i);
+        return wc_error_set(err, WC_ERR_ARG, "%s: no file or no tile %u", c->name, i);
     const wc_tile_info *t = &c->tiles[i];
     for (size_t pos = 0; pos < t->coded_size;) {
         ssize_t r = pread(c->fd, buf + pos, t->coded_size - pos, (off_t)(t->payload_offset + pos));
         if (r < 0 && errno == EINTR) continue;
         if (r <= 0)
-            return wc_fail(err, WC_ERR_IO, "%s: reading tile %u: %s", c->name, i,
+            return wc_error_set(err, WC_ERR_IO, "%s: reading tile %u: %s", c->name, i,
                            r < 0 ? strerror(errno) : "unexpected end of file");
         pos += (size_t)r;
     }

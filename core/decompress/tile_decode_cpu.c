@@ -10,7 +10,7 @@
 
 static wc_status corrupt(const wc_container *c, uint32_t i, wc_error *err) {
     const wc_tile_info *t = &c->tiles[i];
-    return wc_fail(err, WC_ERR_FORMAT, "%s: tile %u (source bytes %llu..%llu): corrupt payload",
+    return wc_error_set(err, WC_ERR_FORMAT, "%s: tile %u (source bytes %llu..%llu): corrupt payload",
                    c->name, i, (unsigned long long)t->src_offset,
                    (unsigned long long)(t->src_offset + t->src_size));
 }
@@ -18,7 +18,7 @@ static wc_status corrupt(const wc_container *c, uint32_t i, wc_error *err) {
 wc_status wc_tile_layout_parse(const wc_container *c, uint32_t i, const uint8_t *payload,
                                wc_tile_layout *out, wc_error *err) {
     if (i >= c->n_tiles || c->tiles[i].mode != WC_TILE_PLANES)
-        return wc_fail(err, WC_ERR_ARG, "%s: tile %u is not a coded tile", c->name, i);
+        return wc_error_set(err, WC_ERR_ARG, "%s: tile %u is not a coded tile", c->name, i);
     const wc_tile_info *t = &c->tiles[i];
     const wc_tensor_info *ti = &c->tensors[t->tensor].info;
     unsigned w = ti->plane_count;
@@ -59,7 +59,7 @@ wc_status wc_tile_layout_parse(const wc_container *c, uint32_t i, const uint8_t 
 static wc_status decode_planes(const wc_container *c, uint32_t i, const uint8_t *payload,
                                uint8_t *out, uint8_t *scratch, wc_error *err) {
     wc_tile_layout *lay = malloc(sizeof *lay);
-    if (!lay) return wc_fail(err, WC_ERR_NOMEM, "%s: out of memory", c->name);
+    if (!lay) return wc_error_set(err, WC_ERR_NOMEM, "%s: out of memory", c->name);
     wc_status st = wc_tile_layout_parse(c, i, payload, lay, err);
     if (st == WC_OK) {
         uint32_t tensor = c->tiles[i].tensor;
@@ -82,7 +82,7 @@ static wc_status decode_planes(const wc_container *c, uint32_t i, const uint8_t 
                 cnt[k] = r->count;
             }
             const uint32_t *lut = wc_container_plane_lut(c, tensor, p);
-            if (!lut) st = wc_fail(err, WC_ERR_NOMEM, "%s: out of memory", c->name);
+            if (!lut) st = wc_error_set(err, WC_ERR_NOMEM, "%s: out of memory", c->name);
             else if (wc_rans_decode_streams(lut, k, src, len, dst, cnt) != 0) st = corrupt(c, i, err);
         }
         if (st == WC_OK) wc_planes_merge((wc_dtype)lay->dtype, plane_ptr, lay->n, out);
@@ -93,20 +93,20 @@ static wc_status decode_planes(const wc_container *c, uint32_t i, const uint8_t 
 
 wc_status wc_tile_decode_cpu(const wc_container *c, uint32_t i, const uint8_t *payload,
                              uint8_t *out, uint8_t *scratch, wc_error *err) {
-    if (i >= c->n_tiles) return wc_fail(err, WC_ERR_ARG, "%s: no tile %u", c->name, i);
+    if (i >= c->n_tiles) return wc_error_set(err, WC_ERR_ARG, "%s: no tile %u", c->name, i);
     const wc_tile_info *t = &c->tiles[i];
     if (t->mode == WC_TILE_RAW) {
         memcpy(out, payload, t->src_size);
     } else {
         uint8_t *own = NULL;
         if (!scratch && !(scratch = own = malloc(c->tile_size)))
-            return wc_fail(err, WC_ERR_NOMEM, "%s: out of memory", c->name);
+            return wc_error_set(err, WC_ERR_NOMEM, "%s: out of memory", c->name);
         wc_status st = decode_planes(c, i, payload, out, scratch, err);
         free(own);
         if (st != WC_OK) return st;
     }
     if (wc_hash(out, t->src_size) != t->checksum)
-        return wc_fail(err, WC_ERR_CHECKSUM,
+        return wc_error_set(err, WC_ERR_CHECKSUM,
                        "%s: tile %u (source bytes %llu..%llu): checksum mismatch", c->name, i,
                        (unsigned long long)t->src_offset,
                        (unsigned long long)(t->src_offset + t->src_size));
@@ -116,13 +116,13 @@ wc_status wc_tile_decode_cpu(const wc_container *c, uint32_t i, const uint8_t *p
 wc_status wc_container_read_range(const wc_container *c, uint64_t offset, size_t len,
                                   uint8_t *out, wc_error *err) {
     if (offset > c->source_size || len > c->source_size - offset)
-        return wc_fail(err, WC_ERR_ARG, "%s: range %llu+%zu is beyond the source (%llu bytes)",
+        return wc_error_set(err, WC_ERR_ARG, "%s: range %llu+%zu is beyond the source (%llu bytes)",
                        c->name, (unsigned long long)offset, len,
                        (unsigned long long)c->source_size);
     uint8_t *payload = malloc(c->max_coded ? c->max_coded : 1);
     uint8_t *tile = malloc(2 * (size_t)c->tile_size); /* decoded tile, then scratch */
     wc_status st = WC_OK;
-    if (!payload || !tile) st = wc_fail(err, WC_ERR_NOMEM, "%s: out of memory", c->name);
+    if (!payload || !tile) st = wc_error_set(err, WC_ERR_NOMEM, "%s: out of memory", c->name);
     for (uint64_t pos = offset; st == WC_OK && pos < offset + len;) {
         uint32_t i = wc_container_find_tile(c, pos);
         const wc_tile_info *t = &c->tiles[i];

@@ -15,19 +15,7 @@ cd "$(dirname "$0")/../.."
 SRC=${1:-../shared/data/use-lite.bf16.safetensors}; COPIES=${COPIES:-20}
 T=$(mktemp -d /tmp/wcfs-bench.XXXXXX); M=$T/m; mkdir -p "$M" "$T/orig"
 trap 'fusermount3 -u -z "$M" 2>/dev/null; rm -rf "$T"' EXIT
-/usr/bin/python3 - "$SRC" "$COPIES" "$T/orig/model.safetensors" <<'PY'
-import json, struct, sys
-src, copies, out = sys.argv[1], int(sys.argv[2]), sys.argv[3]
-b = open(src, "rb").read(); n = struct.unpack("<Q", b[:8])[0]; h = json.loads(b[8:8 + n]); base = 8 + n
-hdr, parts, pos = {"__metadata__": h.get("__metadata__", {})}, [], 0
-for c in range(copies):
-    for k, v in h.items():
-        if k == "__metadata__": continue
-        s, e = v["data_offsets"]; parts.append(b[base + s:base + e])
-        hdr[f"copy{c}.{k}"] = {"dtype": v["dtype"], "shape": v["shape"], "data_offsets": [pos, pos + e - s]}; pos += e - s
-j = json.dumps(hdr).encode(); j += b" " * (-len(j) % 8)
-open(out, "wb").write(struct.pack("<Q", len(j)) + j + b"".join(parts))
-PY
+/usr/bin/python3 tests/bench/repeat_model.py "$SRC" "$COPIES" "$T/orig/model.safetensors"
 F=model.safetensors; SIZE=$(stat -c %s "$T/orig/$F")
 build/wcodec encode -q "$T/orig" "$T/coded"; build/wcodec encode -q --raw "$T/orig" "$T/raw"
 

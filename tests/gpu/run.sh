@@ -77,19 +77,7 @@ fi
 # ---- 4. benchmarks
 if [ "${BENCH:-0}" = 1 ]; then
   R=$T/bench; mkdir -p "$R"
-  $PY - "$T/orig/use-lite.bf16.safetensors" "${COPIES:-100}" "$R/model.safetensors" <<'PY'
-import json, struct, sys
-src, copies, out = sys.argv[1], int(sys.argv[2]), sys.argv[3]
-b = open(src, "rb").read(); n = struct.unpack("<Q", b[:8])[0]; h = json.loads(b[8:8 + n]); base = 8 + n
-hdr, parts, pos = {"__metadata__": h.get("__metadata__", {})}, [], 0
-for c in range(copies):
-    for k, v in h.items():
-        if k == "__metadata__": continue
-        s, e = v["data_offsets"]; parts.append(b[base + s:base + e])
-        hdr[f"copy{c}.{k}"] = {"dtype": v["dtype"], "shape": v["shape"], "data_offsets": [pos, pos + e - s]}; pos += e - s
-j = json.dumps(hdr).encode(); j += b" " * (-len(j) % 8)
-open(out, "wb").write(struct.pack("<Q", len(j)) + j + b"".join(parts))
-PY
+  $PY "$HERE/../bench/repeat_model.py" "$T/orig/use-lite.bf16.safetensors" "${COPIES:-100}" "$R/model.safetensors"
   "$B/wcodec" encode -q -j "$(nproc)" "$R/model.safetensors" "$R/model.wcodec"
   { echo "model: use-lite.bf16 tensors x ${COPIES:-100}, $(stat -c %s "$R/model.safetensors") bytes"
     "$B/tests/gpu_check" bench "$R/model.wcodec" "$R/model.safetensors"
