@@ -226,8 +226,12 @@ void wcfs_cache_prefetch_range(wcfs_cache *c, wcfs_file *f, uint32_t first, uint
     pthread_mutex_unlock(&c->lock);
 }
 
-void wcfs_cache_prefetch(wcfs_cache *c, wcfs_file *f, uint32_t tile) {
-    wcfs_cache_prefetch_range(c, f, tile, tile);
+/* Takes the oldest queued entry (its queue reference passes to the caller); lock held. */
+static wcfs_entry *dequeue(wcfs_cache *c) {
+    wcfs_entry *e = c->queue[c->q_head];
+    c->q_head = (c->q_head + 1) % QUEUE_CAP;
+    c->q_len--;
+    return e;
 }
 
 static int by_file(const void *a, const void *b) {
@@ -241,11 +245,7 @@ static void gpu_batch(wcfs_cache *c) {
     wcfs_entry *es[BATCH];
     wcfs_decode_req reqs[BATCH];
     size_t n = 0;
-    while (c->q_len && n < BATCH) {
-        es[n++] = c->queue[c->q_head];
-        c->q_head = (c->q_head + 1) % QUEUE_CAP;
-        c->q_len--;
-    }
+    while (c->q_len && n < BATCH) es[n++] = dequeue(c);
     pthread_mutex_unlock(&c->lock);
     for (size_t k = 0; k < n; k++) {
         es[k]->data = malloc(es[k]->size);
@@ -278,9 +278,7 @@ static void *cpu_worker(void *arg) {
         while (!c->stopping && !(c->q_len && (!c->gpu_started || c->q_len < c->fs->gpu_min_batch)))
             pthread_cond_wait(&c->work, &c->lock);
         if (!c->q_len) break; /* stopping, and nothing left (while stopping, all hands drain) */
-        wcfs_entry *e = c->queue[c->q_head];
-        c->q_head = (c->q_head + 1) % QUEUE_CAP;
-        c->q_len--;
+        wcfs_entry *e = dequeue(c);
         pthread_mutex_unlock(&c->lock);
         int state = decode(c, e);
         pthread_mutex_lock(&c->lock);

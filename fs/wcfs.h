@@ -67,9 +67,8 @@ void wcfs_cache_free(wcfs_cache *c);
 int wcfs_cache_get(wcfs_cache *c, wcfs_file *f, uint32_t tile, const uint8_t **data,
                    wcfs_entry **ref);
 void wcfs_cache_put(wcfs_cache *c, wcfs_entry *ref);
-/* Starts decoding the tile in the background unless it is cached or under way. */
-void wcfs_cache_prefetch(wcfs_cache *c, wcfs_file *f, uint32_t tile);
-/* The same for tiles first..last, queued at once so that the GPU takes them as one batch. */
+/* Starts decoding tiles first..last in the background, except those cached or under way;
+ * queued at once, so that the GPU can take them as one batch. */
 void wcfs_cache_prefetch_range(wcfs_cache *c, wcfs_file *f, uint32_t first, uint32_t last);
 
 /* gpu.c: the GPU backend (stubs that fail when the build has no CUDA) */

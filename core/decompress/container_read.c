@@ -220,6 +220,23 @@ fail:
     return st;
 }
 
+/* pread until len bytes are in, across short reads and EINTR; 0, or -1 with errno (0 at an
+ * unexpected end of file). */
+static int read_at(int fd, uint8_t *buf, size_t len, uint64_t off) {
+    for (size_t pos = 0; pos < len;) {
+        ssize_t r = pread(fd, buf + pos, len - pos, (off_t)(off + pos));
+        if (r < 0 && errno == EINTR) continue;
+        if (r <= 0) {
+            if (r == 0) errno = 0;
+            return -1;
+        }
+        pos += (size_t)r;
+    }
+    return 0;
+}
+
+static const char *read_error(void) { return errno ? strerror(errno) : "unexpected end of file"; }
+
 /* Reads and checks the 64-byte header of the open file fd; *file_size receives its size. */
 static wc_status read_header(int fd, const char *path, header_fields *hf, uint64_t *file_size,
                              wc_error *err) {
@@ -245,14 +262,9 @@ wc_status wc_container_open(const char *path, wc_container **out, wc_error *err)
         st = wc_error_set(err, WC_ERR_NOMEM, "%s: out of memory for %zu bytes of tables", path, len);
         goto done;
     }
-    for (size_t pos = 0; pos < len;) {
-        ssize_t r = pread(fd, buf + pos, len - pos, (off_t)pos);
-        if (r <= 0) {
-            st = wc_error_set(err, WC_ERR_IO, "%s: reading tables: %s", path,
-                         r < 0 ? strerror(errno) : "unexpected end of file");
-            goto done;
-        }
-        pos += (size_t)r;
+    if (read_at(fd, buf, len, 0) != 0) {
+        st = wc_error_set(err, WC_ERR_IO, "%s: reading tables: %s", path, read_error());
+        goto done;
     }
     wc_container *c;
     if ((st = wc_container_parse(buf, len, file_size, path, &c, err)) != WC_OK)
@@ -340,13 +352,7 @@ wc_status wc_container_read_tile(const wc_container *c, uint32_t i, uint8_t *buf
     if (c->fd < 0 || i >= c->n_tiles)
         return wc_error_set(err, WC_ERR_ARG, "%s: no file or no tile %u", c->name, i);
     const wc_tile_info *t = &c->tiles[i];
-    for (size_t pos = 0; pos < t->coded_size;) {
-        ssize_t r = pread(c->fd, buf + pos, t->coded_size - pos, (off_t)(t->payload_offset + pos));
-        if (r < 0 && errno == EINTR) continue;
-        if (r <= 0)
-            return wc_error_set(err, WC_ERR_IO, "%s: reading tile %u: %s", c->name, i,
-                           r < 0 ? strerror(errno) : "unexpected end of file");
-        pos += (size_t)r;
-    }
+    if (read_at(c->fd, buf, t->coded_size, t->payload_offset) != 0)
+        return wc_error_set(err, WC_ERR_IO, "%s: reading tile %u: %s", c->name, i, read_error());
     return WC_OK;
 }
