@@ -6,6 +6,11 @@
  * later reads fail fast with EIO). Bytes are reserved when decoding starts, so the budget holds
  * at every moment; a tile that cannot get room (everything pinned) is decoded as a transient,
  * served to its readers, and freed.
+ *
+ * Use once: a tile whose every byte has gone into the kernel's page cache (buffered reads; the
+ * mount keeps that cache) is freed as soon as it is unpinned, not kept in the LRU list. The
+ * kernel holds those bytes now, and a streaming reader then reuses a few warm tile buffers
+ * instead of faulting in fresh memory for every tile (that was a quarter of the daemon's time).
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -22,6 +27,7 @@ struct wcfs_entry {
     uint32_t file, tile;
     int state, cached;
     uint32_t size;
+    uint32_t handed; /* bytes given to the kernel's page cache so far */
     unsigned refs;
     uint8_t *data;
     wcfs_entry *hnext;
@@ -29,11 +35,15 @@ struct wcfs_entry {
 };
 
 #define QUEUE_CAP 4096u
+/* Waiters for a tile sleep on one of these, chosen by the tile: a finished decode wakes the
+ * few readers whose tiles share its stripe, not every reader of the mount. */
+#define DONE_STRIPES 64u
 
 struct wcfs_cache {
     wcfs *fs;
     pthread_mutex_t lock;
-    pthread_cond_t done, work;
+    pthread_cond_t done[DONE_STRIPES], work;
+    pthread_key_t buffers; /* each decoding thread's payload and scratch buffers */
     wcfs_entry **buckets;
     size_t nbuckets;
     wcfs_entry lru; /* sentinel: lru.next is the most recently used */
@@ -49,6 +59,10 @@ struct wcfs_cache {
 static size_t bucket_of(const wcfs_cache *c, uint32_t file, uint32_t tile) {
     uint64_t h = ((uint64_t)file << 32 | tile) * 0x9E3779B97F4A7C15ull;
     return (size_t)(h >> 32) & (c->nbuckets - 1);
+}
+
+static pthread_cond_t *done_of(wcfs_cache *c, const wcfs_entry *e) {
+    return &c->done[(e->file * 31u + e->tile) % DONE_STRIPES];
 }
 
 static wcfs_entry *find(wcfs_cache *c, uint32_t file, uint32_t tile) {
@@ -124,12 +138,38 @@ static double now_ns(void) {
     return (double)ts.tv_sec * 1e9 + ts.tv_nsec;
 }
 
+/* A decoding thread's own payload and scratch buffers, kept from one tile to the next. */
+typedef struct {
+    uint8_t *payload, *scratch;
+    size_t payload_cap, scratch_cap;
+} buffers;
+
+static void free_buffers(void *p) {
+    buffers *b = p;
+    free(b->payload);
+    free(b->scratch);
+    free(b);
+}
+
+static uint8_t *grow(uint8_t **p, size_t *cap, size_t need) {
+    if (*cap >= need) return *p;
+    free(*p);
+    *cap = 0;
+    if ((*p = malloc(need))) *cap = need;
+    return *p;
+}
+
 /* Decodes e's tile, outside the lock. Returns the new state. */
 static int decode(wcfs_cache *c, wcfs_entry *e) {
     wcfs_file *f = &c->fs->files[e->file];
     const wc_tile_info *t = wc_container_tile(f->c, e->tile);
-    uint8_t *payload = malloc(t->coded_size ? t->coded_size : 1);
-    uint8_t *scratch = malloc(wc_container_tile_size(f->c));
+    buffers *b = pthread_getspecific(c->buffers);
+    if (!b && (b = calloc(1, sizeof *b)) && pthread_setspecific(c->buffers, b) != 0) {
+        free(b);
+        b = NULL;
+    }
+    uint8_t *payload = b ? grow(&b->payload, &b->payload_cap, t->coded_size ? t->coded_size : 1) : NULL;
+    uint8_t *scratch = b ? grow(&b->scratch, &b->scratch_cap, wc_container_tile_size(f->c)) : NULL;
     e->data = malloc(t->src_size);
     wc_error err = {0};
     wc_status st = WC_ERR_NOMEM;
@@ -139,8 +179,6 @@ static int decode(wcfs_cache *c, wcfs_entry *e) {
     atomic_fetch_add(&c->fs->stats.decode_ns_cpu, (uint64_t)(now_ns() - t0));
     atomic_fetch_add(&c->fs->stats.tiles_decoded_cpu, 1);
     atomic_fetch_add(&c->fs->stats.bytes_decoded, t->src_size);
-    free(payload);
-    free(scratch);
     if (st == WC_OK) return E_READY;
     fprintf(stderr, "wcodecfs: %s: serving EIO for it\n", err.msg[0] ? err.msg : "out of memory");
     atomic_fetch_add(&c->fs->stats.tile_errors, 1);
@@ -157,14 +195,19 @@ static void finish(wcfs_cache *c, wcfs_entry *e, int state) {
         e->cached = 0;
         atomic_store(&c->fs->stats.cache_bytes, c->bytes);
     }
-    pthread_cond_broadcast(&c->done);
+    pthread_cond_broadcast(done_of(c, e));
 }
 
 /* Drops one reference; the caller holds the lock. */
 static void release(wcfs_cache *c, wcfs_entry *e) {
     if (--e->refs) return;
-    if (e->state == E_READY && e->cached) lru_push_front(c, e);
-    else if (e->state == E_READY) destroy(c, e); /* a transient */
+    if (e->state != E_READY) return;
+    if (e->cached && e->handed < e->size) {
+        lru_push_front(c, e);
+    } else { /* a transient, or used once */
+        if (e->cached) atomic_fetch_add(&c->fs->stats.cache_used_once, 1);
+        destroy(c, e);
+    }
 }
 
 /* Queues a LOADING entry for each tile not in the table; the caller holds the lock. */
@@ -199,7 +242,7 @@ int wcfs_cache_get(wcfs_cache *c, wcfs_file *f, uint32_t tile, const uint8_t **d
         pthread_mutex_unlock(&c->lock);
         return -ENOMEM; /* no memory, or the queue is full */
     }
-    while (e->state == E_LOADING) pthread_cond_wait(&c->done, &c->lock);
+    while (e->state == E_LOADING) pthread_cond_wait(done_of(c, e), &c->lock);
     int rc = 0;
     if (e->state == E_ERROR) {
         e->refs--; /* tombstones stay in the table, never in the LRU list */
@@ -212,8 +255,9 @@ int wcfs_cache_get(wcfs_cache *c, wcfs_file *f, uint32_t tile, const uint8_t **d
     return rc;
 }
 
-void wcfs_cache_put(wcfs_cache *c, wcfs_entry *ref) {
+void wcfs_cache_put(wcfs_cache *c, wcfs_entry *ref, uint32_t handed) {
     pthread_mutex_lock(&c->lock);
+    ref->handed += handed;
     release(c, ref);
     pthread_mutex_unlock(&c->lock);
 }
@@ -221,8 +265,14 @@ void wcfs_cache_put(wcfs_cache *c, wcfs_entry *ref) {
 void wcfs_cache_prefetch_range(wcfs_cache *c, wcfs_file *f, uint32_t first, uint32_t last) {
     if (!c->n_workers || first > last) return;
     pthread_mutex_lock(&c->lock);
+    unsigned before = c->q_len;
     enqueue_missing(c, f, first, last, 1);
-    pthread_cond_broadcast(&c->work);
+    /* wake one CPU worker per new tile, not all of them for each; the GPU worker waits on the
+     * same variable for another condition, so with it everyone is woken */
+    unsigned added = c->q_len - before;
+    if (c->gpu_started || added >= c->n_workers) pthread_cond_broadcast(&c->work);
+    else
+        while (added--) pthread_cond_signal(&c->work);
     pthread_mutex_unlock(&c->lock);
 }
 
@@ -319,7 +369,8 @@ wcfs_cache *wcfs_cache_new(wcfs *fs, uint64_t budget, unsigned workers, int gpu)
     }
     c->lru.next = c->lru.prev = &c->lru;
     pthread_mutex_init(&c->lock, NULL);
-    pthread_cond_init(&c->done, NULL);
+    for (unsigned i = 0; i < DONE_STRIPES; i++) pthread_cond_init(&c->done[i], NULL);
+    pthread_key_create(&c->buffers, free_buffers);
     pthread_cond_init(&c->work, NULL);
     if (gpu && pthread_create(&c->workers[c->n_workers], NULL, gpu_worker, c) == 0) {
         c->n_workers++;
@@ -337,6 +388,9 @@ void wcfs_cache_free(wcfs_cache *c) {
     pthread_cond_broadcast(&c->work);
     pthread_mutex_unlock(&c->lock);
     for (unsigned i = 0; i < c->n_workers; i++) pthread_join(c->workers[i], NULL);
+    buffers *own = pthread_getspecific(c->buffers); /* a single-threaded loop decoded here */
+    if (own) free_buffers(own);
+    pthread_key_delete(c->buffers);
     for (size_t b = 0; b < c->nbuckets; b++)
         for (wcfs_entry *e = c->buckets[b], *n; e; e = n) {
             n = e->hnext;

@@ -17,7 +17,7 @@
 wcfs g_fs;
 
 typedef struct {
-    char *src, *cache_size, *index_dir, *gpu;
+    char *src, *cache_size, *index_dir, *gpu, *kernel_readahead;
     unsigned readahead, threads, gpu_min_batch;
     int help, nonopts;
 } options;
@@ -31,6 +31,7 @@ static const struct fuse_opt opt_spec[] = {
     {"threads=%u", offsetof(options, threads), 0},
     {"gpu=%s", offsetof(options, gpu), 0},
     {"gpu_min_batch=%u", offsetof(options, gpu_min_batch), 0},
+    {"kernel_readahead=%s", offsetof(options, kernel_readahead), 0},
     FUSE_OPT_KEY("-h", KEY_HELP),
     FUSE_OPT_KEY("--help", KEY_HELP),
     FUSE_OPT_END};
@@ -63,9 +64,14 @@ static void usage(const char *prog) {
            "    -o index_dir=DIR   where the LMDB index lives (default $XDG_CACHE_HOME/wcodecfs\n"
            "                       or ~/.cache/wcodecfs); reused while containers are unchanged\n"
            "    -o readahead=N     tiles decoded ahead of a sequential reader (default 8)\n"
+           "    -o kernel_readahead=N  the kernel's read-ahead window on this mount, which also\n"
+           "                       bounds the size of FUSE read requests (default 16M; 0 keeps\n"
+           "                       the kernel's 128K). Set through /sys/class/bdi: needs root,\n"
+           "                       otherwise one warning and the kernel's default\n"
            "    -o threads=N       decode worker threads (default: online CPUs)\n"
-           "    -o gpu=auto|on|off decode on the GPU: auto (default) uses one when there is\n"
-           "                       one, on fails without one, off never does\n"
+           "    -o gpu=auto|on|off auto (default) and off decode on CPU threads, which serve\n"
+           "                       the mount faster than the GPU does (docs/BENCHMARKS.md);\n"
+           "                       on sends large batches to the GPU, and fails without one\n"
            "    -o gpu_min_batch=N tiles a read plus its read-ahead must reach to go to the\n"
            "                       GPU as one batch (default 16); smaller work stays on the\n"
            "                       CPU threads, whose latency is lower\n"
@@ -122,24 +128,21 @@ static int configure(options *o, const char *mnt) {
     if (o->cache_size && wc_parse_size(o->cache_size, &g_fs.cache_size) != 0)
         return fail("cache_size=%s: not a size", o->cache_size);
     g_fs.readahead = o->readahead;
+    g_fs.kernel_readahead = 16u << 20;
+    if (o->kernel_readahead && wc_parse_size(o->kernel_readahead, &g_fs.kernel_readahead) != 0)
+        return fail("kernel_readahead=%s: not a size", o->kernel_readahead);
     g_fs.gpu_min_batch = o->gpu_min_batch ? o->gpu_min_batch : 16;
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
     g_fs.threads = o->threads ? o->threads : (unsigned)(ncpu > 0 ? ncpu : 1);
-    g_fs.gpu = -1;
-    if (o->gpu && !strcmp(o->gpu, "off")) g_fs.gpu = 0;
-    else if (o->gpu && !strcmp(o->gpu, "on")) g_fs.gpu = 1;
-    else if (o->gpu && strcmp(o->gpu, "auto")) return fail("gpu=%s: expected auto, on or off", o->gpu);
-    if (g_fs.gpu != 0) {
-        char why[512];
-        if (wcfs_gpu_probe(why, sizeof why) == 0) {
-            g_fs.gpu = 1;
-        } else if (g_fs.gpu == 1) {
-            return fail("gpu=on: %s", why);
-        } else {
-            fprintf(stderr, "wcodecfs: decoding on the CPU: %s\n", why);
-            g_fs.gpu = 0;
-        }
-    }
+    /* auto means the CPU: through FUSE, with the bytes going back to host memory, the GPU
+     * batches measured slower than the CPU threads at 1, 4 and 8 readers on an H100 machine
+     * (docs/BENCHMARKS.md), so only gpu=on uses it */
+    g_fs.gpu = 0;
+    if (o->gpu && !strcmp(o->gpu, "on")) g_fs.gpu = 1;
+    else if (o->gpu && strcmp(o->gpu, "auto") && strcmp(o->gpu, "off"))
+        return fail("gpu=%s: expected auto, on or off", o->gpu);
+    char why[512];
+    if (g_fs.gpu == 1 && wcfs_gpu_probe(why, sizeof why) != 0) return fail("gpu=on: %s", why);
     g_fs.index_dir = o->index_dir ? strdup(o->index_dir) : default_index_dir();
     return 0;
 }
@@ -186,6 +189,9 @@ int main(int argc, char **argv) {
         fuse_destroy(fuse);
         return 1;
     }
+    char bdi_path[64];
+    int set_readahead = g_fs.kernel_readahead &&
+                        wcfs_readahead_check(co.mountpoint, bdi_path, sizeof bdi_path) == 0;
     rc = 1;
     /* CUDA and worker threads start after fork (neither survives it) */
     if (fuse_daemonize(co.foreground) == 0 && g_fs.gpu == 1) {
@@ -195,12 +201,16 @@ int main(int argc, char **argv) {
     if (wc_index_open(g_fs.index_dir, &g_fs.index, &err) == WC_OK &&
         (g_fs.cache = wcfs_cache_new(&g_fs, g_fs.cache_size, g_fs.threads, g_fs.gpu_active)) &&
         fuse_set_signal_handlers(fuse_get_session(fuse)) == 0) {
+        if (set_readahead) wcfs_readahead_start(co.mountpoint, bdi_path, g_fs.kernel_readahead);
         if (co.singlethread) {
             rc = fuse_loop(fuse);
         } else {
             struct fuse_loop_config *lc = fuse_loop_cfg_create();
             fuse_loop_cfg_set_clone_fd(lc, (unsigned)co.clone_fd);
-            fuse_loop_cfg_set_max_threads(lc, co.max_threads ? co.max_threads : 16);
+            unsigned threads = co.max_threads ? co.max_threads : 16;
+            fuse_loop_cfg_set_max_threads(lc, threads);
+            /* idle threads are kept, not torn down and made again between bursts of reads */
+            fuse_loop_cfg_set_idle_threads(lc, threads);
             rc = fuse_loop_mt(fuse, lc);
             fuse_loop_cfg_destroy(lc);
         }
@@ -225,6 +235,7 @@ int main(int argc, char **argv) {
     free(o.cache_size);
     free(o.index_dir);
     free(o.gpu);
+    free(o.kernel_readahead);
     free(fsname);
     free(co.mountpoint);
     fuse_opt_free_args(&args);

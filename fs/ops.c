@@ -18,6 +18,7 @@ typedef struct {
     int kind;
     int fd;                      /* H_PASS */
     wcfs_file *f;                /* H_CONTAINER */
+    int direct;                  /* opened O_DIRECT: reads bypass the kernel's page cache */
     atomic_uint_fast64_t next;   /* where a sequential reader reads next */
     char *text;                  /* H_STATS: the snapshot taken at open */
     size_t text_len;
@@ -117,6 +118,7 @@ static int op_open(const char *path, struct fuse_file_info *fi) {
         }
         h->kind = H_CONTAINER;
         h->f = f;
+        h->direct = (fi->flags & O_DIRECT) != 0;
         fi->keep_cache = 1; /* the bytes never change while mounted */
     } else {
         char *real = real_path(path);
@@ -171,7 +173,7 @@ static int read_container(handle *h, char *buf, size_t size, off_t off) {
         size_t take = (size_t)(ti->src_size - from);
         if (take > size - done) take = size - done;
         memcpy(buf + done, data + from, take);
-        wcfs_cache_put(c, ref);
+        wcfs_cache_put(c, ref, h->direct ? 0 : (uint32_t)take);
         done += take;
     }
     atomic_fetch_add(&g_fs.stats.bytes_served, done);
@@ -209,7 +211,10 @@ static int op_statfs(const char *path, struct statvfs *st) {
 }
 
 static void *op_init(struct fuse_conn_info *conn, struct fuse_config *cfg) {
-    (void)conn;
+    /* a large read-ahead window is cut into many requests of max_pages: let them all be
+     * in flight at once rather than the kernel's 12 */
+    conn->max_background = 64;
+    conn->congestion_threshold = 48;
     cfg->kernel_cache = 1;
     cfg->entry_timeout = cfg->attr_timeout = 60.0; /* nothing changes while mounted */
     cfg->use_ino = 0;

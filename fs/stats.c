@@ -12,7 +12,7 @@ char *wcfs_stats_text(wcfs *fs, size_t *len) {
         "bytes_served: %llu\nbytes_decoded: %llu\nreads: %llu\n"
         "tiles_decoded_cpu: %llu\ntiles_decoded_gpu: %llu\n"
         "decode_ms_cpu: %.3f\ndecode_ms_gpu: %.3f\n"
-        "cache_hits: %llu\ncache_misses: %llu\ncache_waits: %llu\ncache_evictions: %llu\n"
+        "cache_hits: %llu\ncache_misses: %llu\ncache_waits: %llu\ncache_evictions: %llu\ncache_used_once: %llu\n"
         "cache_bytes: %llu\ncache_peak_bytes: %llu\ncache_budget_bytes: %llu\n"
         "uncached_tiles: %llu\nreadahead_tiles: %llu\ntile_errors: %llu\n"
         "containers: %zu\ncontainers_failed: %llu\nindex_reused: %llu\nindex_built: %llu\n"
@@ -23,6 +23,7 @@ char *wcfs_stats_text(wcfs *fs, size_t *len) {
         s->decode_ns_cpu / 1e6, s->decode_ns_gpu / 1e6,
         (unsigned long long)s->cache_hits, (unsigned long long)s->cache_misses,
         (unsigned long long)s->cache_waits, (unsigned long long)s->cache_evictions,
+        (unsigned long long)s->cache_used_once,
         (unsigned long long)s->cache_bytes, (unsigned long long)s->cache_peak,
         (unsigned long long)fs->cache_size, (unsigned long long)s->uncached_tiles,
         (unsigned long long)s->readahead_tiles, (unsigned long long)s->tile_errors,

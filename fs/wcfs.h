@@ -25,7 +25,7 @@ typedef struct {
 typedef struct {
     atomic_uint_fast64_t bytes_served, bytes_decoded, reads, tiles_decoded_cpu, tiles_decoded_gpu;
     atomic_uint_fast64_t decode_ns_cpu, decode_ns_gpu, cache_hits, cache_misses, cache_waits;
-    atomic_uint_fast64_t cache_evictions, readahead_tiles, tile_errors, uncached_tiles;
+    atomic_uint_fast64_t cache_evictions, cache_used_once, readahead_tiles, tile_errors, uncached_tiles;
     atomic_uint_fast64_t cache_bytes, cache_peak;
     uint64_t index_reused, index_built, containers_failed;
 } wcfs_stats;
@@ -36,6 +36,7 @@ typedef struct {
     char *index_dir;
     uint64_t cache_size;
     unsigned readahead;    /* tiles decoded ahead of a sequential reader */
+    uint64_t kernel_readahead; /* bytes: the mount's bdi read_ahead_kb, 0 = the kernel's */
     unsigned threads;      /* decode workers */
     int gpu;               /* the option: 0 off, 1 on, -1 auto */
     int gpu_active;        /* the daemon decodes on the GPU */
@@ -66,7 +67,9 @@ void wcfs_cache_free(wcfs_cache *c);
  * decode already under way. 0, or -EIO for a tile that does not decode. */
 int wcfs_cache_get(wcfs_cache *c, wcfs_file *f, uint32_t tile, const uint8_t **data,
                    wcfs_entry **ref);
-void wcfs_cache_put(wcfs_cache *c, wcfs_entry *ref);
+/* Unpins; `handed` is how many of its bytes the caller gave to the kernel's page cache (0 for
+ * O_DIRECT readers): once all of them have gone there, the tile is freed. */
+void wcfs_cache_put(wcfs_cache *c, wcfs_entry *ref, uint32_t handed);
 /* Starts decoding tiles first..last in the background, except those cached or under way;
  * queued at once, so that the GPU can take them as one batch. */
 void wcfs_cache_prefetch_range(wcfs_cache *c, wcfs_file *f, uint32_t first, uint32_t last);
@@ -83,6 +86,12 @@ int wcfs_gpu_open(char *msg, size_t len);  /* in the daemon; msg gets the device
 void wcfs_gpu_close(void);
 /* Decodes a batch (grouped by file) on the GPU, checksums included; sets each req's ok. */
 void wcfs_gpu_decode(wcfs *fs, wcfs_decode_req *reqs, size_t n);
+
+/* readahead.c: the kernel's read-ahead window on the mount. check: before daemonizing, finds
+ * the bdi's read_ahead_kb file and checks that it can be written (0; or -1, said on stderr).
+ * start: after the session loop starts, a thread writes it once INIT is done. */
+int wcfs_readahead_check(const char *mnt, char *bdi_path, size_t len);
+void wcfs_readahead_start(const char *mnt, const char *bdi_path, uint64_t bytes);
 
 /* stats.c */
 char *wcfs_stats_text(wcfs *fs, size_t *len); /* malloc'd */

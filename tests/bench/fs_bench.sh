@@ -1,84 +1,161 @@
 #!/usr/bin/env bash
-# fs_bench.sh [BF16_FILE] - the mount benchmark; writes docs/BENCHMARKS.md "## Filesystem".
+# fs_bench.sh [BF16_FILE] - the mount benchmark, side by side in one run; writes the section
+# "## Filesystem ($HEADING)" of docs/BENCHMARKS.md (HEADING defaults to this machine's CPU).
 # A real BF16 file (default ../shared/data/use-lite.bf16.safetensors) has its tensors repeated
-# COPIES times (default 20) into one larger model file. In one run, side by side:
-#  - the same daemon serving it coded, and serving raw-stored containers (`wcodec encode --raw`:
-#    the same FUSE path without decode), and the original file on local disk;
-#  - sequential `dd bs=1M`, cold (fresh mount, page cache dropped where allowed) and warm;
-#  - random 4 KiB and 1 MiB O_DIRECT reads per second (4 threads, 5 s, fresh mount);
-#  - a one-tensor read: bytes decoded / tensor bytes;
-#  - peak RSS of the daemon reading the file twice, vs cache_size.
-# Needs root (or the fuse group) and /dev/fuse.
+# COPIES times (default 20) into one model file, stored under DIR (default /dev/shm: tmpfs, so
+# that storage is out of the way and the figures show the daemon's own ceiling):
+#  - the original file read directly ("local"), the same daemon serving raw-stored containers
+#    (`wcodec encode --raw`: the FUSE path without decode), and serving coded containers, with
+#    gpu=off and, where a GPU is usable, gpu=on;
+#  - cold sequential reads (fresh mount, page cache dropped) by 1, 4 and 8 readers, each reader
+#    `dd bs=1M` over its own slice of the file; warm (page cache) by 1 and 4 readers;
+#  - the daemon's CPU seconds (user + system) per GB served, in the 1-reader cold read;
+#  - with torch and a CUDA device: safetensors safe_open(device="cuda") of every tensor, cold;
+#  - random 4 KiB and 1 MiB O_DIRECT reads per second (4 threads, 5 s);
+#  - a one-tensor read: bytes decoded / tensor bytes; peak RSS against cache_size.
+# Needs root (for drop_caches and the mount's read-ahead window) and /dev/fuse.
+# Environment: COPIES, DIR, HEADING, PYTHON (an interpreter with torch+safetensors, for the
+# safe_open rows; default python3), WCODEC_LIBS (extra shared libraries), BUILD (default build).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-[ -x build/wcodecfs ] && [ -x build/tests/fs_check ] || { cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null && cmake --build build -j"$(nproc)" >/dev/null; }
-SRC=${1:-../shared/data/use-lite.bf16.safetensors}; COPIES=${COPIES:-20}
-T=$(mktemp -d /tmp/wcfs-bench.XXXXXX); M=$T/m; mkdir -p "$M" "$T/orig"
-trap 'fusermount3 -u -z "$M" 2>/dev/null; rm -rf "$T"' EXIT
-/usr/bin/python3 tests/bench/repeat_model.py "$SRC" "$COPIES" "$T/orig/model.safetensors"
+B=${BUILD:-build}
+[ -n "${WCODEC_LIBS:-}" ] && export LD_LIBRARY_PATH=$(realpath "$WCODEC_LIBS")${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+[ -x "$B/wcodecfs" ] && [ -x "$B/tests/fs_check" ] || { cmake -S . -B "$B" -DCMAKE_BUILD_TYPE=Release >/dev/null && cmake --build "$B" -j"$(nproc)" >/dev/null; }
+SRC=${1:-../shared/data/use-lite.bf16.safetensors}; COPIES=${COPIES:-20}; PY=${PYTHON:-python3}
+NP=/usr/bin/python3; [ -x "$NP" ] || NP=python3 # the model builder needs only the standard library
+T=$(mktemp -d "${DIR:-/dev/shm}/wcfs-bench.XXXXXX"); M=$T/m; mkdir -p "$M" "$T/orig"
+unmount() { fusermount3 -u "$1" 2>/dev/null || umount "$1"; }
+trap 'fusermount3 -u -z "$M" 2>/dev/null || umount -l "$M" 2>/dev/null; rm -rf "$T"' EXIT
+$NP tests/bench/repeat_model.py "$SRC" "$COPIES" "$T/orig/model.safetensors"
 F=model.safetensors; SIZE=$(stat -c %s "$T/orig/$F")
-build/wcodec encode -q "$T/orig" "$T/coded"; build/wcodec encode -q --raw "$T/orig" "$T/raw"
+"$B/wcodec" encode -q -j "$(nproc)" "$T/orig" "$T/coded"; "$B/wcodec" encode -q --raw "$T/orig" "$T/raw"
+# freshly written pages read slowly the first times on some VMs: settle them before timing
+for k in 1 2 3; do cat "$T/orig/$F" "$T/coded/model.wcodec" "$T/raw/model.wcodec" > /dev/null; done
 
 drop() { sync; echo 3 > /proc/sys/vm/drop_caches 2>/dev/null && echo dropped || echo "not dropped"; }
-rate() { # MB/s of dd bs=1M over FILE
-  local t0 t1; t0=$(date +%s.%N); dd if="$1" of=/dev/null bs=1M status=none; t1=$(date +%s.%N)
-  awk -v s="$SIZE" -v a="$t0" -v b="$t1" 'BEGIN {printf "%.0f", s / (b - a) / 1e6}'; }
-rnd() { build/tests/fs_check randread "$1" "$2" 5 4 | awk '{print $2}'; }
-mnt() { build/wcodecfs "$1" "$M" -o "index_dir=$T/index,cache_size=${2:-1G}${3:+,$3}" 2>/dev/null; }
+now() { date +%s.%N; }
+mbps() { awk -v s="$1" -v a="$2" -v b="$3" 'BEGIN {printf "%.0f", s / (b - a) / 1e6}'; }
+readers() { # MB/s of N concurrent `dd bs=1M` readers, each over its own slice of FILE
+  local file=$1 n=$2 mib=$(( (SIZE + 1048575) >> 20 )) t0 i
+  local per=$(( (mib + n - 1) / n ))
+  t0=$(now)
+  for ((i = 0; i < n; i++)); do dd if="$file" of=/dev/null bs=1M skip=$((i * per)) count=$per status=none & done
+  wait
+  mbps "$SIZE" "$t0" "$(now)"; }
+rnd() { "$B/tests/fs_check" randread "$1" "$2" 5 4 | awk '{print $2}'; }
+mnt() { "$B/wcodecfs" "$1" "$M" -o "index_dir=$T/index,cache_size=${2:-1G}${3:+,$3}" 2>>"$T/mount.log"; }
 stat_of() { awk -F': ' -v k="$2" '$1==k {print $2}' "$1/.wcodecfs-stats"; }
+daemon_pid() { pgrep -f "wcodecfs $1 $M" | head -1; }
+cpu_s() { awk -v hz="$(getconf CLK_TCK)" '{printf "%.3f", ($14 + $15) / hz}' "/proc/$1/stat"; }
+has_gpu=0; command -v nvidia-smi >/dev/null && nvidia-smi -L >/dev/null 2>&1 && has_gpu=1
+has_torch=0; [ $has_gpu = 1 ] && $PY -c "import torch, safetensors; assert torch.cuda.is_available()" 2>/dev/null && has_torch=1
+safe_open_cuda() { # GB/s of safe_open(device="cuda") reading every tensor of FILE
+  $PY - "$1" "$SIZE" <<'PY'
+import sys, time, torch
+from safetensors import safe_open
+torch.cuda.init(); torch.zeros(1, device="cuda")
+t0 = time.perf_counter()
+with safe_open(sys.argv[1], framework="pt", device="cuda") as f:
+    ts = [f.get_tensor(k) for k in f.keys()]
+torch.cuda.synchronize()
+print("%.2f" % (int(sys.argv[2]) / (time.perf_counter() - t0) / 1e9))
+PY
+}
 
-declare -A cold warm r4k r1m
-for mode in coded raw; do
-  mnt "$T/$mode"; cache_state=$(drop); cold[$mode]=$(rate "$M/$F"); warm[$mode]=$(rate "$M/$F"); fusermount3 -u "$M"
-  mnt "$T/$mode"; r4k[$mode]=$(rnd "$M/$F" 4096); fusermount3 -u "$M"
-  mnt "$T/$mode"; r1m[$mode]=$(rnd "$M/$F" 1048576); fusermount3 -u "$M"
+declare -A R
+# columns: local, raw-stored, coded (gpu=off), coded gpu=on (GPU machines)
+cols=(local raw coded); [ $has_gpu = 1 ] && cols+=(coded_gpu)
+src_of() { case $1 in raw) echo "$T/raw" ;; *) echo "$T/coded" ;; esac; }
+gpu_of() { case $1 in coded_gpu) echo on ;; *) echo off ;; esac; }
+for col in "${cols[@]}"; do
+  for n in 1 4 8; do
+    if [ "$col" = local ]; then cache_state=$(drop); R[$col,cold$n]=$(readers "$T/orig/$F" "$n"); continue; fi
+    mnt "$(src_of "$col")" 1G "gpu=$(gpu_of "$col")"; drop >/dev/null
+    pid=$(daemon_pid "$(src_of "$col")"); c0=$(cpu_s "$pid")
+    R[$col,cold$n]=$(readers "$M/$F" "$n")
+    if [ $n = 1 ]; then
+      R[$col,cpu]=$(awk -v a="$c0" -v b="$(cpu_s "$pid")" -v s="$SIZE" 'BEGIN {printf "%.3f", (b - a) / (s / 1e9)}')
+      R[$col,split]="cpu $(stat_of "$M" tiles_decoded_cpu), gpu $(stat_of "$M" tiles_decoded_gpu)"
+      R[$col,warm1]=$(readers "$M/$F" 1); R[$col,warm4]=$(readers "$M/$F" 4)
+    fi
+    unmount "$M"
+  done
+  [ "$col" = local ] && { R[local,warm1]=$(readers "$T/orig/$F" 1); R[local,warm4]=$(readers "$T/orig/$F" 4); R[local,cpu]=-; }
+  if [ $has_torch = 1 ]; then
+    if [ "$col" = local ]; then drop >/dev/null; R[$col,st]=$(safe_open_cuda "$T/orig/$F")
+    else mnt "$(src_of "$col")" 1G "gpu=$(gpu_of "$col")"; drop >/dev/null; R[$col,st]=$(safe_open_cuda "$M/$F"); unmount "$M"; fi
+  fi
+  if [ "$col" = local ]; then R[$col,r4k]=$(rnd "$T/orig/$F" 4096); R[$col,r1m]=$(rnd "$T/orig/$F" 1048576)
+  else
+    mnt "$(src_of "$col")" 1G "gpu=$(gpu_of "$col")"; R[$col,r4k]=$(rnd "$M/$F" 4096); unmount "$M"
+    mnt "$(src_of "$col")" 1G "gpu=$(gpu_of "$col")"; R[$col,r1m]=$(rnd "$M/$F" 1048576); unmount "$M"
+  fi
 done
-drop >/dev/null; cold[local]=$(rate "$T/orig/$F"); warm[local]=$(rate "$T/orig/$F")
-r4k[local]=$(rnd "$T/orig/$F" 4096); r1m[local]=$(rnd "$T/orig/$F" 1048576)
 
 # one tensor, no read-ahead, O_DIRECT: what got decoded for it
-read -r off len name < <(/usr/bin/python3 - "$T/orig/$F" <<'PY'
+read -r off len name < <($NP - "$T/orig/$F" <<'PY'
 import json, struct, sys
 b = open(sys.argv[1], "rb").read(1 << 22); n = struct.unpack("<Q", b[:8])[0]; h = json.loads(b[8:8 + n])
 k, v = max(((k, v) for k, v in h.items() if k != "__metadata__"), key=lambda kv: kv[1]["data_offsets"][1] - kv[1]["data_offsets"][0])
 print(8 + n + v["data_offsets"][0], v["data_offsets"][1] - v["data_offsets"][0], k)
 PY
 )
-mnt "$T/coded" 1G readahead=0; build/tests/fs_check direct "$M/$F" "$off" "$len"
-dec=$(stat_of "$M" bytes_decoded); fusermount3 -u "$M"
+mnt "$T/coded" 1G "readahead=0,gpu=off"; "$B/tests/fs_check" direct "$M/$F" "$off" "$len"
+dec=$(stat_of "$M" bytes_decoded); unmount "$M"
 
-# peak RSS vs cache_size
+# peak RSS vs cache_size: O_DIRECT reads of every range, twice, so that tiles stay cached
 rss_rows=()
 for cs in 32M 128M; do
-  mnt "$T/coded" "$cs"; cat "$M/$F" "$M/$F" > /dev/null
-  pid=$(pgrep -f "wcodecfs $T/coded $M" | head -1); hwm=$(awk '/VmHWM/ {print $2}' "/proc/$pid/status")
-  peak=$(stat_of "$M" cache_peak_bytes); fusermount3 -u "$M"
+  mnt "$T/coded" "$cs" gpu=off
+  for k in 1 2; do "$B/tests/fs_check" ranges "$T/orig/$F" "$M/$F" 1048576 >/dev/null; done
+  pid=$(daemon_pid "$T/coded"); hwm=$(awk '/VmHWM/ {print $2}' "/proc/$pid/status")
+  peak=$(stat_of "$M" cache_peak_bytes); unmount "$M"
   rss_rows+=("| $cs | $((peak >> 20)) MiB | $((hwm >> 10)) MiB |")
 done
 
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", a / b}'; }
-machine="$(lscpu | awk -F': *' '/Model name/ {print $2; exit}'), $(nproc) cores, $(uname -r), $(date -u +%F)"
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN {if (b > 0) printf "%.2f", a / b; else print "-"}'; }
+row() { # row LABEL KEY: one table row over the columns, then coded/raw and coded/local
+  local line="| $1 |" c
+  for c in "${cols[@]}"; do line+=" ${R[$c,$2]:--} |"; done
+  echo "$line $(ratio "${R[coded,$2]:-0}" "${R[raw,$2]:-0}") | $(ratio "${R[coded,$2]:-0}" "${R[local,$2]:-0}") |"; }
+cpu=$(lscpu | awk -F': *' '/Model name/ {print $2; exit}')
+machine="$cpu, $(nproc) cores, $(uname -r), $(date -u +%F)"
+[ $has_gpu = 1 ] && machine+=", $(nvidia-smi --query-gpu=name --format=csv,noheader | head -1)"
+storage=$(df --output=fstype "$T" | tail -1)
 {
-  echo "Command: \`bash tests/bench/fs_bench.sh\` (as root). Machine: $machine."
+  echo "Command: \`bash tests/bench/fs_bench.sh\` (as root; COPIES=$COPIES). Machine: $machine."
   echo "File: $(basename "$SRC") tensors repeated $COPIES times, $SIZE bytes of real BF16 weights;"
-  echo "the container is $(stat -c %s "$T/coded/model.wcodec") bytes. Page cache before cold reads: $cache_state."
-  echo "\"raw-stored\" is the same daemon serving \`wcodec encode --raw\` containers: the same FUSE path"
-  echo "and cache, no decode. Default mount options (128 KiB FUSE requests, 1 GiB cache)."
+  echo "the container is $(stat -c %s "$T/coded/model.wcodec") bytes. Containers and the local file on $storage. Page"
+  echo "cache before cold reads: $cache_state. \"raw-stored\" is the same daemon serving \`wcodec encode --raw\`"
+  echo "containers: the same FUSE path and cache, no decode. Default mount options (kernel_readahead=16M,"
+  echo "1 GiB cache). N readers: N \`dd bs=1M\` at once, each over its own 1/N of the file; MB/s of all."
   echo
-  echo "| | coded mount | raw-stored mount | local file | coded / raw-stored |"
-  echo "|---|---|---|---|---|"
-  echo "| cold sequential dd bs=1M, MB/s | ${cold[coded]} | ${cold[raw]} | ${cold[local]} | $(ratio "${cold[coded]}" "${cold[raw]}") |"
-  echo "| warm sequential (page cache), MB/s | ${warm[coded]} | ${warm[raw]} | ${warm[local]} | $(ratio "${warm[coded]}" "${warm[raw]}") |"
-  echo "| random 4 KiB O_DIRECT reads/s (4 threads) | ${r4k[coded]} | ${r4k[raw]} | ${r4k[local]} | $(ratio "${r4k[coded]}" "${r4k[raw]}") |"
-  echo "| random 1 MiB O_DIRECT reads/s (4 threads) | ${r1m[coded]} | ${r1m[raw]} | ${r1m[local]} | $(ratio "${r1m[coded]}" "${r1m[raw]}") |"
+  local_h="local file"; hdr="| | $local_h | raw-stored mount | coded mount |"; sep="|---|---|---|---|"
+  [ $has_gpu = 1 ] && { hdr+=" coded mount, gpu=on |"; sep+="---|"; }
+  echo "$hdr coded / raw-stored | coded / local |"; echo "$sep---|---|"
+  row "cold, 1 reader, MB/s" cold1
+  row "cold, 4 readers, MB/s" cold4
+  row "cold, 8 readers, MB/s" cold8
+  row "warm (page cache), 1 reader, MB/s" warm1
+  row "warm (page cache), 4 readers, MB/s" warm4
+  row "daemon CPU s per GB, cold 1 reader" cpu
+  [ $has_torch = 1 ] && row "safe_open(device=\"cuda\") every tensor, cold, GB/s" st
+  row "random 4 KiB O_DIRECT reads/s (4 threads)" r4k
+  row "random 1 MiB O_DIRECT reads/s (4 threads)" r1m
+  echo
+  echo "Tiles decoded in the cold 1-reader read: coded ${R[coded,split]}${R[coded_gpu,split]:+; gpu=on ${R[coded_gpu,split]}}."
   echo
   echo "One-tensor read (\`$name\`, $len bytes, O_DIRECT, readahead=0): $dec bytes decoded,"
   echo "$(ratio "$dec" "$len") x the tensor (whole tiles; no tile outside the tensor)."
   echo
-  echo "Peak memory of the daemon reading the file twice (a file larger than the cache):"
+  echo "Peak memory of the daemon reading every 1 MiB range twice with O_DIRECT (tiles stay"
+  echo "cached; the file is larger than the cache):"
   echo
   echo "| cache_size | cache peak | daemon peak RSS (VmHWM) |"
   echo "|---|---|---|"
   printf '%s\n' "${rss_rows[@]}"
-} | bash tests/bench/put_section.sh docs/BENCHMARKS.md "## Filesystem"
+} > "$T/section.md"
+cat "$T/section.md"
+bash tests/bench/put_section.sh docs/BENCHMARKS.md "## Filesystem (${HEADING:-$cpu, $(nproc) cores})" < "$T/section.md"
+[ -n "${OUT:-}" ] && cp "$T/section.md" "$OUT/fs_bench.md" && cp "$T/mount.log" "$OUT/" 2>/dev/null
 echo "wrote docs/BENCHMARKS.md" >&2

@@ -58,6 +58,29 @@ t "stats readable while mounted" grep -q "^bytes_served: [1-9]" "$M/.wcodecfs-st
 t "cache never above budget" test "$(stat_of "$M" cache_peak_bytes)" -le $((32 << 20))
 t "unmount" umnt "$M"
 
+# ---- a streaming reader: tiles whose bytes all went to the kernel's page cache are not kept
+t "mount with a 64 MiB cache" mnt "$T/src" "$M" "cache_size=64M,readahead=4"
+t "sequential read identical" cmp "$T/orig/big_bf16.safetensors" "$M/big_bf16.safetensors"
+once=$(stat_of "$M" cache_used_once); left=$(stat_of "$M" cache_bytes)
+t "tiles used once are freed ($once freed, $left bytes left <= 2 tiles)" test "$once" -ge 20 -a "$left" -le 524288
+umnt "$M"
+
+# ---- the kernel's read-ahead window (as root: written to the mount's bdi once INIT is done)
+bdi_ra() { local d; d=$(awk -v m="$1" '$5 == m {d = $3} END {print d}' /proc/self/mountinfo)
+  for i in $(seq 50); do [ "$(cat "/sys/class/bdi/$d/read_ahead_kb" 2>/dev/null)" = "$2" ] && return 0; sleep 0.1; done
+  echo "read_ahead_kb of $d: $(cat "/sys/class/bdi/$d/read_ahead_kb" 2>/dev/null), wanted $2"; return 1; }
+if [ "$(id -u)" -eq 0 ] && [ -d /sys/class/bdi ]; then
+  t "mount with the default kernel_readahead" mnt "$T/src" "$M"
+  t "the mount's read_ahead_kb is 16384 (16M default)" bdi_ra "$M" 16384
+  umnt "$M"
+  t "mount with kernel_readahead=4M" mnt "$T/src" "$M" "kernel_readahead=4M"
+  t "the mount's read_ahead_kb is 4096" bdi_ra "$M" 4096
+  t "bytes identical with a 4 MiB window" cmp "$T/orig/big_bf16.safetensors" "$M/big_bf16.safetensors"
+  umnt "$M"
+fi
+t_fails "kernel_readahead=banana refused" "$FS" "$T/src" "$M" -o kernel_readahead=banana
+grep -q "kernel_readahead=banana: not a size" "$T/err" && ok "kernel_readahead error says why" || no "kernel_readahead error says why"
+
 # ---- a file larger than the cache, read twice: the budget holds
 t "mount with a 2 MiB cache" mnt "$T/src" "$M" "cache_size=2M"
 cat "$M/big_bf16.safetensors" "$M/big_bf16.safetensors" > /dev/null
@@ -83,6 +106,7 @@ t "read one tensor ($len bytes at $off)" "$CHECK" direct "$M/big_bf16.safetensor
 want=$(( (len + 262143) / 262144 ))
 got=$(stat_of "$M" tiles_decoded_cpu)
 t "one tensor decodes its $want tiles and no other (decoded $got)" test "$got" -eq "$want"
+t "O_DIRECT reads keep their tiles cached" test "$(stat_of "$M" cache_bytes)" -gt 0
 t "index reused on remount" test "$(stat_of "$M" index_reused)" -gt 0 -a "$(stat_of "$M" index_built)" -eq 0
 umnt "$M"
 
