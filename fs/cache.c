@@ -27,7 +27,7 @@ struct wcfs_entry {
     uint32_t file, tile;
     int state, cached;
     uint32_t size;
-    uint32_t handed; /* bytes given to the kernel's page cache so far */
+    uint64_t handed; /* bytes given to the kernel's page cache so far */
     unsigned refs;
     uint8_t *data;
     wcfs_entry *hnext;

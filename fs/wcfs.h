@@ -38,7 +38,7 @@ typedef struct {
     unsigned readahead;    /* tiles decoded ahead of a sequential reader */
     uint64_t kernel_readahead; /* bytes: the mount's bdi read_ahead_kb, 0 = the kernel's */
     unsigned threads;      /* decode workers */
-    int gpu;               /* the option: 0 off, 1 on, -1 auto */
+    int gpu;               /* 1: gpu=on (auto and off decode on the CPU) */
     int gpu_active;        /* the daemon decodes on the GPU */
     unsigned gpu_min_batch; /* queued tiles that make a GPU batch */
     char gpu_name[320];
