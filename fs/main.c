@@ -72,8 +72,8 @@ static void usage(const char *prog) {
            "    -o gpu=auto|on|off auto (default) and off decode on CPU threads, which serve\n"
            "                       the mount faster than the GPU does (docs/BENCHMARKS.md);\n"
            "                       on sends large batches to the GPU, and fails without one\n"
-           "    -o gpu_min_batch=N tiles a read plus its read-ahead must reach to go to the\n"
-           "                       GPU as one batch (default 16); smaller work stays on the\n"
+           "    -o gpu_min_batch=N with gpu=on, tiles a read plus its read-ahead must reach to\n"
+           "                       go to the GPU as one batch (default 16); smaller work stays on the\n"
            "                       CPU threads, whose latency is lower\n"
            "    -f                 stay in the foreground;  -d  FUSE debug output\n"
            "\n",

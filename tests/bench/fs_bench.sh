@@ -130,7 +130,7 @@ storage=$(df --output=fstype "$T" | tail -1)
   echo "containers: the same FUSE path and cache, no decode. Default mount options (kernel_readahead=16M,"
   echo "1 GiB cache). N readers: N \`dd bs=1M\` at once, each over its own 1/N of the file; MB/s of all."
   echo
-  local_h="local file"; hdr="| | $local_h | raw-stored mount | coded mount |"; sep="|---|---|---|---|"
+  hdr="| | local file | raw-stored mount | coded mount |"; sep="|---|---|---|---|"
   [ $has_gpu = 1 ] && { hdr+=" coded mount, gpu=on |"; sep+="---|"; }
   echo "$hdr coded / raw-stored | coded / local |"; echo "$sep---|---|"
   row "cold, 1 reader, MB/s" cold1

@@ -33,8 +33,8 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", a / b}'; }
   echo "fewer bytes and decodes on the GPU. Where it does not: through the mount. FUSE hands the"
   echo "daemon 128 KiB to 1 MiB requests and the bytes must come back to host memory, so a GPU batch"
   echo "(upload, three kernels, download) costs more than decoding the same few tiles on CPU threads."
-  echo "wcodecfs therefore sends only reads whose tiles plus read-ahead reach \`gpu_min_batch\`"
-  echo "(default 16) to the GPU; sequential reads with the default read-ahead stay on the CPU, and"
-  echo "\`gpu=off\` is as fast. Mount figures on that machine vary by 2x between identical runs."
+  echo "wcodecfs therefore decodes on the CPU by default (gpu=auto); only with gpu=on does it send"
+  echo "reads whose tiles plus read-ahead reach \`gpu_min_batch\` (default 16) to the GPU (the"
+  echo "filesystem sections above compare the two). Mount figures on that machine vary by 2x between runs."
 } | bash tests/bench/put_section.sh docs/BENCHMARKS.md "## GPU (H100)"
 echo "wrote docs/BENCHMARKS.md" >&2
