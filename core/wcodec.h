@@ -24,6 +24,10 @@
 extern "C" {
 #endif
 
+/* The release of this library and its tools (`wcodec --version`, `wcodecfs --version`). The
+ * container format has its own version, in each file's header (docs/FORMAT.md). */
+#define WCODEC_VERSION_STRING "0.1.0"
+
 /* ===================================================================================== */
 /* Errors                                                                                */
 /* ===================================================================================== */

@@ -1,7 +1,6 @@
 /* main.c - wcodecfs: mount a directory of .wcodec containers as plain safetensors files. */
 #define _GNU_SOURCE
 #include <errno.h>
-#include <fuse.h>
 #include <fuse_lowlevel.h>
 #include <malloc.h>
 #include <stddef.h>
@@ -75,7 +74,18 @@ static void usage(const char *prog) {
            "    -o gpu_min_batch=N with gpu=on, tiles a read plus its read-ahead must reach to\n"
            "                       go to the GPU as one batch (default 16); smaller work stays on the\n"
            "                       CPU threads, whose latency is lower\n"
-           "    -f                 stay in the foreground;  -d  FUSE debug output\n"
+           "\n"
+           "FUSE options:\n"
+           "    -f                 stay in the foreground\n"
+           "    -d, -o debug       FUSE debug output (implies -f)\n"
+           "    -s                 one thread serves every request\n"
+           "    -o max_threads=N   threads serving requests (default 10)\n"
+           "    -o clone_fd        a /dev/fuse descriptor per thread\n"
+           "    -o allow_other     other users may read the mount (needs user_allow_other\n"
+           "                       in /etc/fuse.conf unless root); file modes still apply\n"
+           "    -o allow_root      root may read the mount\n"
+           "    -o auto_unmount    unmount when the daemon exits\n"
+           "    -V, --version      the release, and libfuse's\n"
            "\n",
            prog);
 }
@@ -153,13 +163,18 @@ int main(int argc, char **argv) {
     if (fuse_opt_parse(&args, &o, opt_spec, opt_proc) != 0) return 1;
     if (o.help) {
         usage(argv[0]);
-        fuse_cmdline_help();
-        fuse_lib_help(&args);
         fuse_opt_free_args(&args);
         return 0;
     }
     struct fuse_cmdline_opts co;
     if (fuse_parse_cmdline(&args, &co) != 0) return 1;
+    if (co.show_version) {
+        printf("wcodecfs %s (libfuse %s)\n", WCODEC_VERSION_STRING, fuse_pkgversion());
+        fuse_opt_free_args(&args);
+        free(co.mountpoint);
+        free(o.src);
+        return 0;
+    }
     int rc = configure(&o, co.mountpoint);
     if (rc) return rc;
 
@@ -183,10 +198,10 @@ int main(int argc, char **argv) {
     char *fsname;
     if (asprintf(&fsname, "-ofsname=%s,subtype=wcodecfs,ro,default_permissions", g_fs.src) < 0) return 1;
     fuse_opt_add_arg(&args, fsname);
-    struct fuse *fuse = fuse_new(&args, &wcfs_ops, sizeof wcfs_ops, NULL);
-    if (!fuse) return 1;
-    if (fuse_mount(fuse, co.mountpoint) != 0) {
-        fuse_destroy(fuse);
+    struct fuse_session *se = fuse_session_new(&args, &wcfs_ops, sizeof wcfs_ops, NULL);
+    if (!se) return 1;
+    if (fuse_session_mount(se, co.mountpoint) != 0) {
+        fuse_session_destroy(se);
         return 1;
     }
     char bdi_path[64];
@@ -200,26 +215,26 @@ int main(int argc, char **argv) {
     }
     if (wc_index_open(g_fs.index_dir, &g_fs.index, &err) == WC_OK &&
         (g_fs.cache = wcfs_cache_new(&g_fs, g_fs.cache_size, g_fs.threads, g_fs.gpu_active)) &&
-        fuse_set_signal_handlers(fuse_get_session(fuse)) == 0) {
+        fuse_set_signal_handlers(se) == 0) {
         if (set_readahead) wcfs_readahead_start(co.mountpoint, bdi_path, g_fs.kernel_readahead);
         if (co.singlethread) {
-            rc = fuse_loop(fuse);
+            rc = fuse_session_loop(se);
         } else {
             struct fuse_loop_config *lc = fuse_loop_cfg_create();
             fuse_loop_cfg_set_clone_fd(lc, (unsigned)co.clone_fd);
-            unsigned threads = co.max_threads ? co.max_threads : 16;
+            unsigned threads = co.max_threads; /* libfuse's default: 10 */
             fuse_loop_cfg_set_max_threads(lc, threads);
             /* idle threads are kept, not torn down and made again between bursts of reads */
             fuse_loop_cfg_set_idle_threads(lc, threads);
-            rc = fuse_loop_mt(fuse, lc);
+            rc = fuse_session_loop_mt(se, lc);
             fuse_loop_cfg_destroy(lc);
         }
-        fuse_remove_signal_handlers(fuse_get_session(fuse));
+        fuse_remove_signal_handlers(se);
     } else if (err.msg[0]) {
         fprintf(stderr, "wcodecfs: %s\n", err.msg);
     }
-    fuse_unmount(fuse);
-    fuse_destroy(fuse);
+    fuse_session_unmount(se);
+    fuse_session_destroy(se);
     wcfs_cache_free(g_fs.cache);
     if (g_fs.gpu_active) wcfs_gpu_close();
     wc_index_close(g_fs.index);

@@ -1,9 +1,15 @@
-/* ops.c - the FUSE operations: a read-only mirror of SRC where containers read as safetensors. */
+/* ops.c - the FUSE operations: a read-only mirror of SRC where containers read as safetensors.
+ *
+ * The low-level API, so that a read is answered straight from the decoded tiles: their memory
+ * goes to the kernel as an iovec (fuse_reply_iov), with no copy into a reply buffer (the
+ * high-level API reads into a buffer of its own and frees it, so it cannot point into the cache).
+ */
 #define _GNU_SOURCE
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <fuse.h>
+#include <fuse_lowlevel.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,6 +17,12 @@
 #include <unistd.h>
 
 #include "wcfs.h"
+
+/* nothing changes while mounted: names and attributes are cached by the kernel this long */
+#define TIMEOUT_S 60.0
+#ifndef FUSE_UNKNOWN_INO
+#define FUSE_UNKNOWN_INO 0xffffffff /* what libfuse's high-level API lists (defined from 3.16) */
+#endif
 
 enum { H_PASS, H_CONTAINER, H_STATS };
 
@@ -26,10 +38,14 @@ typedef struct {
 
 static int is_stats(const char *path) { return !strcmp(path, "/" WCFS_STATS_NAME); }
 
+static int has_suffix(const char *name, size_t n, const char *suffix) {
+    size_t k = strlen(suffix);
+    return n > k && !strcmp(name + n - k, suffix);
+}
+
 /* Our own temporaries (wcodec's atomic output) and raw containers are not presented. */
 static int hidden_name(const char *name) {
-    size_t n = strlen(name);
-    return (name[0] == '.' && strstr(name, ".tmp.")) || (n > 7 && !strcmp(name + n - 7, ".wcodec"));
+    return (name[0] == '.' && strstr(name, ".tmp.")) || has_suffix(name, strlen(name), ".wcodec");
 }
 
 static char *real_path(const char *path) {
@@ -37,8 +53,13 @@ static char *real_path(const char *path) {
     return asprintf(&p, "%s%s", g_fs.src, path) < 0 ? NULL : p;
 }
 
-static int op_getattr(const char *path, struct stat *st, struct fuse_file_info *fi) {
-    (void)fi;
+static char *child_path(const char *parent, const char *name) {
+    char *p;
+    return asprintf(&p, "%s%s%s", parent, strcmp(parent, "/") ? "/" : "", name) < 0 ? NULL : p;
+}
+
+/* The attributes of `path` as presented; 0 or -errno. */
+static int get_attr(const char *path, struct stat *st) {
     memset(st, 0, sizeof *st);
     if (is_stats(path)) {
         st->st_mode = S_IFREG | 0444;
@@ -61,50 +82,171 @@ static int op_getattr(const char *path, struct stat *st, struct fuse_file_info *
     return rc;
 }
 
-static int op_readlink(const char *path, char *buf, size_t size) {
-    char *real = real_path(path);
-    if (!real) return -ENOMEM;
-    ssize_t n = readlink(real, buf, size - 1);
+static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name) {
+    char *path = child_path(wcfs_node_path(parent), name);
+    struct fuse_entry_param e = {.attr_timeout = TIMEOUT_S, .entry_timeout = TIMEOUT_S};
+    int rc = path ? get_attr(path, &e.attr) : -ENOMEM;
+    if (rc == 0 && !(e.ino = wcfs_node_ref(path))) rc = -ENOMEM;
+    free(path);
+    if (rc) {
+        fuse_reply_err(req, -rc);
+        return;
+    }
+    e.attr.st_ino = e.ino;
+    if (fuse_reply_entry(req, &e) == -ENOENT) wcfs_node_forget(e.ino, 1); /* interrupted */
+}
+
+static void op_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup) {
+    wcfs_node_forget(ino, nlookup);
+    fuse_reply_none(req);
+}
+
+static void op_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_data *forgets) {
+    for (size_t i = 0; i < count; i++) wcfs_node_forget(forgets[i].ino, forgets[i].nlookup);
+    fuse_reply_none(req);
+}
+
+static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) {
+    (void)fi;
+    struct stat st;
+    int rc = get_attr(wcfs_node_path(ino), &st);
+    if (rc) {
+        fuse_reply_err(req, -rc);
+        return;
+    }
+    st.st_ino = ino;
+    fuse_reply_attr(req, &st, TIMEOUT_S);
+}
+
+static void op_readlink(fuse_req_t req, fuse_ino_t ino) {
+    char *real = real_path(wcfs_node_path(ino));
+    char target[PATH_MAX + 1];
+    ssize_t n = real ? readlink(real, target, PATH_MAX) : -1;
+    int e = real ? errno : ENOMEM;
     free(real);
-    if (n < 0) return -errno;
-    buf[n] = 0;
+    if (n < 0) {
+        fuse_reply_err(req, e);
+        return;
+    }
+    target[n] = 0;
+    fuse_reply_readlink(req, target);
+}
+
+/* A directory's listing, taken whole at opendir so that readdir's offsets stay valid. */
+typedef struct {
+    size_t n, cap;
+    char **names;
+    unsigned char *types;
+} listing;
+
+static int listing_add(listing *l, const char *name, unsigned char type) {
+    if (l->n == l->cap) {
+        size_t cap = l->cap ? 2 * l->cap : 32;
+        char **names = realloc(l->names, cap * sizeof *names);
+        if (names) l->names = names;
+        unsigned char *types = names ? realloc(l->types, cap) : NULL;
+        if (types) l->types = types;
+        if (!names || !types) return -1;
+        l->cap = cap;
+    }
+    if (!(l->names[l->n] = strdup(name))) return -1;
+    l->types[l->n++] = type;
     return 0;
 }
 
-static int op_readdir(const char *path, void *buf, fuse_fill_dir_t fill, off_t off,
-                      struct fuse_file_info *fi, enum fuse_readdir_flags flags) {
-    (void)off, (void)fi, (void)flags;
+static void listing_free(listing *l) {
+    if (!l) return;
+    for (size_t i = 0; i < l->n; i++) free(l->names[i]);
+    free(l->names);
+    free(l->types);
+    free(l);
+}
+
+static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) {
+    const char *path = wcfs_node_path(ino);
     char *real = real_path(path);
-    if (!real) return -ENOMEM;
-    DIR *d = opendir(real);
+    DIR *d = real ? opendir(real) : NULL;
+    int e = real ? errno : ENOMEM;
     free(real);
-    if (!d) return -errno;
-    if (!strcmp(path, "/")) fill(buf, WCFS_STATS_NAME, NULL, 0, 0);
-    const char *sep = strcmp(path, "/") ? "/" : "";
-    for (struct dirent *e; (e = readdir(d));) {
-        const char *name = e->d_name;
+    listing *l = d ? calloc(1, sizeof *l) : NULL;
+    if (!l) {
+        if (d) closedir(d);
+        fuse_reply_err(req, d ? ENOMEM : e);
+        return;
+    }
+    int rc = listing_add(l, ".", DT_DIR) | listing_add(l, "..", DT_DIR);
+    if (!strcmp(path, "/")) rc |= listing_add(l, WCFS_STATS_NAME, DT_REG);
+    for (struct dirent *de; rc == 0 && (de = readdir(d));) {
+        const char *name = de->d_name;
         size_t n = strlen(name);
-        char *presented = NULL;
-        if (n > 7 && !strcmp(name + n - 7, ".wcodec")) {
+        if (!strcmp(name, ".") || !strcmp(name, "..")) continue;
+        if (has_suffix(name, n, ".wcodec")) {
             /* a container: listed under its presented name if it was registered */
-            if (asprintf(&presented, "%s%s%.*s.safetensors", path, sep, (int)(n - 7), name) > 0 &&
-                wcfs_lookup(&g_fs, presented))
-                fill(buf, strrchr(presented, '/') + 1, NULL, 0, 0);
+            char *presented, *full = NULL;
+            if (asprintf(&presented, "%.*s.safetensors", (int)(n - 7), name) < 0) presented = NULL;
+            if (presented && (full = child_path(path, presented)) && wcfs_lookup(&g_fs, full))
+                rc |= listing_add(l, presented, DT_REG);
+            free(full);
+            free(presented);
         } else if (!hidden_name(name)) {
             /* a plain file, unless a container presents the same name */
-            if (asprintf(&presented, "%s%s%s", path, sep, name) > 0 && !wcfs_lookup(&g_fs, presented))
-                fill(buf, name, NULL, 0, 0);
+            char *full = child_path(path, name);
+            if (full && !wcfs_lookup(&g_fs, full)) rc |= listing_add(l, name, de->d_type);
+            free(full);
         }
-        free(presented);
     }
     closedir(d);
-    return 0;
+    if (rc) {
+        listing_free(l);
+        fuse_reply_err(req, ENOMEM);
+        return;
+    }
+    fi->fh = (uint64_t)(uintptr_t)l;
+    if (fuse_reply_open(req, fi) == -ENOENT) listing_free(l); /* interrupted */
 }
 
-static int op_open(const char *path, struct fuse_file_info *fi) {
-    if ((fi->flags & O_ACCMODE) != O_RDONLY) return -EROFS;
+static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi) {
+    (void)ino;
+    listing *l = (listing *)(uintptr_t)fi->fh;
+    char *buf = malloc(size ? size : 1);
+    if (!buf) {
+        fuse_reply_err(req, ENOMEM);
+        return;
+    }
+    size_t used = 0;
+    for (size_t i = off > 0 ? (size_t)off : 0; i < l->n; i++) {
+        struct stat st = {.st_ino = FUSE_UNKNOWN_INO, .st_mode = (mode_t)DTTOIF(l->types[i])};
+        size_t need = fuse_add_direntry(req, buf + used, size - used, l->names[i], &st, (off_t)i + 1);
+        if (need > size - used) break;
+        used += need;
+    }
+    fuse_reply_buf(req, buf, used);
+    free(buf);
+}
+
+static void op_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) {
+    (void)ino;
+    listing_free((listing *)(uintptr_t)fi->fh);
+    fuse_reply_err(req, 0);
+}
+
+static void handle_free(handle *h) {
+    if (h->kind == H_PASS) close(h->fd);
+    free(h->text);
+    free(h);
+}
+
+static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) {
+    const char *path = wcfs_node_path(ino);
+    if ((fi->flags & O_ACCMODE) != O_RDONLY) {
+        fuse_reply_err(req, EROFS);
+        return;
+    }
     handle *h = calloc(1, sizeof *h);
-    if (!h) return -ENOMEM;
+    if (!h) {
+        fuse_reply_err(req, ENOMEM);
+        return;
+    }
     wcfs_file *f;
     if (is_stats(path)) {
         h->kind = H_STATS;
@@ -114,7 +256,8 @@ static int op_open(const char *path, struct fuse_file_info *fi) {
         int rc = wcfs_file_open(f);
         if (rc) {
             free(h);
-            return rc;
+            fuse_reply_err(req, -rc);
+            return;
         }
         h->kind = H_CONTAINER;
         h->f = f;
@@ -124,28 +267,37 @@ static int op_open(const char *path, struct fuse_file_info *fi) {
         char *real = real_path(path);
         h->kind = H_PASS;
         h->fd = real ? open(real, O_RDONLY | O_CLOEXEC) : -1;
-        int e = errno;
+        int e = real ? errno : ENOMEM;
         free(real);
         if (h->fd < 0) {
             free(h);
-            return -e;
+            fuse_reply_err(req, e);
+            return;
         }
         fi->keep_cache = 1;
     }
     fi->fh = (uint64_t)(uintptr_t)h;
-    return 0;
+    if (fuse_reply_open(req, fi) == -ENOENT) handle_free(h); /* interrupted: no release comes */
 }
 
-static int read_container(handle *h, char *buf, size_t size, off_t off) {
+/* A read's tiles stay pinned while the kernel copies from them. A request spanning more tiles
+ * than one writev may carry (many tiny tensors) is copied into one buffer instead. */
+#define IOV_MAX_TILES 256u
+
+static void read_container(fuse_req_t req, handle *h, size_t size, off_t off) {
     wcfs_file *f = h->f;
     wcfs_cache *c = g_fs.cache;
-    if ((uint64_t)off >= f->source_size) return 0;
+    if ((uint64_t)off >= f->source_size) {
+        fuse_reply_buf(req, NULL, 0);
+        return;
+    }
     if (size > f->source_size - (uint64_t)off) size = (size_t)(f->source_size - (uint64_t)off);
     uint32_t first;
     wc_error err = {0};
     if (wc_index_find_tile(g_fs.index, f->index_id, (uint64_t)off, &first, &err) != WC_OK) {
         fprintf(stderr, "wcodecfs: %s: %s\n", f->presented, err.msg);
-        return -EIO;
+        fuse_reply_err(req, EIO);
+        return;
     }
     /* the tiles of this read: on the CPU, the later ones decode on the workers while this
      * thread does the first; on the GPU, all of them and the read-ahead go as one batch */
@@ -161,73 +313,110 @@ static int read_container(handle *h, char *buf, size_t size, off_t off) {
         wcfs_cache_prefetch_range(c, f, first + 1, last + ahead);
     }
 
+    uint32_t n = last - first + 1;
+    int gather = n > IOV_MAX_TILES; /* copy into one buffer, unpinning as it goes */
+    struct iovec iov_small[16];
+    wcfs_entry *ref_small[16];
+    struct iovec *iov = gather ? NULL : n <= 16 ? iov_small : malloc(n * sizeof *iov);
+    wcfs_entry **refs = gather ? NULL : n <= 16 ? ref_small : malloc(n * sizeof *refs);
+    char *buf = gather ? malloc(size) : NULL;
+    if (gather ? !buf : !iov || !refs) {
+        fuse_reply_err(req, ENOMEM);
+        goto out;
+    }
     size_t done = 0;
+    uint32_t pinned = 0;
+    int rc = 0;
     for (uint32_t t = first; t <= last; t++) {
         const wc_tile_info *ti = wc_container_tile(f->c, t);
         const uint8_t *data;
         wcfs_entry *ref;
         /* A short read would be zero-filled by the kernel: fail the whole request instead. */
-        int rc = wcfs_cache_get(c, f, t, &data, &ref);
-        if (rc) return rc;
+        if ((rc = wcfs_cache_get(c, f, t, &data, &ref))) break;
         uint64_t from = (uint64_t)off + done - ti->src_offset;
         size_t take = (size_t)(ti->src_size - from);
         if (take > size - done) take = size - done;
-        memcpy(buf + done, data + from, take);
-        wcfs_cache_put(c, ref, h->direct ? 0 : (uint32_t)take);
+        if (gather) {
+            memcpy(buf + done, data + from, take);
+            wcfs_cache_put(c, ref, h->direct ? 0 : (uint32_t)take);
+        } else {
+            iov[pinned] = (struct iovec){(void *)(data + from), take};
+            refs[pinned++] = ref;
+        }
         done += take;
     }
-    atomic_fetch_add(&g_fs.stats.bytes_served, done);
-    return (int)done;
+    if (rc) fuse_reply_err(req, -rc);
+    else if (gather) fuse_reply_buf(req, buf, done);
+    else fuse_reply_iov(req, iov, (int)pinned);
+    /* the kernel has copied the bytes (or the reader has gone): unpin */
+    for (uint32_t k = 0; k < pinned; k++)
+        wcfs_cache_put(c, refs[k], rc || h->direct ? 0 : (uint32_t)iov[k].iov_len);
+    if (!rc) atomic_fetch_add(&g_fs.stats.bytes_served, done);
+out:
+    if (iov != iov_small) free(iov);
+    if (refs != ref_small) free(refs);
+    free(buf);
 }
 
-static int op_read(const char *path, char *buf, size_t size, off_t off, struct fuse_file_info *fi) {
-    (void)path;
+static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi) {
+    (void)ino;
     handle *h = (handle *)(uintptr_t)fi->fh;
     atomic_fetch_add(&g_fs.stats.reads, 1);
-    if (h->kind == H_CONTAINER) return read_container(h, buf, size, off);
-    if (h->kind == H_STATS) {
-        if ((size_t)off >= h->text_len) return 0;
-        if (size > h->text_len - (size_t)off) size = h->text_len - (size_t)off;
-        memcpy(buf, h->text + off, size);
-        return (int)size;
+    if (h->kind == H_CONTAINER) {
+        read_container(req, h, size, off);
+    } else if (h->kind == H_STATS) {
+        size_t from = (size_t)off < h->text_len ? (size_t)off : h->text_len;
+        fuse_reply_buf(req, h->text + from, size < h->text_len - from ? size : h->text_len - from);
+    } else {
+        char *buf = malloc(size ? size : 1);
+        ssize_t n = buf ? pread(h->fd, buf, size, off) : -1;
+        int e = buf ? errno : ENOMEM;
+        if (n < 0) fuse_reply_err(req, e);
+        else if (fuse_reply_buf(req, buf, (size_t)n) == 0)
+            atomic_fetch_add(&g_fs.stats.bytes_served, (uint64_t)n);
+        free(buf);
     }
-    ssize_t n = pread(h->fd, buf, size, off);
-    if (n > 0) atomic_fetch_add(&g_fs.stats.bytes_served, (uint64_t)n);
-    return n < 0 ? -errno : (int)n;
 }
 
-static int op_release(const char *path, struct fuse_file_info *fi) {
-    (void)path;
-    handle *h = (handle *)(uintptr_t)fi->fh;
-    if (h->kind == H_PASS) close(h->fd);
-    free(h->text);
-    free(h);
-    return 0;
+static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) {
+    (void)ino;
+    handle_free((handle *)(uintptr_t)fi->fh);
+    fuse_reply_err(req, 0);
 }
 
-static int op_statfs(const char *path, struct statvfs *st) {
-    (void)path;
-    return statvfs(g_fs.src, st) == 0 ? 0 : -errno;
+static void op_statfs(fuse_req_t req, fuse_ino_t ino) {
+    (void)ino;
+    struct statvfs st;
+    if (statvfs(g_fs.src, &st) != 0) fuse_reply_err(req, errno);
+    else fuse_reply_statfs(req, &st);
 }
 
-static void *op_init(struct fuse_conn_info *conn, struct fuse_config *cfg) {
+static void op_init(void *userdata, struct fuse_conn_info *conn) {
+    (void)userdata;
     /* a large read-ahead window is cut into many requests of max_pages: let them all be
      * in flight at once rather than the kernel's 12 */
     conn->max_background = 64;
     conn->congestion_threshold = 48;
-    cfg->kernel_cache = 1;
-    cfg->entry_timeout = cfg->attr_timeout = 60.0; /* nothing changes while mounted */
-    cfg->use_ino = 0;
-    return NULL;
 }
 
-const struct fuse_operations wcfs_ops = {
+static void op_destroy(void *userdata) {
+    (void)userdata;
+    wcfs_nodes_free();
+}
+
+const struct fuse_lowlevel_ops wcfs_ops = {
+    .init = op_init,
+    .destroy = op_destroy,
+    .lookup = op_lookup,
+    .forget = op_forget,
+    .forget_multi = op_forget_multi,
     .getattr = op_getattr,
     .readlink = op_readlink,
+    .opendir = op_opendir,
     .readdir = op_readdir,
+    .releasedir = op_releasedir,
     .open = op_open,
     .read = op_read,
     .release = op_release,
     .statfs = op_statfs,
-    .init = op_init,
 };

@@ -97,7 +97,15 @@ void wcfs_readahead_start(const char *mnt, const char *bdi_path, uint64_t bytes)
 char *wcfs_stats_text(wcfs *fs, size_t *len); /* malloc'd */
 #define WCFS_STATS_NAME ".wcodecfs-stats"
 
+/* nodes.c: node ids (what the kernel names files by) to paths under the mount */
+typedef struct wcfs_node wcfs_node;
+uint64_t wcfs_node_ref(const char *path);     /* finds or makes the node, one more lookup; 0: no memory */
+const char *wcfs_node_path(uint64_t ino);     /* "/" for the root */
+void wcfs_node_forget(uint64_t ino, uint64_t nlookup); /* freed when every lookup is forgotten */
+void wcfs_nodes_free(void);
+
 /* ops.c */
-extern const struct fuse_operations wcfs_ops;
+struct fuse_lowlevel_ops;
+extern const struct fuse_lowlevel_ops wcfs_ops;
 
 #endif

@@ -25,7 +25,8 @@ static const char usage[] =
     "  info FILE.wcodec  per tensor: name, dtype, shape, sizes, ratio, coding\n"
     "  bench FILE        encode and decode speed and ratio of a .safetensors file\n"
     "\n"
-    "'wcodec COMMAND --help' for a command's options. Exit status: 0 on success, 1 on any\n"
+    "'wcodec COMMAND --help' for a command's options; 'wcodec --version' the release.\n"
+    "Exit status: 0 on success, 1 on any\n"
     "error (one line on stderr).\n";
 
 int cli_fail(const char *fmt, ...) {
@@ -99,6 +100,10 @@ int main(int argc, char **argv) {
     const char *cmd = argv[1];
     if (!strcmp(cmd, "-h") || !strcmp(cmd, "--help") || !strcmp(cmd, "help")) {
         fputs(usage, stdout);
+        return 0;
+    }
+    if (!strcmp(cmd, "-V") || !strcmp(cmd, "--version")) {
+        puts("wcodec " WCODEC_VERSION_STRING);
         return 0;
     }
     struct sigaction sa = {.sa_handler = on_signal};

@@ -30,6 +30,8 @@ echo '{"hidden_size": 8}' > "$T/model/config.json"
 echo '{"tok": 1}' > "$T/model/sub/tokenizer.json"
 
 check "help" "$W" --help
+check "--version" "$W" --version
+grep -qE "^wcodec [0-9]+\.[0-9]+\.[0-9]+$" "$T/out" && ok "--version prints the release" || no "--version prints the release"
 check "encode --help" "$W" encode --help
 grep -q -- "--tile-size" "$T/out" && ok "encode --help names --tile-size" || no "encode --help names --tile-size"
 check "encode a directory" "$W" encode -j 2 "$T/model" "$T/wc"

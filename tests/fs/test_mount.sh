@@ -150,6 +150,10 @@ t_fails "gpu=on without a GPU backend" "$FS" "$T/src" "$M" -o gpu=on
 grep -q "gpu=on" "$T/err" && ok "gpu=on says why" || no "gpu=on says why"
 t "--help" "$FS" --help
 grep -q "cache_size" "$T/out" && ok "--help lists cache_size" || no "--help lists cache_size"
+# the FUSE options it lists are the ones that apply, with the defaults in force
+grep -q "max_threads=N .*default 10" "$T/out" && ok "--help states the thread default" || no "--help states the thread default"
+t "--version" "$FS" --version
+grep -qE "^wcodecfs [0-9]+\.[0-9]+\.[0-9]+ \(libfuse 3\." "$T/out" && ok "--version names the release and libfuse" || no "--version names the release and libfuse"
 
 # ---- mount helpers: mount -t fuse.wcodecfs, an fstab line, the systemd unit's options
 HELPER=$ROOT/mount-scripts/mount.wcodecfs
