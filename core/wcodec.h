@@ -246,6 +246,12 @@ wc_status wc_tile_layout_parse(const wc_container *c, uint32_t i, const uint8_t 
  */
 wc_status wc_container_read_range(const wc_container *c, uint64_t offset, size_t len,
                                   uint8_t *out, wc_error *err);
+/* The same on `threads` threads (1..64; 0 counts as 1), tiles in parallel: tiles the range
+ * covers whole are decoded straight into out. On a bad tile, fails with the error of the
+ * lowest one (as the one-thread call would); out is then partly written. Thread-safe: several
+ * calls may read one container at once. */
+wc_status wc_container_read_range_mt(const wc_container *c, uint64_t offset, size_t len,
+                                     uint8_t *out, unsigned threads, wc_error *err);
 
 /* The rANS decode table of one tensor plane, for other decoders (the CUDA one): 4096 entries,
  * or NULL where the plane is raw (or memory ran out). Built on first use and kept until the

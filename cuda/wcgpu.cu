@@ -7,6 +7,11 @@
  * The host side parses each tile's layout with the core's wc_tile_layout_parse. */
 #include <cuda_runtime.h>
 #include <stdio.h>
+
+#include <atomic>
+#include <thread>
+#include <utility>
+#include <vector>
 #include <stdlib.h>
 #include <string.h>
 
@@ -53,6 +58,8 @@ struct wcgpu {
     char name[320];
     uint8_t *h_pin;       /* payloads up, verdicts and (to_host) tiles down */
     size_t h_pin_cap;
+    uint8_t *h_pin2;      /* the loader's second payload buffer: filled while h_pin is decoded */
+    size_t h_pin2_cap;
     uint8_t *d_buf;       /* payloads | planes | stage | jobs | verdicts */
     size_t d_buf_cap;
     lut_entry *luts;
@@ -246,6 +253,7 @@ extern "C" void wcgpu_close(wcgpu *g) {
     for (size_t i = 0; i < g->n_luts; i++) cudaFree(g->luts[i].d_lut);
     free(g->luts);
     cudaFreeHost(g->h_pin);
+    cudaFreeHost(g->h_pin2);
     cudaFreeHost(g->h_verdict);
     cudaFreeHost(g->h_out);
     cudaFree(g->d_buf);
@@ -442,11 +450,12 @@ static wc_status decode_batch(wcgpu *g, const wc_container *c, const uint32_t *t
 }
 
 /* How many tiles from tiles[at] make the next batch: up to MAX_BATCH_TILES tiles and about
- * 1 GiB of decoded bytes. */
-static size_t batch_size(const wc_container *c, const uint32_t *tiles, size_t at, size_t n) {
+ * max_bytes of decoded bytes (1 GiB for whole calls; the loader takes smaller ones). */
+static size_t batch_size(const wc_container *c, const uint32_t *tiles, size_t at, size_t n,
+                         uint64_t max_bytes = 1ull << 30) {
     size_t m = 0;
     uint64_t bytes = 0;
-    while (at + m < n && m < MAX_BATCH_TILES && (m == 0 || bytes < (1ull << 30)))
+    while (at + m < n && m < MAX_BATCH_TILES && (m == 0 || bytes < max_bytes))
         bytes += wc_container_tile(c, tiles[at + m++])->src_size;
     return m;
 }
@@ -561,6 +570,56 @@ extern "C" wc_status wcgpu_decode_tiles_to_host(wcgpu *g, const wc_container *c,
     return st;
 }
 
+/* Reads the payloads of tiles[at..at+m) into buf (each at its aligned place, where
+ * decode_batch expects it), `threads` readers at once: parallel reads keep a disk's queue deep
+ * and copy from the page cache on several cores. On failure, the lowest failing tile's error. */
+static wc_status read_payloads(const wc_container *c, const uint32_t *tiles, size_t at, size_t m,
+                               uint8_t *buf, const uint8_t **payloads, unsigned threads, wc_error *err) {
+    std::vector<uint64_t> place(m);
+    uint64_t p_at = 0;
+    for (size_t k = 0; k < m; k++) {
+        place[k] = p_at;
+        payloads[at + k] = buf + p_at;
+        p_at += align_up(wc_container_tile(c, tiles[at + k])->coded_size);
+    }
+    std::atomic<size_t> next(0), failed(SIZE_MAX);
+    std::vector<wc_error> errs(threads);
+    std::vector<wc_status> sts(threads, WC_OK);
+    std::vector<size_t> bad_at(threads, SIZE_MAX);
+    auto work = [&](unsigned w) {
+        for (size_t k; (k = next.fetch_add(1)) < m;) {
+            if (k > failed.load()) break;
+            wc_error e = {};
+            wc_status st = wc_container_read_tile(c, tiles[at + k], buf + place[k], &e);
+            if (st != WC_OK && k < bad_at[w]) {
+                bad_at[w] = k;
+                sts[w] = st;
+                errs[w] = e;
+                for (size_t f = failed.load(); k < f && !failed.compare_exchange_weak(f, k);) {}
+            }
+        }
+    };
+    std::vector<std::thread> pool;
+    for (unsigned w = 1; w < threads; w++) {
+        try {
+            pool.emplace_back(work, w);
+        } catch (...) {
+            break; /* fewer threads then */
+        }
+    }
+    work(0);
+    for (auto &t : pool) t.join();
+    size_t lowest = SIZE_MAX;
+    wc_status st = WC_OK;
+    for (unsigned w = 0; w < threads; w++)
+        if (sts[w] != WC_OK && bad_at[w] < lowest) {
+            lowest = bad_at[w];
+            st = sts[w];
+            if (err) *err = errs[w];
+        }
+    return st;
+}
+
 extern "C" wc_status wcgpu_read_range(wcgpu *g, const wc_container *c, uint64_t offset, size_t len,
                                       void *d_dst, wc_error *err) {
     if (offset > wc_container_source_size(c) || len > wc_container_source_size(c) - offset)
@@ -580,10 +639,14 @@ extern "C" wc_status wcgpu_read_range(wcgpu *g, const wc_container *c, uint64_t 
                                         to - from, cudaMemcpyDeviceToDevice, g->stream);
         return e == cudaSuccess ? WC_OK : cuda_fail(err, e, "placing a tile");
     };
-    /* batch by batch, each tile's payload read from the file straight into the pinned buffer,
-     * where the batch's upload takes it from (no copy, no pageable memory) */
+    /* Batches, and the pinned room the largest needs (payloads, then its jobs: decode_batch's
+     * layout). Two such buffers: batch i+1's payloads are read from the file straight into one
+     * (no copy, no pageable memory) while batch i is uploaded and decoded from the other. */
+    std::vector<std::pair<size_t, size_t>> batches;
+    uint64_t need = 0;
     for (size_t at = 0; at < n && st == WC_OK;) {
-        size_t m = batch_size(c, tiles, at, n);
+        /* batches of about 64 MiB, so that reading the next overlaps decoding this one */
+        size_t m = batch_size(c, tiles, at, n, 64ull << 20);
         uint64_t pay = 0, jobs = 256;
         for (size_t k = at; k < at + m; k++) {
             const wc_tile_info *t = wc_container_tile(c, tiles[k]);
@@ -591,18 +654,48 @@ extern "C" wc_status wcgpu_read_range(wcgpu *g, const wc_container *c, uint64_t 
             jobs += align_up((t->src_size / 65536 + WC_MAX_PLANES + 1) * sizeof(stream_job)) +
                     sizeof(merge_job) + sizeof(hash_job) + 4 + 3 * ALIGN;
         }
-        if ((st = ensure(g, pay + jobs, 0, err)) != WC_OK) break;
-        uint64_t p_at = 0;
-        for (size_t k = at; k < at + m && st == WC_OK; k++) {
-            payloads[k] = g->h_pin + p_at;
-            st = wc_container_read_tile(c, tiles[k], g->h_pin + p_at, err);
-            p_at += align_up(wc_container_tile(c, tiles[k])->coded_size);
-        }
-        if (st == WC_OK)
-            st = decode_all(g, c, tiles + at, m, payloads + at, NULL, err,
-                            [&](size_t k, const uint8_t *src, const uint8_t *b) { return place(at + k, src, b); },
-                            [](size_t, size_t) { return WC_OK; });
+        need = pay + jobs > need ? pay + jobs : need;
+        batches.emplace_back(at, m);
         at += m;
+    }
+    if (st == WC_OK) st = ensure(g, need, 0, err);
+    if (st == WC_OK && batches.size() > 1) {
+        std::swap(g->h_pin, g->h_pin2);
+        std::swap(g->h_pin_cap, g->h_pin2_cap);
+        st = ensure(g, need, 0, err);
+        std::swap(g->h_pin, g->h_pin2);
+        std::swap(g->h_pin_cap, g->h_pin2_cap);
+    }
+    unsigned readers = std::thread::hardware_concurrency();
+    readers = readers < 2 ? 1 : readers > 16 ? 8 : readers / 2;
+    if (st == WC_OK) st = read_payloads(c, tiles, batches[0].first, batches[0].second, g->h_pin, payloads, readers, err);
+    for (size_t b = 0; b < batches.size() && st == WC_OK; b++) {
+        size_t at = batches[b].first, m = batches[b].second;
+        wc_status next_st = WC_OK;
+        wc_error next_err = {};
+        std::thread next;
+        if (b + 1 < batches.size()) {
+            auto read_next = [&] {
+                next_st = read_payloads(c, tiles, batches[b + 1].first, batches[b + 1].second, g->h_pin2,
+                                        payloads, readers, &next_err);
+            };
+            try {
+                next = std::thread(read_next);
+            } catch (...) {
+                read_next(); /* no thread to spare: read it now, without the overlap */
+            }
+        }
+        st = decode_all(g, c, tiles + at, m, payloads + at, NULL, err,
+                        [&](size_t k, const uint8_t *src, const uint8_t *bs) { return place(at + k, src, bs); },
+                        [](size_t, size_t) { return WC_OK; });
+        if (next.joinable()) next.join();
+        /* decode_all has synchronized the stream: this batch's buffer is free for the one after */
+        std::swap(g->h_pin, g->h_pin2);
+        std::swap(g->h_pin_cap, g->h_pin2_cap);
+        if (st == WC_OK && next_st != WC_OK) {
+            st = next_st;
+            if (err) *err = next_err;
+        }
     }
     free(payloads);
     free(tiles);

@@ -6,6 +6,8 @@
  */
 #include <stdlib.h>
 
+#include <pthread.h>
+
 #include "../common/wc_internal.h"
 
 static wc_status corrupt(const wc_container *c, uint32_t i, wc_error *err) {
@@ -113,29 +115,81 @@ wc_status wc_tile_decode_cpu(const wc_container *c, uint32_t i, const uint8_t *p
     return WC_OK;
 }
 
-wc_status wc_container_read_range(const wc_container *c, uint64_t offset, size_t len,
-                                  uint8_t *out, wc_error *err) {
+/* A range decoded by several threads, tile by tile: tiles the range covers whole decode straight
+ * into the output, the (at most two) it covers in part through a worker's own tile buffer. */
+typedef struct {
+    const wc_container *c;
+    uint64_t offset;
+    size_t len;
+    uint8_t *out;
+    uint32_t first;
+    uint8_t **bufs;          /* [worker]: payload (max_coded bytes), then 2 x tile_size */
+    pthread_mutex_t lock;    /* guards the failure below */
+    uint32_t failed;         /* the lowest failing tile + 1; 0: none */
+    wc_status status;
+    wc_error err;
+} range_job;
+
+static void range_tile(void *ctx, size_t item, unsigned worker) {
+    range_job *j = ctx;
+    const wc_container *c = j->c;
+    uint32_t i = j->first + (uint32_t)item;
+    const wc_tile_info *t = &c->tiles[i];
+    uint8_t *payload = j->bufs[worker], *tile = payload + (c->max_coded ? c->max_coded : 1);
+    uint64_t from = j->offset > t->src_offset ? j->offset - t->src_offset : 0;
+    uint64_t to = t->src_size;
+    if (j->offset + j->len < t->src_offset + to) to = j->offset + j->len - t->src_offset;
+    int whole = from == 0 && to == t->src_size;
+    uint8_t *dst = whole ? j->out + (t->src_offset - j->offset) : tile;
+    wc_error err = {0};
+    wc_status st = wc_container_read_tile(c, i, payload, &err);
+    if (st == WC_OK) st = wc_tile_decode_cpu(c, i, payload, dst, tile + c->tile_size, &err);
+    if (st == WC_OK) {
+        if (!whole) memcpy(j->out + (t->src_offset + from - j->offset), tile + from, (size_t)(to - from));
+        return;
+    }
+    pthread_mutex_lock(&j->lock); /* report the lowest failing tile, as a sequential read would */
+    if (!j->failed || i + 1 < j->failed) {
+        j->failed = i + 1;
+        j->status = st;
+        j->err = err;
+    }
+    pthread_mutex_unlock(&j->lock);
+}
+
+wc_status wc_container_read_range_mt(const wc_container *c, uint64_t offset, size_t len,
+                                     uint8_t *out, unsigned threads, wc_error *err) {
     if (offset > c->source_size || len > c->source_size - offset)
         return wc_error_set(err, WC_ERR_ARG, "%s: range %llu+%zu is beyond the source (%llu bytes)",
                        c->name, (unsigned long long)offset, len,
                        (unsigned long long)c->source_size);
-    uint8_t *payload = malloc(c->max_coded ? c->max_coded : 1);
-    uint8_t *tile = malloc(2 * (size_t)c->tile_size); /* decoded tile, then scratch */
+    if (len == 0) return WC_OK;
+    uint32_t first = wc_container_find_tile(c, offset), last = wc_container_find_tile(c, offset + len - 1);
+    if (threads < 1) threads = 1;
+    if (threads > 64) threads = 64;
+    if (threads > last - first + 1) threads = last - first + 1;
+    range_job j = {.c = c, .offset = offset, .len = len, .out = out, .first = first};
+    pthread_mutex_init(&j.lock, NULL);
+    int ok = (j.bufs = calloc(threads, sizeof *j.bufs)) != NULL;
+    for (unsigned w = 0; ok && w < threads; w++)
+        ok = (j.bufs[w] = malloc((c->max_coded ? c->max_coded : 1) + 2 * (size_t)c->tile_size)) != NULL;
     wc_status st = WC_OK;
-    if (!payload || !tile) st = wc_error_set(err, WC_ERR_NOMEM, "%s: out of memory", c->name);
-    for (uint64_t pos = offset; st == WC_OK && pos < offset + len;) {
-        uint32_t i = wc_container_find_tile(c, pos);
-        const wc_tile_info *t = &c->tiles[i];
-        if ((st = wc_container_read_tile(c, i, payload, err)) != WC_OK) break;
-        if ((st = wc_tile_decode_cpu(c, i, payload, tile, tile + c->tile_size, err)) != WC_OK)
-            break;
-        uint64_t from = pos - t->src_offset;
-        uint64_t take = t->src_size - from;
-        if (take > offset + len - pos) take = offset + len - pos;
-        memcpy(out + (pos - offset), tile + from, (size_t)take);
-        pos += take;
+    if (!ok) {
+        st = wc_error_set(err, WC_ERR_NOMEM, "%s: out of memory", c->name);
+    } else {
+        wc_parallel_for(threads, last - first + 1, range_tile, &j);
+        if (j.failed) {
+            st = j.status;
+            if (err) *err = j.err;
+        }
     }
-    free(payload);
-    free(tile);
+    for (unsigned w = 0; j.bufs && w < threads; w++) free(j.bufs[w]);
+    free(j.bufs);
+    pthread_mutex_destroy(&j.lock);
     return st;
+}
+
+wc_status wc_container_read_range(const wc_container *c, uint64_t offset, size_t len,
+                                  uint8_t *out, wc_error *err) {
+    return wc_container_read_range_mt(c, offset, len, out, 1, err);
 }

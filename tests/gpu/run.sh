@@ -8,6 +8,8 @@
 #     corrupted tile gives EIO on the GPU path too;
 #  3. loading through the mount: safetensors safe_open(device="cuda") and transformers
 #     from_pretrained (a small Llama made here) give the same tensors as the original files;
+#     the Python package (python/): its tests with torch, load_file/safe_open to CUDA equal to
+#     safetensors', and wcodec.hf.from_pretrained equal to transformers' (parameters, logits);
 #  4. with BENCH=1, the GPU benchmarks (key: value lines; into $OUT if set).
 # BUILD_DIR (default build-cuda) holds a CUDA build; libraries the machine lacks may sit in
 # $WCODEC_LIBS. DATA_DIR holds real .wcodec containers (optional). Ends 'N passed, N failed'.
@@ -62,8 +64,14 @@ cfg = LlamaConfig(hidden_size=512, intermediate_size=1536, num_hidden_layers=4, 
                   num_key_value_heads=8, vocab_size=32000, torch_dtype="bfloat16")
 LlamaForCausalLM(cfg).to(torch.bfloat16).save_pretrained(sys.argv[1], safe_serialization=True)
 PY
+  "$B/wcodec" encode -q -j "$(nproc)" "$T/llm" "$T/llama.wc" # the Llama alone, for wcodec.hf
   cp "$T/orig/big_bf16.safetensors" "$T/orig/all_dtypes.safetensors" "$T/llm/" 2>/dev/null
   "$B/wcodec" encode -q -j "$(nproc)" "$T/llm" "$T/llm.wc"
+  # the Python package: its own tests (torch's CPU path included), then the CUDA path
+  export WCODEC_LIBRARY=$B/libwcodec.so WCODEC_BIN=$B/wcodec
+  t "python package tests (numpy, torch CPU)" $PY "$HERE/../python/test_wcodec.py"
+  PYTHONPATH=$HERE/../../python $PY "$HERE/py_check.py" "$T/llm" "$T/llm.wc" "$T/llm" "$T/llama.wc" > "$T/py.log" 2>&1
+  grep -v "^[0-9]* passed" "$T/py.log"; tally "$T/py.log"
   for mode in on off; do
     t "mount the model, gpu=$mode" "$B/wcodecfs" "$T/llm.wc" "$M" -o "gpu=$mode,gpu_min_batch=1,index_dir=$T/index3"
     $PY "$HERE/load_check.py" "$T/llm" "$M" > "$T/load_$mode.log" 2>&1; cat "$T/load_$mode.log" | grep -v "^[0-9]* passed"

@@ -75,6 +75,9 @@ static void roundtrip_file(const char *src, uint32_t tile_size, unsigned threads
         uint8_t *buf = malloc(len + 1);
         assert_int_equal(wc_container_read_range(c, off, len, buf, &err), WC_OK);
         assert_memory_equal(buf, orig + off, len);
+        memset(buf, 0xA5, len);
+        assert_int_equal(wc_container_read_range_mt(c, off, len, buf, 1 + k % 5, &err), WC_OK);
+        assert_memory_equal(buf, orig + off, len);
         free(buf);
         uint32_t t = wc_container_find_tile(c, off);
         const wc_tile_info *ti = wc_container_tile(c, t);
@@ -282,6 +285,47 @@ static void test_every_corrupted_byte_is_caught(void **state) {
     free(out);
 }
 
+/* Several threads over a range with two bad tiles: the lowest one is reported, as one thread
+ * would; a range that avoids both still reads. */
+static void test_read_range_mt_reports_lowest_bad_tile(void **state) {
+    (void)state;
+    uint8_t *good;
+    size_t len;
+    char *src = make_container(&good, &len), *bad = path_in("two_bad.wcodec");
+    wc_container *c;
+    wc_error err;
+    assert_int_equal(wc_container_parse(good, len, len, "c", &c, &err), WC_OK);
+    uint32_t n = wc_container_tile_count(c), lo = n / 3, hi = 2 * n / 3;
+    assert_true(lo + 1 < hi);
+    const wc_tile_info *a = wc_container_tile(c, lo), *b = wc_container_tile(c, hi);
+    good[a->payload_offset + a->coded_size / 2] ^= 0x10;
+    good[b->payload_offset + b->coded_size / 2] ^= 0x10;
+    uint64_t lo_end = a->src_offset + a->src_size, hi_start = b->src_offset;
+    wc_container_close(c);
+    assert_int_equal(fx_write_bytes(bad, good, len), 0);
+    assert_int_equal(wc_container_open(bad, &c, &err), WC_OK);
+    uint64_t size = wc_container_source_size(c);
+    uint8_t *out = malloc(size);
+    char want[64];
+    snprintf(want, sizeof want, "tile %u ", lo);
+    for (unsigned threads = 1; threads <= 8; threads *= 2) {
+        memset(&err, 0, sizeof err);
+        wc_status st = wc_container_read_range_mt(c, 0, size, out, threads, &err);
+        assert_true(st == WC_ERR_CHECKSUM || st == WC_ERR_FORMAT);
+        if (!strstr(err.msg, want)) fail_msg("%u threads: '%s' does not name tile %u", threads, err.msg, lo);
+        assert_int_equal(wc_container_read_range_mt(c, lo_end, hi_start - lo_end, out, threads, &err), WC_OK);
+    }
+    size_t n_orig;
+    uint8_t *orig = fx_read_file(src, &n_orig);
+    assert_memory_equal(out, orig + lo_end, hi_start - lo_end);
+    wc_container_close(c);
+    free(orig);
+    free(out);
+    free(good);
+    free(src);
+    free(bad);
+}
+
 static void test_bad_tile_fails_alone(void **state) {
     (void)state;
     uint8_t *good;
@@ -434,6 +478,7 @@ int main(void) {
         cmocka_unit_test(test_threads_do_not_change_output),
         cmocka_unit_test(test_incompressible_barely_grows),
         cmocka_unit_test(test_every_corrupted_byte_is_caught),
+        cmocka_unit_test(test_read_range_mt_reports_lowest_bad_tile),
         cmocka_unit_test(test_bad_tile_fails_alone),
         cmocka_unit_test(test_truncated_container),
         cmocka_unit_test(test_malformed_source_leaves_nothing),

@@ -1,0 +1,91 @@
+"""A .wcodec container opened for reading: its safetensors header, and any byte range of the
+original file decoded on CPU threads or by the GPU into memory the caller owns."""
+import ctypes
+import json
+import os
+import struct
+import threading
+
+from . import _lib
+
+_threads = os.cpu_count() or 1
+
+
+class Container:
+    def __init__(self, path):
+        self.path = os.fspath(path)
+        self._c = ctypes.c_void_p()
+        err = _lib._Error()
+        _lib.check(_lib.wc_container_open(self.path.encode(), ctypes.byref(self._c), ctypes.byref(err)), err)
+        self.source_size = _lib.wc_container_source_size(self._c)
+        head = self.read(0, 8) if self.source_size >= 8 else b""
+        if len(head) < 8:
+            self.close()
+            raise _lib.WcodecError(f"{self.path}: the original file is shorter than a safetensors header")
+        n = struct.unpack("<Q", head)[0]
+        if n > self.source_size - 8:
+            self.close()
+            raise _lib.WcodecError(f"{self.path}: header length {n} runs past the file")
+        # the container checked this header when it was encoded; parse it as safetensors does
+        self.header = json.loads(bytes(self.read(8, n)))
+        self.metadata = self.header.pop("__metadata__", None)
+        self.data_start = 8 + n
+
+    def close(self):
+        if self._c:
+            _lib.wc_container_close(self._c)
+            self._c = ctypes.c_void_p()
+
+    def __del__(self):
+        self.close()
+
+    def read_into(self, offset, size, address, threads=None):
+        """Decodes original bytes [offset, offset + size) into host memory at `address`."""
+        err = _lib._Error()
+        _lib.check(_lib.wc_container_read_range_mt(self._c, offset, size, address,
+                                                   threads or _threads, ctypes.byref(err)), err)
+
+    def read(self, offset, size, threads=None):
+        buf = bytearray(size)
+        if size:
+            self.read_into(offset, size, ctypes.addressof((ctypes.c_char * size).from_buffer(buf)), threads)
+        return buf
+
+    def read_into_gpu(self, offset, size, device_ptr, device):
+        """Decodes original bytes [offset, offset + size) on CUDA device `device` (an index)
+        straight into device memory at `device_ptr`."""
+        gpu = _gpu(device)
+        err = _lib._Error()
+        with gpu.lock:
+            _lib.check(_lib.wcgpu_read_range(gpu.handle, self._c, offset, size, device_ptr, ctypes.byref(err)), err)
+
+    def tensor_range(self, name):
+        """The tensor's header entry and its absolute byte range in the original file."""
+        try:
+            info = self.header[name]
+        except KeyError:
+            raise KeyError(f"{self.path}: no tensor named {name!r}") from None
+        b, e = info["data_offsets"]
+        return info, self.data_start + b, e - b
+
+
+class _Gpu:
+    def __init__(self, device):
+        if not _lib.has_gpu:
+            raise _lib.WcodecError("this libwcodec was built without the CUDA decoder "
+                                   "(build with nvcc found: cmake -DCMAKE_CUDA_COMPILER=...)")
+        self.handle = ctypes.c_void_p()
+        err = _lib._Error()
+        _lib.check(_lib.wcgpu_open(device, ctypes.byref(self.handle), ctypes.byref(err)), err)
+        self.lock = threading.Lock()  # a handle serves one thread at a time
+
+
+_gpus = {}
+_gpus_lock = threading.Lock()
+
+
+def _gpu(device):
+    with _gpus_lock:
+        if device not in _gpus:
+            _gpus[device] = _Gpu(device)
+        return _gpus[device]

@@ -1,0 +1,73 @@
+"""The C library (libwcodec.so) through ctypes: where it is found, and its functions' types.
+
+Found, in this order: the file named by $WCODEC_LIBRARY; a copy installed inside this package
+(pip install ./python after building); build/libwcodec.so of the source tree this package sits
+in (PYTHONPATH=python); the system's (ldconfig, after cmake --install)."""
+import ctypes
+import ctypes.util
+import os
+
+
+class WcodecError(Exception):
+    """A failure of the C library; the message is its one line (file, tile or tensor named)."""
+
+
+class _Error(ctypes.Structure):
+    _fields_ = [("code", ctypes.c_int), ("msg", ctypes.c_char * 512)]
+
+
+def _candidates():
+    env = os.environ.get("WCODEC_LIBRARY")
+    if env:
+        yield env
+        return
+    here = os.path.dirname(os.path.abspath(__file__))
+    yield os.path.join(here, "libwcodec.so")
+    yield os.path.join(here, "..", "..", "build", "libwcodec.so")
+    found = ctypes.util.find_library("wcodec")
+    if found:
+        yield found
+
+
+def _load():
+    tried = []
+    for path in _candidates():
+        if path != os.path.basename(path) and not os.path.exists(path):
+            tried.append(path)
+            continue
+        try:
+            return ctypes.CDLL(path)
+        except OSError as e:
+            tried.append(f"{path} ({e})")
+    raise ImportError("wcodec: libwcodec.so not found; build it (cmake --build build) or set "
+                      "WCODEC_LIBRARY. Tried: " + ", ".join(tried or ["nothing"]))
+
+
+lib = _load()
+P, U64, U32, SZ, INT = ctypes.c_void_p, ctypes.c_uint64, ctypes.c_uint32, ctypes.c_size_t, ctypes.c_int
+ERR = ctypes.POINTER(_Error)
+
+
+def _fn(name, res, *args):
+    f = getattr(lib, name)
+    f.restype, f.argtypes = res, list(args)
+    return f
+
+
+wc_container_open = _fn("wc_container_open", INT, ctypes.c_char_p, ctypes.POINTER(P), ERR)
+wc_container_close = _fn("wc_container_close", None, P)
+wc_container_source_size = _fn("wc_container_source_size", U64, P)
+wc_container_read_range_mt = _fn("wc_container_read_range_mt", INT, P, U64, SZ, P, ctypes.c_uint, ERR)
+
+# The CUDA decoder is in the library only where it was built with CUDA.
+has_gpu = hasattr(lib, "wcgpu_open")
+if has_gpu:
+    wcgpu_open = _fn("wcgpu_open", INT, INT, ctypes.POINTER(P), ERR)
+    wcgpu_close = _fn("wcgpu_close", None, P)
+    wcgpu_read_range = _fn("wcgpu_read_range", INT, P, P, U64, SZ, P, ERR)
+
+
+def check(status, err):
+    """Raises WcodecError with the library's message when status is not WC_OK (0)."""
+    if status != 0:
+        raise WcodecError(err.msg.decode("utf-8", "replace") or f"wcodec error {status}")

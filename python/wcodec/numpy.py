@@ -1,0 +1,40 @@
+"""wcodec.numpy: containers to numpy arrays (CPU). BF16 and the F8 types have no numpy dtype:
+reading them raises TypeError (use framework="pt")."""
+import os
+
+import numpy as np
+
+from ._file import Container
+
+DTYPES = {"BOOL": np.bool_, "U8": np.uint8, "I8": np.int8, "U16": np.uint16, "I16": np.int16,
+          "U32": np.uint32, "I32": np.int32, "U64": np.uint64, "I64": np.int64,
+          "F16": np.float16, "F32": np.float32, "F64": np.float64}
+
+
+def check_device(device):
+    if device != "cpu":
+        raise ValueError(f"device {device!r}: numpy arrays live on the CPU")
+    return device
+
+
+def tensor(c, dtype, shape, begin, size, device="cpu"):
+    """The original bytes [begin, begin + size) as an array of `dtype` (safetensors' name)."""
+    if dtype not in DTYPES:
+        raise TypeError(f"{c.path}: dtype {dtype} has no numpy equivalent; use framework='pt'")
+    a = np.empty(shape, dtype=DTYPES[dtype])
+    if a.nbytes != size:
+        raise ValueError(f"{c.path}: {dtype}{list(shape)} is {a.nbytes} bytes, the file gives {size}")
+    if size:
+        c.read_into(begin, size, a.ctypes.data)
+    return a
+
+
+def load_file(path):
+    """Every tensor of the container at `path`, as {name: numpy array}."""
+    c = Container(path)
+    try:
+        return {k: tensor(c, v["dtype"], v["shape"], c.data_start + v["data_offsets"][0],
+                          v["data_offsets"][1] - v["data_offsets"][0])
+                for k, v in sorted(c.header.items())}
+    finally:
+        c.close()

@@ -1,0 +1,71 @@
+#!/usr/bin/env python3
+"""py_check.py ORIG_DIR WC_DIR [LLAMA_DIR LLAMA_WC_DIR] - the Python package on the GPU.
+
+1. For every *.safetensors under ORIG_DIR and its container under WC_DIR:
+   wcodec.torch.load_file(device="cuda") and safe_open(framework="pt", device="cuda").get_tensor
+   equal safetensors.torch.load_file(device="cuda") bitwise, dtypes and shapes included; a row
+   slice decoded on the GPU equals the same slice of the full tensor.
+2. With a Llama folder and its encoded folder: wcodec.hf.from_pretrained(LlamaForCausalLM, ...,
+   device="cuda") has every parameter equal to transformers' from_pretrained of the raw folder,
+   and the same logits on a fixed input.
+Prints 'not ok' lines for failures and ends with 'N passed, N failed'."""
+import os
+import sys
+
+import torch
+from safetensors.torch import load_file as st_load_file
+
+import wcodec
+import wcodec.hf
+import wcodec.torch
+
+passed = failed = 0
+
+
+def check(ok, what):
+    global passed, failed
+    if ok:
+        passed += 1
+    else:
+        failed += 1
+        print(f"not ok - {what}")
+
+
+def same(a, b):
+    if a.dtype != b.dtype or a.shape != b.shape:
+        return False
+    if a.numel() == 0:
+        return True
+    return torch.equal(a.reshape(-1).view(torch.uint8), b.reshape(-1).view(torch.uint8))
+
+
+orig_dir, wc_dir = sys.argv[1], sys.argv[2]
+for name in sorted(os.listdir(orig_dir)):
+    if not name.endswith(".safetensors"):
+        continue
+    ref = st_load_file(os.path.join(orig_dir, name), device="cuda")
+    wc = os.path.join(wc_dir, name[:-len(".safetensors")] + ".wcodec")
+    got = wcodec.torch.load_file(wc, device="cuda")
+    check(sorted(got) == sorted(ref), f"{name}: load_file keys")
+    check(all(same(got[k], ref[k]) and got[k].device.type == "cuda" for k in ref if k in got),
+          f"{name}: load_file(device='cuda') tensors equal")
+    with wcodec.safe_open(wc, framework="pt", device="cuda:0") as f:
+        check(all(same(f.get_tensor(k), ref[k]) for k in f.keys()), f"{name}: safe_open get_tensor equal")
+        big = max(ref, key=lambda k: ref[k].numel())
+        if ref[big].dim() >= 1 and ref[big].shape[0] >= 4:
+            n = ref[big].shape[0]
+            check(same(f.get_slice(big)[n // 4:n // 2], ref[big][n // 4:n // 2]), f"{name}: get_slice rows equal")
+print(f"# load_file(device='cuda') checked on {len(os.listdir(wc_dir))} files")
+
+if len(sys.argv) > 4:
+    from transformers import LlamaForCausalLM
+    raw, enc = sys.argv[3], sys.argv[4]
+    a = LlamaForCausalLM.from_pretrained(raw, dtype=torch.bfloat16).to("cuda").eval()
+    b = wcodec.hf.from_pretrained(LlamaForCausalLM, enc, device="cuda", dtype=torch.bfloat16).eval()
+    pa, pb = dict(a.named_parameters()), dict(b.named_parameters())
+    check(pa.keys() == pb.keys() and all(same(pa[k], pb[k]) for k in pa), "hf.from_pretrained: parameters equal")
+    ids = torch.arange(1, 65, device="cuda").unsqueeze(0)
+    with torch.no_grad():
+        check(torch.equal(a(ids).logits, b(ids).logits), "hf.from_pretrained: logits equal")
+print(f"{passed} passed, {failed} failed")
+sys.exit(1 if failed else 0)
