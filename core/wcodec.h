@@ -282,18 +282,37 @@ typedef struct {
 wc_status wc_encode_file(const char *src, const char *dst, const wc_encode_opts *opts,
                          wc_error *err);
 
+/* Options of the whole-container decodes below; NULL means every default. */
+typedef struct {
+    unsigned threads;              /* decode threads, 1..64; 0 = 1 */
+    int overwrite;                 /* wc_decode_file: replace an existing dst (else WC_ERR_EXISTS) */
+    volatile sig_atomic_t *cancel; /* NULL, or a flag that aborts the decode when set */
+    /* Called from the calling thread after each chunk (64 MiB of source); may be NULL. */
+    void (*progress)(void *arg, uint64_t done_bytes, uint64_t total_bytes);
+    void *progress_arg;
+} wc_decode_opts;
+
 /*
  * Decodes the container `src` into `dst`, the original safetensors bytes, with the same
  * atomicity as wc_encode_file. Every tile checksum and the whole-source checksum are checked.
  */
-wc_status wc_decode_file(const char *src, const char *dst, int overwrite,
-                         volatile sig_atomic_t *cancel, wc_error *err);
+wc_status wc_decode_file(const char *src, const char *dst, const wc_decode_opts *opts,
+                         wc_error *err);
+
+/*
+ * The same, written in order to the open descriptor `fd` (a pipe, standard output). A stream
+ * cannot be taken back: on failure (a bad tile, the whole-source checksum, a write error) the
+ * bytes before the failure have been written, and the status says so; nothing wrong is written.
+ * opts->overwrite is not used.
+ */
+wc_status wc_decode_fd(const char *src, int fd, const wc_decode_opts *opts, wc_error *err);
 
 /*
  * Decodes every tile of `container`, checking every checksum; if `original` is not NULL, also
  * compares the decoded bytes with that file. WC_ERR_MISMATCH names the first differing offset.
  */
-wc_status wc_verify_file(const char *container, const char *original, wc_error *err);
+wc_status wc_verify_file(const char *container, const char *original, const wc_decode_opts *opts,
+                         wc_error *err);
 
 /* Copies the file `src` to `dst` with the same atomicity, mode and mtime as wc_encode_file. */
 wc_status wc_copy_file(const char *src, const char *dst, int overwrite, wc_error *err);

@@ -13,6 +13,10 @@ extern volatile sig_atomic_t cli_cancel; /* raised by SIGINT/SIGTERM */
 int cli_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 int cli_fail_err(const wc_error *err);
 int cli_is_dir(const char *path);
+/* The default thread count (online CPUs), and a -j argument checked (1..64): 0, or 1 with a
+ * message printed. */
+unsigned cli_default_threads(void);
+int cli_parse_threads(const char *arg, unsigned *threads);
 /* 1 if path ends with suffix. */
 int cli_has_suffix(const char *path, const char *suffix);
 

@@ -30,6 +30,9 @@ static uint64_t file_size(const char *p) {
     return stat(p, &sb) == 0 ? (uint64_t)sb.st_size : 0;
 }
 
+/* "-" names standard output, for a decode of one container: wcodec decode x.wcodec - | ... */
+static int to_stdout(const char *dst) { return !strcmp(dst, "-"); }
+
 static int convert_one(convert_ctx *cx, const char *src, const char *dst) {
     wc_error err = {0};
     wc_status st;
@@ -41,11 +44,18 @@ static int convert_one(convert_ctx *cx, const char *src, const char *dst) {
                             .progress = cx->progress ? show_progress : NULL, .progress_arg = cx};
         st = wc_encode_file(src, dst, &o, &err);
     } else {
-        st = wc_decode_file(src, dst, cx->overwrite, &cli_cancel, &err);
+        wc_decode_opts o = {.threads = cx->threads, .overwrite = cx->overwrite, .cancel = &cli_cancel,
+                            .progress = cx->progress ? show_progress : NULL, .progress_arg = cx};
+        st = to_stdout(dst) ? wc_decode_fd(src, STDOUT_FILENO, &o, &err) : wc_decode_file(src, dst, &o, &err);
     }
     if (cx->progress) fputs("\r\033[K", stderr);
     if (st != WC_OK) return cli_fail_err(&err);
-    uint64_t in = file_size(src), out = file_size(dst);
+    uint64_t in = file_size(src), out = to_stdout(dst) ? 0 : file_size(dst);
+    if (to_stdout(dst)) {
+        wc_container_summary sum;
+        if (wc_container_peek(src, &sum, NULL) == WC_OK) out = sum.source_size;
+        dst = "(standard output)";
+    }
     cx->in_bytes += in;
     cx->out_bytes += out;
     cx->files++;
@@ -87,7 +97,7 @@ static void print_help(int encode) {
                "options:\n"
                "  -j N             encode with N threads (default: all online CPUs)\n"
                "  -f, --force      overwrite existing outputs\n"
-               "  -q, --quiet      no summary lines\n"
+               "  -q, --quiet      no progress or summary lines\n"
                "  --raw            store every tile uncoded (a baseline for benchmarks)\n"
                "  --tile-size N    decoded bytes per tile (default 256K; multiple of 64,\n"
                "                   4K..16M; smaller tiles = finer random access)\n"
@@ -100,16 +110,20 @@ static void print_help(int encode) {
                "Every tile checksum and the whole-file checksum are checked; on any error\n"
                "nothing is left at DST.\n"
                "\n"
+               "DST '-' writes one container's bytes to standard output, in order (a stream\n"
+               "cannot be taken back: on an error the output stops there and the exit status\n"
+               "is 1; nothing wrong is written).\n"
+               "\n"
                "options:\n"
+               "  -j N             decode with N threads (default: all online CPUs)\n"
                "  -f, --force      overwrite existing outputs\n"
-               "  -q, --quiet      no summary lines\n"
+               "  -q, --quiet      no progress or summary lines\n"
                "  -h, --help       this text\n");
 }
 
 static int convert_main(int argc, char **argv, int encode) {
     convert_ctx cx = {.encode = encode};
-    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
-    cx.threads = ncpu > 0 ? (unsigned)ncpu : 1;
+    cx.threads = cli_default_threads();
     static const struct option longopts[] = {{"force", no_argument, 0, 'f'},
                                               {"quiet", no_argument, 0, 'q'},
                                               {"help", no_argument, 0, 'h'},
@@ -118,13 +132,11 @@ static int convert_main(int argc, char **argv, int encode) {
                                               {0, 0, 0, 0}};
     int c;
     optind = 1;
-    while ((c = getopt_long(argc, argv, encode ? "j:fqh" : "fqh", longopts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "j:fqh", longopts, NULL)) != -1) {
         uint64_t v;
         switch (c) {
         case 'j':
-            if (wc_parse_size(optarg, &v) || v < 1 || v > 64)
-                return cli_fail("-j %s: expected a thread count from 1 to 64", optarg);
-            cx.threads = (unsigned)v;
+            if (cli_parse_threads(optarg, &cx.threads)) return 1;
             break;
         case 't':
             if (!encode) return cli_fail("--tile-size is an encode option");
@@ -148,6 +160,10 @@ static int convert_main(int argc, char **argv, int encode) {
     cx.progress = !cx.quiet && isatty(2);
     struct stat sb;
     if (stat(src, &sb) != 0) return cli_fail("%s: no such file or directory", src);
+    if (to_stdout(dst) && (encode || S_ISDIR(sb.st_mode)))
+        return cli_fail("DST '-' (standard output) is for decoding one container");
+    if (to_stdout(dst) && isatty(STDOUT_FILENO))
+        return cli_fail("refusing to write binary data to a terminal; redirect or pipe it");
     if (!S_ISDIR(sb.st_mode)) return convert_one(&cx, src, dst);
     int rc = cli_walk_tree(src, dst, tree_entry, &cx);
     if (!rc && !cx.quiet)

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "cli.h"
 
@@ -44,6 +45,19 @@ int cli_fail_err(const wc_error *err) { return cli_fail("%s", err->msg); }
 int cli_is_dir(const char *path) {
     struct stat sb;
     return stat(path, &sb) == 0 && S_ISDIR(sb.st_mode);
+}
+
+unsigned cli_default_threads(void) {
+    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    return ncpu > 0 ? (unsigned)ncpu : 1;
+}
+
+int cli_parse_threads(const char *arg, unsigned *threads) {
+    uint64_t v;
+    if (wc_parse_size(arg, &v) || v < 1 || v > 64)
+        return cli_fail("-j %s: expected a thread count from 1 to 64", arg);
+    *threads = (unsigned)v;
+    return 0;
 }
 
 int cli_has_suffix(const char *path, const char *suffix) {

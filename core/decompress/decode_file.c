@@ -1,9 +1,10 @@
 /* decode_file.c - whole-container decode: to a file (decode) or against a file (verify).
  *
- * One loop serves both: tiles in order, each read, decoded and checked, then handed to a sink;
- * the whole-source checksum is checked at the end.
+ * One loop serves all three (a file, a stream, a comparison): chunks in order, each decoded
+ * and checked tile by tile, then handed to a sink; the whole-source checksum is checked at the end.
  */
 #include <errno.h>
+#include <string.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,37 +14,59 @@
 
 #include "../common/wc_internal.h"
 
-typedef wc_status (*tile_sink)(void *arg, const wc_tile_info *t, const uint8_t *bytes,
-                               wc_error *err);
+/* Where decoded bytes go: [off, off + len) of the source. */
+typedef wc_status (*chunk_sink)(void *arg, uint64_t off, const uint8_t *bytes, size_t len,
+                                wc_error *err);
 
-static wc_status decode_all(const wc_container *c, tile_sink sink, void *arg,
-                            volatile sig_atomic_t *cancel, wc_error *err) {
-    uint8_t *payload = malloc(c->max_coded ? c->max_coded : 1);
-    uint8_t *tile = malloc(2 * (size_t)c->tile_size);
+/* Decoded a chunk at a time: each chunk by opts->threads threads (tiles in parallel, every
+ * tile's checksum checked), then hashed in order for the whole-source checksum and handed on. */
+#define CHUNK (64u << 20)
+
+static wc_status decode_all(const wc_container *c, const wc_decode_opts *opts, chunk_sink sink,
+                            void *arg, wc_error *err) {
+    size_t cap = c->source_size < CHUNK ? (size_t)c->source_size : CHUNK;
+    uint8_t *buf = malloc(cap ? cap : 1);
     wc_hasher *h = wc_hasher_new();
     wc_status st = WC_OK;
-    if (!payload || !tile || !h) st = wc_error_set(err, WC_ERR_NOMEM, "%s: out of memory", c->name);
-    for (uint32_t i = 0; st == WC_OK && i < c->n_tiles; i++) {
-        if (cancel && *cancel) {
+    if (!buf || !h) st = wc_error_set(err, WC_ERR_NOMEM, "%s: out of memory", c->name);
+    for (uint64_t pos = 0; st == WC_OK && pos < c->source_size;) {
+        if (opts->cancel && *opts->cancel) {
             st = wc_error_set(err, WC_ERR_CANCELLED, "%s: cancelled", c->name);
             break;
         }
-        if ((st = wc_container_read_tile(c, i, payload, err)) != WC_OK) break;
-        if ((st = wc_tile_decode_cpu(c, i, payload, tile, tile + c->tile_size, err)) != WC_OK)
-            break;
-        wc_hasher_update(h, tile, c->tiles[i].src_size);
-        st = sink(arg, &c->tiles[i], tile, err);
+        size_t len = c->source_size - pos < cap ? (size_t)(c->source_size - pos) : cap;
+        if ((st = wc_container_read_range_mt(c, pos, len, buf, opts->threads, err)) != WC_OK) break;
+        wc_hasher_update(h, buf, len);
+        if ((st = sink(arg, pos, buf, len, err)) != WC_OK) break;
+        pos += len;
+        if (opts->progress) opts->progress(opts->progress_arg, pos, c->source_size);
     }
     if (st == WC_OK && wc_hasher_digest(h) != c->source_checksum)
         st = wc_error_set(err, WC_ERR_CHECKSUM, "%s: whole-source checksum mismatch", c->name);
     if (h) wc_hasher_free(h);
-    free(payload);
-    free(tile);
+    free(buf);
     return st;
 }
 
-static wc_status sink_write(void *arg, const wc_tile_info *t, const uint8_t *bytes, wc_error *err) {
-    return wc_out_pwrite(arg, bytes, t->src_size, t->src_offset, err);
+static wc_status sink_write(void *arg, uint64_t off, const uint8_t *bytes, size_t len, wc_error *err) {
+    return wc_out_pwrite(arg, bytes, len, off, err);
+}
+
+typedef struct {
+    int fd;
+    const char *name;
+} stream_arg;
+
+static wc_status sink_stream(void *arg, uint64_t off, const uint8_t *bytes, size_t len, wc_error *err) {
+    (void)off; /* chunks come in order */
+    const stream_arg *sa = arg;
+    for (size_t done = 0; done < len;) {
+        ssize_t n = write(sa->fd, bytes + done, len - done);
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) return wc_error_set(err, WC_ERR_IO, "%s: writing the output: %s", sa->name, strerror(errno));
+        done += (size_t)n;
+    }
+    return WC_OK;
 }
 
 typedef struct {
@@ -51,23 +74,25 @@ typedef struct {
     const uint8_t *map;
 } compare_arg;
 
-static wc_status sink_compare(void *arg, const wc_tile_info *t, const uint8_t *bytes,
-                              wc_error *err) {
+static wc_status sink_compare(void *arg, uint64_t off, const uint8_t *bytes, size_t len, wc_error *err) {
     const compare_arg *ca = arg;
-    if (memcmp(ca->map + t->src_offset, bytes, t->src_size) == 0) return WC_OK;
+    if (memcmp(ca->map + off, bytes, len) == 0) return WC_OK;
     size_t k = 0;
-    while (ca->map[t->src_offset + k] == bytes[k]) k++;
+    while (ca->map[off + k] == bytes[k]) k++;
     return wc_error_set(err, WC_ERR_MISMATCH, "%s: differs from the container at byte %llu", ca->path,
-                   (unsigned long long)(t->src_offset + k));
+                   (unsigned long long)(off + k));
 }
 
-static wc_status sink_none(void *arg, const wc_tile_info *t, const uint8_t *bytes, wc_error *err) {
-    (void)arg, (void)t, (void)bytes, (void)err;
+static wc_status sink_none(void *arg, uint64_t off, const uint8_t *bytes, size_t len, wc_error *err) {
+    (void)arg, (void)off, (void)bytes, (void)len, (void)err;
     return WC_OK;
 }
 
-wc_status wc_decode_file(const char *src, const char *dst, int overwrite,
-                         volatile sig_atomic_t *cancel, wc_error *err) {
+static const wc_decode_opts defaults = {0};
+
+wc_status wc_decode_file(const char *src, const char *dst, const wc_decode_opts *opts,
+                         wc_error *err) {
+    if (!opts) opts = &defaults;
     wc_container *c;
     wc_status st = wc_container_open(src, &c, err);
     if (st != WC_OK) return st;
@@ -75,10 +100,10 @@ wc_status wc_decode_file(const char *src, const char *dst, int overwrite,
     wc_outfile o;
     if (fstat(c->fd, &sb) != 0) {
         st = wc_error_set(err, WC_ERR_IO, "%s: %s", src, strerror(errno));
-    } else if ((st = wc_out_open(&o, dst, overwrite, err)) == WC_OK) {
+    } else if ((st = wc_out_open(&o, dst, opts->overwrite, err)) == WC_OK) {
         if (ftruncate(o.fd, (off_t)c->source_size) != 0)
             st = wc_error_set(err, WC_ERR_IO, "%s: %s", dst, strerror(errno));
-        if (st == WC_OK) st = decode_all(c, sink_write, &o, cancel, err);
+        if (st == WC_OK) st = decode_all(c, opts, sink_write, &o, err);
         if (st == WC_OK) st = wc_out_commit(&o, sb.st_mode, &sb.st_mtim, err);
         else wc_out_abort(&o);
     }
@@ -86,12 +111,24 @@ wc_status wc_decode_file(const char *src, const char *dst, int overwrite,
     return st;
 }
 
-wc_status wc_verify_file(const char *container, const char *original, wc_error *err) {
+wc_status wc_decode_fd(const char *src, int fd, const wc_decode_opts *opts, wc_error *err) {
+    wc_container *c;
+    wc_status st = wc_container_open(src, &c, err);
+    if (st != WC_OK) return st;
+    stream_arg sa = {fd, src};
+    st = decode_all(c, opts ? opts : &defaults, sink_stream, &sa, err);
+    wc_container_close(c);
+    return st;
+}
+
+wc_status wc_verify_file(const char *container, const char *original, const wc_decode_opts *opts,
+                         wc_error *err) {
+    if (!opts) opts = &defaults;
     wc_container *c;
     wc_status st = wc_container_open(container, &c, err);
     if (st != WC_OK) return st;
     if (!original) {
-        st = decode_all(c, sink_none, NULL, NULL, err);
+        st = decode_all(c, opts, sink_none, NULL, err);
         wc_container_close(c);
         return st;
     }
@@ -108,7 +145,7 @@ wc_status wc_verify_file(const char *container, const char *original, wc_error *
         st = wc_error_set(err, WC_ERR_IO, "%s: mmap: %s", original, strerror(errno));
     } else {
         compare_arg ca = {original, map == MAP_FAILED ? NULL : map};
-        st = decode_all(c, sink_compare, &ca, NULL, err);
+        st = decode_all(c, opts, sink_compare, &ca, err);
     }
     if (map != MAP_FAILED) munmap(map, (size_t)sb.st_size);
     if (fd >= 0) close(fd);

@@ -45,6 +45,34 @@ check "verify with original" "$W" verify "$T/wc/model-00001-of-00002.wcodec" "$T
 check "info" "$W" info "$T/wc/model-00001-of-00002.wcodec"
 grep -q "^a  *BF16  *\[300000\]" "$T/out" && ok "info names the tensor, dtype, shape" || no "info names the tensor, dtype, shape"
 
+# habits: -j, '-' for standard output, -q, --json, long names
+check "decode -j 2" "$W" decode -j 2 -q "$T/wc/model-00001-of-00002.wcodec" "$T/j2.safetensors"
+check "decode -j 2: identical" cmp "$T/j2.safetensors" "$T/model/model-00001-of-00002.safetensors"
+"$W" decode -q "$T/wc/model-00001-of-00002.wcodec" - > "$T/stdout.bin" 2>"$T/err" && cmp -s "$T/stdout.bin" "$T/model/model-00001-of-00002.safetensors" \
+  && ok "decode FILE - writes the original to standard output" || no "decode FILE - writes the original to standard output"
+sum_pipe=$("$W" decode -q -j 2 "$T/wc/model-00001-of-00002.wcodec" - | sha256sum | cut -d' ' -f1)
+[ "$sum_pipe" = "$(sha256sum < "$T/model/model-00001-of-00002.safetensors" | cut -d' ' -f1)" ] && ok "decode - | sha256sum" || no "decode - | sha256sum"
+check_fails "encode to '-' refused" "$W" encode "$T/model/model-00001-of-00002.safetensors" -
+check_fails "a directory to '-' refused" "$W" decode "$T/wc" -
+grep -q "standard output" "$T/err" && ok "the refusal says why" || no "the refusal says why"
+check "verify -j 2 -q" "$W" verify -j 2 -q "$T/wc/model-00001-of-00002.wcodec" "$T/model/model-00001-of-00002.safetensors"
+[ ! -s "$T/err" ] && ok "verify -q prints nothing" || no "verify -q prints nothing"
+check_fails "verify -j 0 refused" "$W" verify -j 0 "$T/wc/model-00001-of-00002.wcodec"
+check "info --json" "$W" info --json "$T/wc/model-00001-of-00002.wcodec"
+python3 -c 'import json, sys; d = json.load(open(sys.argv[1])); t = d["tensors"][0]
+assert (t["name"], t["dtype"], t["shape"], t["source_bytes"]) == ("a", "BF16", [300000], 600000), t
+assert d["source_bytes"] > d["container_bytes"] > 0 and d["tiles"] >= 1, d' "$T/out" 2>"$T/err" \
+  && ok "info --json: valid JSON with the tensor's name, dtype, shape, sizes" || no "info --json: valid JSON with the tensor's name, dtype, shape, sizes"
+long=$(printf 'model.layers.%s.weight' "$(printf 'x%.0s' $(seq 1 150))")
+mk "$T/long.safetensors" "$long" BF16 4096
+"$W" encode -q "$T/long.safetensors" "$T/long.wcodec" && "$W" info "$T/long.wcodec" > "$T/out" 2>"$T/err"
+hdr_col=$(head -1 "$T/out" | grep -bo "dtype" | head -1 | cut -d: -f1)
+row_col=$(sed -n 2p "$T/out" | grep -bo "BF16" | head -1 | cut -d: -f1)
+[ -n "$hdr_col" ] && [ "$hdr_col" = "$row_col" ] && ok "info: a 160-character name keeps the columns aligned" || no "info: a 160-character name keeps the columns aligned ($hdr_col vs $row_col)"
+grep -q "^total: 1 tensors" "$T/out" && ok "info ends with the totals" || no "info ends with the totals"
+"$W" decode "$T/wc/model-00001-of-00002.wcodec" "$T/noprog.safetensors" 2>"$T/err" >/dev/null
+! grep -q $'\r' "$T/err" && ok "no progress line when stderr is not a terminal" || no "no progress line when stderr is not a terminal"
+
 # errors: one line on stderr, non-zero exit, nothing left
 check_fails "missing input fails" "$W" encode "$T/nope.safetensors" "$T/nope.wcodec"
 [ "$(wc -l < "$T/err")" -eq 1 ] && grep -q "^wcodec: " "$T/err" && ok "one clear error line" || no "one clear error line"
@@ -61,6 +89,11 @@ check_fails "verify catches a corrupted payload" "$W" verify "$T/corrupt.wcodec"
 grep -q "checksum\|corrupt" "$T/err" && ok "verify says why" || no "verify says why"
 check_fails "decode of a corrupted container fails" "$W" decode "$T/corrupt.wcodec" "$T/corrupt.out"
 [ ! -e "$T/corrupt.out" ] && ok "no partial decode left" || no "no partial decode left"
+"$W" decode -q "$T/corrupt.wcodec" - > "$T/corrupt.stream" 2>"$T/err"; rc=$?
+[ $rc -ne 0 ] && grep -q "checksum\|corrupt" "$T/err" && ok "decode to '-' of a corrupted container fails, says why" || no "decode to '-' of a corrupted container fails, says why"
+orig_size=$(stat -c %s "$T/model/model-00001-of-00002.safetensors"); got=$(stat -c %s "$T/corrupt.stream")
+[ "$got" -lt "$orig_size" ] && cmp -s -n "$got" "$T/corrupt.stream" "$T/model/model-00001-of-00002.safetensors" \
+  && ok "the stream stops before the bad tile; what came out is right" || no "the stream stops before the bad tile; what came out is right"
 check_fails "unknown command" "$W" frobnicate
 check_fails "bad -j" "$W" encode -j 0 "$T/model" "$T/wc2"
 

@@ -58,9 +58,18 @@ static void roundtrip_file(const char *src, uint32_t tile_size, unsigned threads
     wc_error err = {0};
     wc_encode_opts o = {.tile_size = tile_size, .threads = threads, .overwrite = 1};
     if (wc_encode_file(src, wc, &o, &err) != WC_OK) fail_msg("encode: %s", err.msg);
-    if (wc_decode_file(wc, out, 1, NULL, &err) != WC_OK) fail_msg("decode: %s", err.msg);
+    wc_decode_opts d = {.threads = threads, .overwrite = 1};
+    if (wc_decode_file(wc, out, &d, &err) != WC_OK) fail_msg("decode: %s", err.msg);
     assert_true(fx_same_file(src, out));
-    if (wc_verify_file(wc, src, &err) != WC_OK) fail_msg("verify: %s", err.msg);
+    if (wc_verify_file(wc, src, &d, &err) != WC_OK) fail_msg("verify: %s", err.msg);
+    /* the stream form: to a descriptor, in order */
+    char *streamed = path_in("x.stream");
+    int fd = open(streamed, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    assert_true(fd >= 0);
+    if (wc_decode_fd(wc, fd, &d, &err) != WC_OK) fail_msg("decode to fd: %s", err.msg);
+    close(fd);
+    assert_true(fx_same_file(src, streamed));
+    free(streamed);
 
     size_t n;
     uint8_t *orig = fx_read_file(src, &n);
@@ -268,11 +277,12 @@ static void test_every_corrupted_byte_is_caught(void **state) {
         memcpy(copy, good, len);
         copy[k] ^= (uint8_t)(1u << (k % 8));
         assert_int_equal(fx_write_bytes(bad, copy, len), 0);
-        wc_status v = wc_verify_file(bad, src, &err);
+        wc_status v = wc_verify_file(bad, src, NULL, &err);
         if (v == WC_OK) fail_msg("flipping byte %zu of %zu went unnoticed", k, len);
         assert_int_not_equal(v, WC_ERR_MISMATCH); /* caught by checksums, not by the compare */
         unlink(out);
-        assert_int_not_equal(wc_decode_file(bad, out, 1, NULL, &err), WC_OK);
+        wc_decode_opts force = {.overwrite = 1, .threads = 1 + (unsigned)(k % 3)};
+        assert_int_not_equal(wc_decode_file(bad, out, &force, &err), WC_OK);
         assert_int_equal(access(out, F_OK), -1); /* no output left behind */
         free(copy);
         cases++;
@@ -367,7 +377,7 @@ static void test_truncated_container(void **state) {
     for (size_t cut = 0; cut < len; cut += (cut < 4096 ? 61 : 1999)) {
         assert_int_equal(fx_write_bytes(bad, good, cut), 0);
         wc_error err;
-        assert_int_not_equal(wc_verify_file(bad, NULL, &err), WC_OK);
+        assert_int_not_equal(wc_verify_file(bad, NULL, NULL, &err), WC_OK);
     }
     free(good);
     free(src);

@@ -33,7 +33,8 @@ static void test_real_files_roundtrip(void **state) {
         wc_error err = {0};
         wc_encode_opts o = {.threads = 2, .overwrite = 1};
         if (wc_encode_file(src, wc, &o, &err) != WC_OK) fail_msg("%s", err.msg);
-        if (wc_decode_file(wc, out, 1, NULL, &err) != WC_OK) fail_msg("%s", err.msg);
+        wc_decode_opts d = {.threads = 2, .overwrite = 1};
+        if (wc_decode_file(wc, out, &d, &err) != WC_OK) fail_msg("%s", err.msg);
         assert_true(fx_same_file(src, out));
         struct stat a, b;
         stat(src, &a);
