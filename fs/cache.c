@@ -180,7 +180,7 @@ static int decode(wcfs_cache *c, wcfs_entry *e) {
     atomic_fetch_add(&c->fs->stats.tiles_decoded_cpu, 1);
     atomic_fetch_add(&c->fs->stats.bytes_decoded, t->src_size);
     if (st == WC_OK) return E_READY;
-    fprintf(stderr, "wcodecfs: %s: serving EIO for it\n", err.msg[0] ? err.msg : "out of memory");
+    wcfs_log("%s: serving EIO for it", err.msg[0] ? err.msg : "out of memory");
     atomic_fetch_add(&c->fs->stats.tile_errors, 1);
     free(e->data);
     e->data = NULL;

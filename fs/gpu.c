@@ -84,8 +84,8 @@ void wcfs_gpu_decode(wcfs *fs, wcfs_decode_req *reqs, size_t n) {
             int good = ok && !bad[k] && (st == WC_OK || st == WC_ERR_CHECKSUM || st == WC_ERR_FORMAT);
             reqs[at + k].ok = good;
             if (!good)
-                fprintf(stderr, "wcodecfs: %s: tile %u: %s\n", reqs[at].f->real, tiles ? tiles[k] : 0,
-                        bad && bad[k] ? "checksum or payload error on the GPU" : err.msg);
+                wcfs_log("%s: tile %u: %s", reqs[at].f->real, tiles ? tiles[k] : 0,
+                         bad && bad[k] ? "checksum or payload error on the GPU" : err.msg);
             free(payloads ? (void *)payloads[k] : NULL);
         }
         free(tiles);

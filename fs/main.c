@@ -16,7 +16,7 @@
 wcfs g_fs;
 
 typedef struct {
-    char *src, *cache_size, *index_dir, *gpu, *kernel_readahead;
+    char *src, *cache_size, *index_dir, *gpu, *kernel_readahead, *log;
     unsigned readahead, threads, gpu_min_batch;
     int help, nonopts;
 } options;
@@ -31,6 +31,7 @@ static const struct fuse_opt opt_spec[] = {
     {"gpu=%s", offsetof(options, gpu), 0},
     {"gpu_min_batch=%u", offsetof(options, gpu_min_batch), 0},
     {"kernel_readahead=%s", offsetof(options, kernel_readahead), 0},
+    {"log=%s", offsetof(options, log), 0},
     FUSE_OPT_KEY("-h", KEY_HELP),
     FUSE_OPT_KEY("--help", KEY_HELP),
     FUSE_OPT_END};
@@ -74,6 +75,9 @@ static void usage(const char *prog) {
            "    -o gpu_min_batch=N with gpu=on, tiles a read plus its read-ahead must reach to\n"
            "                       go to the GPU as one batch (default 16); smaller work stays on the\n"
            "                       CPU threads, whose latency is lower\n"
+           "    -o log=FILE        append log lines (bad tiles, containers changed since the\n"
+           "                       mount) to FILE, with UTC times; without it they go to stderr\n"
+           "                       in the foreground (-f) and to syslog once detached\n"
            "\n"
            "FUSE options:\n"
            "    -f                 stay in the foreground\n"
@@ -177,6 +181,7 @@ int main(int argc, char **argv) {
     }
     int rc = configure(&o, co.mountpoint);
     if (rc) return rc;
+    if (wcfs_log_open(o.log) != 0) return fail("log=%s: cannot be opened for appending", o.log);
 
     /* Tiles and reply buffers come and go by the thousand: keep them in the heap, neither
      * mmapped fresh nor trimmed back, so that reuse costs no page faults (this was a third of
@@ -189,8 +194,7 @@ int main(int argc, char **argv) {
     /* LMDB handles must not cross fork(): close now, reopen in the daemon. */
     wc_index_close(g_fs.index);
     g_fs.index = NULL;
-    fprintf(stderr, "wcodecfs: %s: %zu containers (index: %llu reused, %llu built, %llu skipped), "
-            "cache %llu MiB\n", g_fs.src, g_fs.n_files, (unsigned long long)g_fs.stats.index_reused,
+    wcfs_log("%s: %zu containers (index: %llu reused, %llu built, %llu skipped), cache %llu MiB", g_fs.src, g_fs.n_files, (unsigned long long)g_fs.stats.index_reused,
             (unsigned long long)g_fs.stats.index_built,
             (unsigned long long)g_fs.stats.containers_failed,
             (unsigned long long)(g_fs.cache_size >> 20));
@@ -209,9 +213,11 @@ int main(int argc, char **argv) {
                         wcfs_readahead_check(co.mountpoint, bdi_path, sizeof bdi_path) == 0;
     rc = 1;
     /* CUDA and worker threads start after fork (neither survives it) */
-    if (fuse_daemonize(co.foreground) == 0 && g_fs.gpu == 1) {
+    int detached = fuse_daemonize(co.foreground) == 0;
+    if (detached && !co.foreground) wcfs_log_detached();
+    if (detached && g_fs.gpu == 1) {
         if (wcfs_gpu_open(g_fs.gpu_name, sizeof g_fs.gpu_name) == 0) g_fs.gpu_active = 1;
-        else fprintf(stderr, "wcodecfs: GPU unusable, decoding on the CPU: %s\n", g_fs.gpu_name);
+        else wcfs_log("GPU unusable, decoding on the CPU: %s", g_fs.gpu_name);
     }
     if (wc_index_open(g_fs.index_dir, &g_fs.index, &err) == WC_OK &&
         (g_fs.cache = wcfs_cache_new(&g_fs, g_fs.cache_size, g_fs.threads, g_fs.gpu_active)) &&
@@ -231,7 +237,7 @@ int main(int argc, char **argv) {
         }
         fuse_remove_signal_handlers(se);
     } else if (err.msg[0]) {
-        fprintf(stderr, "wcodecfs: %s\n", err.msg);
+        wcfs_log("%s", err.msg);
     }
     fuse_session_unmount(se);
     fuse_session_destroy(se);
@@ -251,6 +257,8 @@ int main(int argc, char **argv) {
     free(o.index_dir);
     free(o.gpu);
     free(o.kernel_readahead);
+    free(o.log);
+    wcfs_log_close();
     free(fsname);
     free(co.mountpoint);
     fuse_opt_free_args(&args);

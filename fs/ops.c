@@ -295,7 +295,7 @@ static void read_container(fuse_req_t req, handle *h, size_t size, off_t off) {
     uint32_t first;
     wc_error err = {0};
     if (wc_index_find_tile(g_fs.index, f->index_id, (uint64_t)off, &first, &err) != WC_OK) {
-        fprintf(stderr, "wcodecfs: %s: %s\n", f->presented, err.msg);
+        wcfs_log("%s: %s", f->presented, err.msg);
         fuse_reply_err(req, EIO);
         return;
     }

@@ -46,13 +46,13 @@ int wcfs_readahead_check(const char *mnt, char *bdi_path, size_t len) {
     free(real);
     int rc = -1;
     if (!found) {
-        fprintf(stderr, "wcodecfs: kernel_readahead not set: %s not found in /proc/self/mountinfo\n", mnt);
+        wcfs_log("kernel_readahead not set: %s not found in /proc/self/mountinfo", mnt);
     } else {
         snprintf(bdi_path, len, "/sys/class/bdi/%u:%u/read_ahead_kb", maj, min);
         FILE *f = fopen(bdi_path, "r+");
         if (f) fclose(f), rc = 0;
-        else fprintf(stderr, "wcodecfs: kernel_readahead not set: %s: %s (needs root); the kernel "
-                     "reads ahead its default 128 KiB\n", bdi_path, strerror(errno));
+        else wcfs_log("kernel_readahead not set: %s: %s (needs root); the kernel reads ahead its "
+                      "default 128 KiB", bdi_path, strerror(errno));
     }
     return rc;
 }
@@ -69,7 +69,7 @@ static void *set_readahead(void *arg) {
         FILE *f = fopen(j->bdi_path, "w");
         int ok = f && fprintf(f, "%llu\n", (unsigned long long)(j->bytes >> 10)) > 0;
         if (f && fclose(f) != 0) ok = 0;
-        if (!ok) fprintf(stderr, "wcodecfs: kernel_readahead not set: %s: %s\n", j->bdi_path, strerror(errno));
+        if (!ok) wcfs_log("kernel_readahead not set: %s: %s", j->bdi_path, strerror(errno));
     }
     free(j->mnt);
     free(j->bdi_path);

@@ -23,7 +23,7 @@ static void add_container(wcfs *fs, size_t *cap, const char *real, const char *p
     if (stat(real, &sb) != 0 || wc_container_peek(real, &sum, &err) != WC_OK ||
         wc_index_sync(fs->index, real, &sum, (int64_t)sb.st_mtim.tv_sec * 1000000000 + sb.st_mtim.tv_nsec,
                       &rec, &reused, &err) != WC_OK) {
-        fprintf(stderr, "wcodecfs: warning: skipping %s: %s\n", real,
+        wcfs_log("warning: skipping %s: %s", real,
                 err.msg[0] ? err.msg : strerror(errno));
         fs->stats.containers_failed++;
         return;
@@ -39,6 +39,7 @@ static void add_container(wcfs *fs, size_t *cap, const char *real, const char *p
     f->real = strdup(real);
     f->index_id = rec.file_id;
     f->source_size = rec.source_size;
+    f->tables_checksum = rec.tables_checksum;
     pthread_mutex_init(&f->open_lock, NULL);
     if (reused) fs->stats.index_reused++;
     else fs->stats.index_built++;
@@ -50,7 +51,7 @@ static int scan_dir(wcfs *fs, size_t *cap, const char *rel) {
     struct dirent **ents;
     int n = scandir(dir, &ents, NULL, alphasort);
     if (n < 0) {
-        fprintf(stderr, "wcodecfs: warning: cannot list %s: %s\n", dir, strerror(errno));
+        wcfs_log("warning: cannot list %s: %s", dir, strerror(errno));
         free(dir);
         return 0;
     }
@@ -100,10 +101,12 @@ int wcfs_file_open(wcfs_file *f) {
     if (!f->c && !f->open_failed) {
         wc_error err = {0};
         if (wc_container_open(f->real, &f->c, &err) != WC_OK) {
-            fprintf(stderr, "wcodecfs: %s\n", err.msg);
+            wcfs_log("%s", err.msg);
             f->open_failed = 1;
-        } else if (wc_container_source_size(f->c) != f->source_size) {
-            fprintf(stderr, "wcodecfs: %s changed since mount; remount to serve it\n", f->real);
+        } else if (wc_container_source_size(f->c) != f->source_size ||
+                   wc_container_tables_checksum(f->c) != f->tables_checksum) {
+            /* replaced since the mount indexed it: its tiles are not the ones the index maps */
+            wcfs_log("%s changed since mount; remount to serve it", f->real);
             wc_container_close(f->c);
             f->c = NULL;
             f->open_failed = 1;

@@ -17,6 +17,7 @@ typedef struct {
     uint32_t id;          /* index in the registry; part of cache keys */
     uint32_t index_id;    /* file id in the LMDB index */
     uint64_t source_size; /* st_size of the presented file */
+    uint64_t tables_checksum; /* of the version indexed at mount: the one this mount serves */
     pthread_mutex_t open_lock;
     wc_container *c;      /* opened on first open(2); NULL before, or if it failed */
     int open_failed;
@@ -92,6 +93,14 @@ void wcfs_gpu_decode(wcfs *fs, wcfs_decode_req *reqs, size_t n);
  * start: after the session loop starts, a thread writes it once INIT is done. */
 int wcfs_readahead_check(const char *mnt, char *bdi_path, size_t len);
 void wcfs_readahead_start(const char *mnt, const char *bdi_path, uint64_t bytes);
+
+/* log.c: wcfs_log("fmt", ...) writes one line, "wcodecfs: " prefixed: to stderr until the daemon
+ * detaches, then to syslog, or always to the file named by -o log=FILE (opened before detaching;
+ * -1 if it cannot be). */
+int wcfs_log_open(const char *path);
+void wcfs_log_detached(void);
+void wcfs_log_close(void);
+void wcfs_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 /* stats.c */
 char *wcfs_stats_text(wcfs *fs, size_t *len); /* malloc'd */

@@ -114,12 +114,13 @@ umnt "$M"
 cp -r "$T/src" "$T/bad"
 c=$T/bad/big_bf16.wcodec; size=$(stat -c %s "$c")
 printf '\x55' | dd of="$c" bs=1 seek=$((size / 2)) conv=notrunc 2>/dev/null
-t "mount with a corrupted container" mnt "$T/bad" "$M" "readahead=0"
+t "mount with a corrupted container" mnt "$T/bad" "$M" "readahead=0,log=$T/bad.log"
 "$CHECK" ranges "$T/orig/big_bf16.safetensors" "$M/big_bf16.safetensors" 65536 > "$T/ranges" 2>&1
 t "every good range served identical" grep -q "ranges: [0-9]* failed, 0 wrong" "$T/ranges"
 nfail=$(grep -c "^fail .* Input/output error" "$T/ranges")
 t "the bad tile's range (and only it) fails with EIO: $nfail x 64 KiB" test "$nfail" -ge 1 -a "$nfail" -le 5
 t "tile error counted" test "$(stat_of "$M" tile_errors)" -ge 1
+t "the bad tile logged once, by name" test "$(grep -c "big_bf16.wcodec: tile .*serving EIO" "$T/bad.log")" -eq 1
 umnt "$M"
 
 # ---- a replaced container is re-indexed; a broken one is skipped, the rest served
@@ -132,6 +133,47 @@ t "the rest still served" cmp "$T/orig/sub/edge.safetensors" "$M/big_bf16.safete
 umnt "$M"
 rm -f "$T/src/broken.wcodec"
 cp "$T/orig/big_bf16.safetensors" "$T/x.safetensors"; "$W" encode -q -f "$T/x.safetensors" "$T/src/big_bf16.wcodec"
+
+# ---- containers that change under a mount: a read gives bytes of one version, or EIO
+# v1 and v2: the same tensors and size, different bytes (v2 has 256 KiB of new data)
+CH=$T/chg; mkdir -p "$CH/src"
+cp "$T/orig/big_bf16.safetensors" "$CH/v1.safetensors"; cp "$CH/v1.safetensors" "$CH/v2.safetensors"
+head -c 262144 /dev/urandom | dd of="$CH/v2.safetensors" bs=4096 seek=256 conv=notrunc status=none
+"$W" encode -q "$CH/v1.safetensors" "$CH/v1.wcodec"; "$W" encode -q "$CH/v2.safetensors" "$CH/v2.wcodec"
+CM=$T/cm; F=$CM/m.safetensors
+fresh() { umnt "$CM" 2>/dev/null; cp "$CH/v1.wcodec" "$CH/src/m.wcodec"; mnt "$CH/src" "$CM" "readahead=2,log=$CH/log"; }
+no_mix() { # every range of the file is v1's bytes or an error; prints how many failed
+  "$CHECK" ranges "$CH/v1.safetensors" "$F" 65536 > "$T/chg_ranges" 2>&1
+  grep -q "ranges: [0-9]* failed, 0 wrong" "$T/chg_ranges" || return 1
+  sed -n 's/.*ranges: \([0-9]*\) failed.*/\1/p' "$T/chg_ranges"; }
+fresh; cp "$CH/v2.wcodec" "$CH/src/.m.tmp"; mv "$CH/src/.m.tmp" "$CH/src/m.wcodec"
+t_fails "replaced (rename) before any open: reads fail" cat "$F"
+t "the log (-o log=FILE) says it changed since mount" grep -q "^20.*Z wcodecfs: .*m.wcodec changed since mount; remount" "$CH/log"
+fresh; exec 3< "$F"; cp "$CH/v2.wcodec" "$CH/src/.m.tmp"; mv "$CH/src/.m.tmp" "$CH/src/m.wcodec"
+cat <&3 > "$CH/got"; exec 3<&-
+t "replaced (rename) while open: the open file reads as v1, whole" cmp "$CH/got" "$CH/v1.safetensors"
+t "and new opens too, until a remount" cmp "$F" "$CH/v1.safetensors"
+umnt "$CM"; mnt "$CH/src" "$CM"
+t "the next mount serves v2" cmp "$F" "$CH/v2.safetensors"
+fresh; head -c 65536 "$F" > /dev/null; cp "$CH/v2.wcodec" "$CH/src/m.wcodec" # same inode, rewritten
+n=$(no_mix); t "rewritten in place: no read mixes versions (v1 bytes or EIO)" test -n "$n"
+t "rewritten in place: the changed tiles fail ($n x 64 KiB)" test "${n:-0}" -ge 1
+fresh; head -c 65536 "$F" > /dev/null; truncate -s $(( $(stat -c %s "$CH/v1.wcodec") / 2 )) "$CH/src/m.wcodec"
+n=$(no_mix); t "truncated: no wrong bytes" test -n "$n"
+t "truncated: what is gone fails ($n x 64 KiB)" test "${n:-0}" -ge 1
+fresh; exec 3< "$F"; rm "$CH/src/m.wcodec"; cat <&3 > "$CH/got"; exec 3<&-
+t "deleted while open: the open file reads as v1, whole" cmp "$CH/got" "$CH/v1.safetensors"
+fresh; rm "$CH/src/m.wcodec"
+t_fails "deleted before any open: reads fail" cat "$F"
+umnt "$CM"
+# replaced between mounts by a container of the same size and mtime: the index sees it
+"$W" encode -q --raw "$CH/v1.safetensors" "$CH/v1raw.wcodec"; "$W" encode -q --raw "$CH/v2.safetensors" "$CH/v2raw.wcodec"
+cp "$CH/v1raw.wcodec" "$CH/src/m.wcodec"; mnt "$CH/src" "$CM"; cat "$F" > /dev/null; umnt "$CM"
+cp "$CH/v2raw.wcodec" "$CH/src/m.wcodec"; touch -r "$CH/v1raw.wcodec" "$CH/src/m.wcodec"
+t "same size and mtime as before" test "$(stat -c %s.%Y "$CH/src/m.wcodec")" = "$(stat -c %s.%Y "$CH/v1raw.wcodec")"
+mnt "$CH/src" "$CM"
+t "replaced between mounts (same size, mtime): the new mount serves v2" cmp "$F" "$CH/v2.safetensors"
+umnt "$CM"
 
 # ---- clean unmount leaves no process
 mnt "$T/src" "$M"
