@@ -60,7 +60,7 @@ static void usage(const char *prog) {
            "\n"
            "wcodecfs options:\n"
            "    -o cache_size=N    bytes of decoded tiles kept (K/M/G suffixes; default 1/8 of\n"
-           "                       RAM, 256M..8G)\n"
+           "                       RAM, 256M..8G; from 1M to RAM)\n"
            "    -o index_dir=DIR   where the LMDB index lives (default $XDG_CACHE_HOME/wcodecfs\n"
            "                       or ~/.cache/wcodecfs); reused while containers are unchanged\n"
            "    -o readahead=N     tiles decoded ahead of a sequential reader (default 8)\n"
@@ -140,7 +140,14 @@ static int configure(options *o, const char *mnt) {
     if (g_fs.cache_size < (256u << 20)) g_fs.cache_size = 256u << 20;
     if (g_fs.cache_size > (8ull << 30)) g_fs.cache_size = 8ull << 30;
     if (o->cache_size && wc_parse_size(o->cache_size, &g_fs.cache_size) != 0)
-        return fail("cache_size=%s: not a size", o->cache_size);
+        return fail("cache_size=%s: not a size (a number, with K, M or G)", o->cache_size);
+    /* a floor against typos (cache_size=100: bytes); above RAM the cache would swap */
+    if (o->cache_size && (g_fs.cache_size < (1u << 20) || g_fs.cache_size > ram)) {
+        char why[160];
+        snprintf(why, sizeof why, "cache_size=%s: out of range: from 1M to this machine's memory (%llu MiB)",
+                 o->cache_size, (unsigned long long)(ram >> 20));
+        return fail("%s", why);
+    }
     g_fs.readahead = o->readahead;
     g_fs.kernel_readahead = 16u << 20;
     if (o->kernel_readahead && wc_parse_size(o->kernel_readahead, &g_fs.kernel_readahead) != 0)

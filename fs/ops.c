@@ -43,9 +43,11 @@ static int has_suffix(const char *name, size_t n, const char *suffix) {
     return n > k && !strcmp(name + n - k, suffix);
 }
 
-/* Our own temporaries (wcodec's atomic output) and raw containers are not presented. */
-static int hidden_name(const char *name) {
-    return (name[0] == '.' && strstr(name, ".tmp.")) || has_suffix(name, strlen(name), ".wcodec");
+/* Our own temporaries (wcodec's atomic output) and raw containers are not presented: regular
+ * files with those names. A directory or a symlink is shown as it is, whatever its name. */
+static int hidden(const char *name, mode_t mode) {
+    return S_ISREG(mode) &&
+           ((name[0] == '.' && strstr(name, ".tmp.")) || has_suffix(name, strlen(name), ".wcodec"));
 }
 
 static char *real_path(const char *path) {
@@ -70,11 +72,11 @@ static int get_attr(const char *path, struct stat *st) {
     }
     wcfs_file *f = wcfs_lookup(&g_fs, path);
     const char *base = strrchr(path, '/');
-    if (!f && base && hidden_name(base + 1)) return -ENOENT;
     char *real = f ? strdup(f->real) : real_path(path);
     if (!real) return -ENOMEM;
-    int rc = lstat(real, st) == 0 ? 0 : -errno;
+    int rc = lstat(real, st) == 0 ? 0 : -errno; /* a symlink is presented, never followed */
     free(real);
+    if (rc == 0 && !f && base && hidden(base + 1, st->st_mode)) rc = -ENOENT;
     if (rc == 0 && f) {
         st->st_size = (off_t)f->source_size;
         st->st_blocks = (blkcnt_t)((f->source_size + 511) / 512);
@@ -180,7 +182,11 @@ static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
         const char *name = de->d_name;
         size_t n = strlen(name);
         if (!strcmp(name, ".") || !strcmp(name, "..")) continue;
-        if (has_suffix(name, n, ".wcodec")) {
+        mode_t mode = DTTOIF(de->d_type);
+        struct stat sb;
+        if (de->d_type == DT_UNKNOWN && fstatat(dirfd(d), name, &sb, AT_SYMLINK_NOFOLLOW) == 0)
+            mode = sb.st_mode;
+        if (S_ISREG(mode) && has_suffix(name, n, ".wcodec")) {
             /* a container: listed under its presented name if it was registered */
             char *presented, *full = NULL;
             if (asprintf(&presented, "%.*s.safetensors", (int)(n - 7), name) < 0) presented = NULL;
@@ -188,10 +194,10 @@ static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
                 rc |= listing_add(l, presented, DT_REG);
             free(full);
             free(presented);
-        } else if (!hidden_name(name)) {
+        } else if (!hidden(name, mode)) {
             /* a plain file, unless a container presents the same name */
             char *full = child_path(path, name);
-            if (full && !wcfs_lookup(&g_fs, full)) rc |= listing_add(l, name, de->d_type);
+            if (full && !wcfs_lookup(&g_fs, full)) rc |= listing_add(l, name, (unsigned char)IFTODT(mode));
             free(full);
         }
     }

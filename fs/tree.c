@@ -61,7 +61,9 @@ static int scan_dir(wcfs *fs, size_t *cap, const char *rel) {
         struct stat sb;
         size_t len = strlen(name);
         if (strcmp(name, ".") && strcmp(name, "..") && asprintf(&real, "%s/%s", dir, name) > 0 &&
-            asprintf(&sub, "%s/%s", rel, name) > 0 && stat(real, &sb) == 0) {
+            asprintf(&sub, "%s/%s", rel, name) > 0 && lstat(real, &sb) == 0) {
+            /* lstat: a symlink (to a container or a folder, inside SRC or out) is not followed;
+             * the mount shows it as a link */
             if (S_ISDIR(sb.st_mode)) {
                 scan_dir(fs, cap, sub);
             } else if (S_ISREG(sb.st_mode) && len > 7 && !strcmp(name + len - 7, ".wcodec") &&

@@ -27,7 +27,9 @@ SRC=${1:-../shared/data/use-lite.bf16.safetensors}; COPIES=${COPIES:-20}; PY=${P
 NP=/usr/bin/python3; [ -x "$NP" ] || NP=python3 # the model builder needs only the standard library
 T=$(mktemp -d "${DIR:-/dev/shm}/wcfs-bench.XXXXXX"); M=$T/m; mkdir -p "$M" "$T/orig"
 unmount() { fusermount3 -u "$1" 2>/dev/null || umount "$1"; }
-trap 'fusermount3 -u -z "$M" 2>/dev/null || umount -l "$M" 2>/dev/null; rm -rf "$T"' EXIT
+# under set -e a failing command in the trap would end it before the rm: nothing may fail here
+cleanup() { fusermount3 -u -z "$M" 2>/dev/null || umount -l "$M" 2>/dev/null || true; rm -rf "$T"; }
+trap cleanup EXIT
 $NP tests/bench/repeat_model.py "$SRC" "$COPIES" "$T/orig/model.safetensors"
 F=model.safetensors; SIZE=$(stat -c %s "$T/orig/$F")
 # the same weights as a sharded model: 8 files of COPIES/8 copies each (one folder per kind)

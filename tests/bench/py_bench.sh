@@ -19,7 +19,9 @@ B=$(realpath "${BUILD:-build}")
 export WCODEC_LIBRARY=$B/libwcodec.so PYTHONPATH=$PWD/python
 PY=${PYTHON:-python3}; NP=/usr/bin/python3; [ -x "$NP" ] && $NP -c "import numpy" 2>/dev/null || NP=$PY
 T=$(mktemp -d "${DIR:-/var/tmp}/wcodec-pybench.XXXXXX"); M=$T/m; mkdir -p "$M"
-trap 'umount -l "$M" 2>/dev/null; rm -rf "$T"' EXIT
+# under set -e a failing command in the trap would end it before the rm: nothing may fail here
+cleanup() { fusermount3 -u -z "$M" 2>/dev/null || umount -l "$M" 2>/dev/null || true; rm -rf "$T"; }
+trap cleanup EXIT
 has_gpu=0; $PY -c "import torch, safetensors, transformers; assert torch.cuda.is_available()" 2>/dev/null && has_gpu=1
 what="$(basename "${1:-}")"
 if [ -n "${1:-}" ]; then cp -r "$1" "$T/raw"

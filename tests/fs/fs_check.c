@@ -4,6 +4,10 @@
  *   fs_check direct FILE OFFSET LEN           one O_DIRECT read of a range (no kernel readahead)
  *   fs_check randread FILE BLOCK SECONDS THREADS   random O_DIRECT reads of BLOCK bytes for
  *                                             SECONDS (benchmarks): prints reads per second
+ *   fs_check soak ORIG FILE THREADS SECONDS SEED   random ranges for SECONDS, odd threads (all
+ *                                             with FS_CHECK_ALL_DIRECT set) with O_DIRECT; a
+ *                                             thread stops when the mount is gone: prints
+ *                                             reads, bytes, mismatches
  *   fs_check ranges ORIG FILE CHUNK           every CHUNK-sized range with O_DIRECT: prints the
  *                                             ranges that fail (and how), checks the others
  * Exit 0 when everything read matched. */
@@ -49,20 +53,41 @@ static uint64_t rng(uint64_t *s) {
     return *s;
 }
 
+/* random and soak: random ranges (a quarter up to 4 MiB, the rest up to 64 KiB), compared. A
+ * soak runs until its deadline from a seed of its own, odd threads with O_DIRECT (past the
+ * kernel's page cache, so that the daemon serves them). */
+static uint64_t soak_seed;
+static double soak_deadline;
+static atomic_long reads_done, bytes_done;
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
 static void *random_reader(void *arg) {
-    uint64_t s = (uintptr_t)arg * 0x9E3779B97F4A7C15ull + 1;
-    int fd = open(file, O_RDONLY);
+    uintptr_t i = (uintptr_t)arg;
+    uint64_t s = (i + soak_seed * 1000) * 0x9E3779B97F4A7C15ull + 1;
+    int direct = soak_deadline > 0 && (i % 2 || getenv("FS_CHECK_ALL_DIRECT"));
+    int fd = open(file, O_RDONLY | (direct ? O_DIRECT : 0));
     uint8_t *buf = malloc(4 << 20);
-    for (long k = 0; fd >= 0 && k < reads_per_thread; k++) {
+    for (long k = 0; fd >= 0 && (soak_deadline > 0 ? now_s() < soak_deadline : k < reads_per_thread); k++) {
         size_t off = rng(&s) % orig_len;
         size_t len = (rng(&s) % 4 == 0) ? rng(&s) % (4 << 20) : rng(&s) % 65536 + 1;
         if (len > orig_len - off) len = orig_len - off;
         ssize_t r = pread(fd, buf, len, (off_t)off);
+        if (r < 0 && soak_deadline > 0 && (errno == ENOTCONN || errno == ENODEV || errno == ECONNABORTED)) {
+            mismatches++; /* the mount is gone: counted once, and this reader stops */
+            break;
+        }
+        atomic_fetch_add(&reads_done, 1);
+        if (r > 0) atomic_fetch_add(&bytes_done, r);
         if (r != (ssize_t)len || memcmp(buf, orig + off, len) != 0) {
             pthread_mutex_lock(&lock);
             if (mismatches++ < 5)
-                fprintf(stderr, "mismatch: pread(%zu, %zu) = %zd (%s)\n", off, len, r,
-                        r < 0 ? strerror(errno) : "bytes differ");
+                fprintf(stderr, "mismatch: pread(%zu, %zu)%s = %zd (%s)\n", off, len, direct ? " O_DIRECT" : "",
+                        r, r < 0 ? strerror(errno) : "bytes differ");
             pthread_mutex_unlock(&lock);
         }
     }
@@ -75,12 +100,6 @@ static void *random_reader(void *arg) {
 static size_t randread_bs;
 static double randread_secs;
 static atomic_long randread_ops;
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 
 static void *randread_worker(void *arg) {
     uint64_t s = (uintptr_t)arg * 0x9E3779B97F4A7C15ull + 1;
@@ -153,6 +172,17 @@ int main(int argc, char **argv) {
         for (int i = 0; i < threads && i < 64; i++) pthread_create(&t[i], NULL, random_reader, (void *)(uintptr_t)(i + 1));
         for (int i = 0; i < threads && i < 64; i++) pthread_join(t[i], NULL);
         printf("%d threads x %ld random reads: %d mismatches\n", threads, reads_per_thread, mismatches);
+        free(orig);
+        return mismatches != 0;
+    }
+    if (!strcmp(mode, "soak") && argc == 7) {
+        int threads = atoi(argv[4]);
+        soak_deadline = now_s() + atof(argv[5]);
+        soak_seed = strtoull(argv[6], 0, 10);
+        pthread_t t[64];
+        for (int i = 0; i < threads && i < 64; i++) pthread_create(&t[i], NULL, random_reader, (void *)(uintptr_t)(i + 1));
+        for (int i = 0; i < threads && i < 64; i++) pthread_join(t[i], NULL);
+        printf("soak: %ld reads, %ld bytes, %d mismatches\n", (long)reads_done, (long)bytes_done, mismatches);
         free(orig);
         return mismatches != 0;
     }

@@ -182,6 +182,63 @@ umnt "$M"
 for i in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
 t "fusermount3 -u leaves no process (pid ${pid:-none})" sh -c "[ -n '$pid' ] && ! kill -0 '$pid' 2>/dev/null"
 
+# ---- the daemon's life: signals and unmounts with reads in flight, killed readers, neighbours
+BIG=big_bf16.safetensors
+gone() { for i in $(seq 100); do kill -0 "$1" 2>/dev/null || return 0; sleep 0.1; done; return 1; }
+done_within() { for i in $(seq $(( $2 * 10 ))); do kill -0 "$1" 2>/dev/null || return 0; sleep 0.1; done; return 1; }
+for sig in TERM INT; do
+  mnt "$T/src" "$M"; pid=$(pgrep -f "wcodecfs $T/src $M" | head -1)
+  # O_DIRECT readers: each read needs the daemon (buffered ones could go on from the page cache)
+  FS_CHECK_ALL_DIRECT=1 "$CHECK" soak "$T/orig/$BIG" "$M/$BIG" 8 30 1 > /dev/null 2>&1 & rd=$!
+  sleep 1; kill -$sig "$pid"
+  t "SIG$sig with 8 readers in flight: the daemon exits" gone "$pid"
+  t "SIG$sig: the mount is gone" sh -c "! mountpoint -q '$M'"
+  t "SIG$sig: the readers get errors, not a hang (done within 10 s)" done_within "$rd" 10
+  kill "$rd" 2>/dev/null; wait "$rd" 2>/dev/null
+  umnt "$M" 2>/dev/null
+done
+mnt "$T/src" "$M"; pid=$(pgrep -f "wcodecfs $T/src $M" | head -1)
+"$CHECK" soak "$T/orig/$BIG" "$M/$BIG" 4 3 2 > "$T/lazy" 2>&1 & rd=$!
+sleep 1; umount -l "$M"
+wait "$rd"; t "umount -l with reads in flight: they finish, every byte right" grep -q " 0 mismatches" "$T/lazy"
+t "umount -l: then the daemon exits" gone "$pid"
+mnt "$T/src" "$M"; pid=$(pgrep -f "wcodecfs $T/src $M" | head -1)
+exec 3< "$M/$BIG"
+t_fails "fusermount3 -u while a file is open: refused (busy)" fusermount3 -u "$M"
+t "and the mount still serves" cmp "$T/orig/$BIG" "$M/$BIG"
+exec 3<&-
+"$CHECK" soak "$T/orig/$BIG" "$M/$BIG" 8 30 3 > /dev/null 2>&1 & rd=$!
+sleep 1; kill -9 "$rd"; wait "$rd" 2>/dev/null
+t "readers killed mid-read: the daemon still serves, every byte right" "$CHECK" random "$T/orig/$BIG" "$M/$BIG" 4 100
+mkdir -p "$T/m2"
+t "both mounts of one index_dir serve (a second daemon)" sh -c "'$FS' '$T/src' '$T/m2' -o index_dir=$T/index 2>/dev/null && cmp '$T/orig/$BIG' '$T/m2/$BIG' && cmp '$T/orig/$BIG' '$M/$BIG'"
+MNTS+=("$T/m2"); umnt "$T/m2" 2>/dev/null
+umnt "$M"; t "the first daemon exits on unmount" gone "$pid"
+
+# ---- what the source holds: permissions kept, symlinks shown and never followed, odd names
+mkdir -p "$T/perm/d.wcodec"
+cp "$T/src/big_bf16.wcodec" "$T/perm/secret.wcodec"; chmod 600 "$T/perm/secret.wcodec"
+cp "$T/src/big_bf16.wcodec" "$T/perm/open.wcodec"; chmod 644 "$T/perm/open.wcodec"
+echo private > "$T/perm/private.txt"; chmod 600 "$T/perm/private.txt"
+cp "$T/src/big_bf16.wcodec" "$T/perm/d.wcodec/inside.wcodec"
+ln -s /etc/hostname "$T/perm/outside"; ln -s "$T/src/big_bf16.wcodec" "$T/perm/linked.wcodec"
+: > "$T/perm/empty.wcodec"
+chmod 755 "$T/perm" "$T/perm/d.wcodec"
+chmod 711 "$T" # another user may pass through to the mount point, and no further
+PM=$T/pm; t "mount with allow_other" mnt "$T/perm" "$PM" "allow_other"
+as_nobody() { setpriv --reuid=65534 --regid=65534 --clear-groups "$@"; }
+as_nobody cat "$PM/open.safetensors" > "$T/as_nobody" 2>"$T/err"
+t "allow_other: another user reads a 0644 container" cmp "$T/orig/$BIG" "$T/as_nobody"
+t_fails "allow_other: a 0600 container stays unreadable to another user" as_nobody cat "$PM/secret.safetensors"
+t_fails "allow_other: a 0600 plain file stays unreadable to another user" as_nobody cat "$PM/private.txt"
+t "the owner reads the 0600 container" cmp "$T/orig/$BIG" "$PM/secret.safetensors"
+t "a symlink out of the source is shown as a link" test "$(readlink "$PM/outside")" = /etc/hostname
+t "a symlink to a container is shown as the link, not followed" test "$(readlink "$PM/linked.wcodec")" = "$T/src/big_bf16.wcodec"
+t_fails "and presents nothing in its place" test -e "$PM/linked.safetensors"
+t "a directory named d.wcodec is a directory, its container served" cmp "$T/orig/$BIG" "$PM/d.wcodec/inside.safetensors"
+t "an empty .wcodec is skipped with a warning" grep -q "skipping .*empty.wcodec" "$T/mount.log"
+umnt "$PM"
+
 # ---- errors at mount: one line, non-zero exit
 t_fails "missing SRC" "$FS" "$T/nope" "$M"
 grep -q "no such directory" "$T/err" && ok "missing SRC says so" || no "missing SRC says so"
@@ -190,6 +247,12 @@ t_fails "non-empty MNT" "$FS" "$T/src" "$T/full"
 t_fails "missing MNT" "$FS" "$T/src" "$T/nomnt"
 t_fails "gpu=on without a GPU backend" "$FS" "$T/src" "$M" -o gpu=on
 grep -q "gpu=on" "$T/err" && ok "gpu=on says why" || no "gpu=on says why"
+t_fails "an index_dir that cannot be made" "$FS" "$T/src" "$M" -o index_dir=/dev/null/x
+grep -q "index: /dev/null/x" "$T/err" && ok "the error names the index_dir" || no "the error names the index_dir"
+for cs in 0 100K 100000G banana; do
+  t_fails "cache_size=$cs refused" "$FS" "$T/src" "$M" -o "index_dir=$T/index,cache_size=$cs"
+  grep -q "cache_size=$cs: \(out of range\|not a size\)" "$T/err" && ok "cache_size=$cs: says why" || no "cache_size=$cs: says why"
+done
 t "--help" "$FS" --help
 grep -q "cache_size" "$T/out" && ok "--help lists cache_size" || no "--help lists cache_size"
 # the FUSE options it lists are the ones that apply, with the defaults in force
