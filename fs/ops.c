@@ -300,10 +300,16 @@ static void read_container(fuse_req_t req, handle *h, size_t size, off_t off) {
     if (size > f->source_size - (uint64_t)off) size = (size_t)(f->source_size - (uint64_t)off);
     uint32_t first;
     wc_error err = {0};
-    if (wc_index_find_tile(g_fs.index, f->index_id, (uint64_t)off, &first, &err) != WC_OK) {
-        wcfs_log("%s: %s", f->presented, err.msg);
-        fuse_reply_err(req, EIO);
-        return;
+    if (wc_index_find_tile(g_fs.index, f->index_id, (uint64_t)off, &first, &err) != WC_OK ||
+        first >= wc_container_tile_count(f->c) || wc_container_tile(f->c, first)->src_offset > (uint64_t)off ||
+        wc_container_tile(f->c, first)->src_offset + wc_container_tile(f->c, first)->src_size <= (uint64_t)off) {
+        /* the index is a cache of the container's checked tables: if it is damaged or wrong,
+         * the tables themselves answer */
+        if (!atomic_exchange(&f->index_doubted, 1))
+            wcfs_log("%s: the index (in index_dir) disagrees with the container at byte %llu%s%s; "
+                     "using the container's own tables", f->presented, (unsigned long long)off,
+                     err.msg[0] ? ": " : "", err.msg);
+        first = wc_container_find_tile(f->c, (uint64_t)off);
     }
     /* the tiles of this read: on the CPU, the later ones decode on the workers while this
      * thread does the first; on the GPU, all of them and the read-ahead go as one batch */

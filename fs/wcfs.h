@@ -21,6 +21,7 @@ typedef struct {
     pthread_mutex_t open_lock;
     wc_container *c;      /* opened on first open(2); NULL before, or if it failed */
     int open_failed;
+    atomic_int index_doubted; /* the index gave a wrong tile once: logged, then not again */
 } wcfs_file;
 
 typedef struct {

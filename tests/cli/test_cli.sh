@@ -94,6 +94,11 @@ check_fails "decode of a corrupted container fails" "$W" decode "$T/corrupt.wcod
 orig_size=$(stat -c %s "$T/model/model-00001-of-00002.safetensors"); got=$(stat -c %s "$T/corrupt.stream")
 [ "$got" -lt "$orig_size" ] && cmp -s -n "$got" "$T/corrupt.stream" "$T/model/model-00001-of-00002.safetensors" \
   && ok "the stream stops before the bad tile; what came out is right" || no "the stream stops before the bad tile; what came out is right"
+mkdir -p "$T/dir.wcodec"; : > "$T/empty.wcodec"
+for f in dir.wcodec empty.wcodec; do
+  check_fails "info on $f fails" "$W" info "$T/$f"
+  [ "$(wc -l < "$T/err")" -eq 1 ] && grep -q "$f: \(Is a directory\|0 bytes, too short\)" "$T/err" && ok "$f: one line saying why" || no "$f: one line saying why"
+done
 check_fails "unknown command" "$W" frobnicate
 check_fails "bad -j" "$W" encode -j 0 "$T/model" "$T/wc2"
 

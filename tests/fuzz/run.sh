@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # run.sh BUILD_DIR SECONDS - runs each libFuzzer target for SECONDS, starting from seeds made
 # here (small safetensors files, and containers wcodec makes of them). Fails on any crash.
+# CORPUS=DIR keeps each target's corpus in DIR/TARGET across runs (long.sh uses it).
 set -euo pipefail
 B=$(realpath "${1:?usage: run.sh BUILD_DIR SECONDS}"); S=${2:-30}
 W=${WCODEC:-$B/wcodec}
@@ -30,10 +31,10 @@ for f in "$T"/st/*.safetensors; do "$W" encode -q --tile-size 4096 "$f" "$T/wc/$
 cp "$T"/st/*.safetensors "$T/wc/" 2>/dev/null || true # a non-container seed too
 for target in safetensors container; do
   seeds=$([ $target = safetensors ] && echo "$T/st" || echo "$T/wc")
-  mkdir -p "$T/corpus-$target"
+  corpus=${CORPUS:+$CORPUS/$target}; corpus=${corpus:-$T/corpus-$target}; mkdir -p "$corpus"
   echo "fuzz_$target: ${S}s"
   "$B/tests/fuzz_$target" -max_total_time="$S" -max_len=65536 -rss_limit_mb=2048 \
-      -print_final_stats=1 "$T/corpus-$target" "$seeds" 2>"$T/log-$target" || {
+      -print_final_stats=1 -artifact_prefix="${CORPUS:-$T}/" "$corpus" "$seeds" 2>"$T/log-$target" || {
     tail -40 "$T/log-$target"; echo "fuzz_$target FAILED"; exit 1; }
   grep -E "stat::number_of_executed_units|cov:" "$T/log-$target" | tail -2
 done

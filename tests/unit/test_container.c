@@ -336,6 +336,65 @@ static void test_read_range_mt_reports_lowest_bad_tile(void **state) {
     free(bad);
 }
 
+/* Crafted tables that carry valid checksums (as a hostile file can): each is refused with a
+ * format error naming the problem, before any allocation the file's size does not justify. */
+static void reseal(uint8_t *b, size_t len) {
+    uint64_t tables = (uint64_t)wc_rd32(b + 32) * WC_TENSOR_RECORD_SIZE +
+                      (uint64_t)wc_rd32(b + 36) * WC_TILE_RECORD_SIZE + wc_rd32(b + 40);
+    if (tables <= len - WC_HEADER_SIZE) wc_wr64(b + 48, wc_hash(b + WC_HEADER_SIZE, (size_t)tables));
+    wc_wr64(b + 56, wc_hash(b, 56));
+}
+
+static void test_crafted_tables_refused(void **state) {
+    (void)state;
+    uint8_t *good;
+    size_t len;
+    char *src = make_container(&good, &len);
+    wc_container *c;
+    wc_error err;
+    assert_int_equal(wc_container_parse(good, len, len, "c", &c, &err), WC_OK);
+    uint32_t n_tensors = wc_container_tensor_count(c);
+    wc_container_close(c);
+    size_t tile0 = WC_HEADER_SIZE + (size_t)n_tensors * WC_TENSOR_RECORD_SIZE, tile1 = tile0 + WC_TILE_RECORD_SIZE;
+    static const struct {
+        const char *what, *expect;
+        size_t at;
+        int width; /* 4 or 8 bytes, little-endian */
+        uint64_t value;
+    } cases[] = {
+        {"tile count that overflows the tables", "beyond the file", 36, 4, 0xFFFFFFFFu},
+        {"tensor count that overflows the tables", "beyond the file", 32, 4, 0x7FFFFFFFu},
+        {"tile size out of range", "tile size", 12, 4, 1u << 30},
+        {"a payload offset past the end", "beyond the file", 0 /* tile0 */, 8, 1ull << 40},
+        {"a coded size larger than the file", "beyond the file", 28 /* tile0 */, 4, 0xFFFFFFF0u},
+        {"a tile that does not continue the source", "does not continue", 8 /* tile1 */, 8, 12345},
+        {"a tile larger than a tile", "does not continue", 24 /* tile0 */, 4, 0xFFFFFFFFu},
+        {"a tensor beyond the tile table", "beyond the tile table", WC_HEADER_SIZE + 20, 4, 0xFFFFFFF0u},
+        {"a tensor outside the source", "outside the source", WC_HEADER_SIZE + 8, 8, 1ull << 62},
+    };
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        uint8_t *b = malloc(len);
+        memcpy(b, good, len);
+        size_t at = cases[k].at;
+        if (k == 3 || k == 4 || k == 6) at += tile0;
+        if (k == 5) at += tile1;
+        if (cases[k].width == 4) wc_wr32(b + at, (uint32_t)cases[k].value);
+        else wc_wr64(b + at, cases[k].value);
+        reseal(b, len);
+        memset(&err, 0, sizeof err);
+        wc_status st = wc_container_parse(b, len, len, "crafted", &c, &err);
+        if (st == WC_OK) fail_msg("%s: accepted", cases[k].what);
+        assert_int_equal(st, WC_ERR_FORMAT);
+        if (!strstr(err.msg, cases[k].expect)) fail_msg("%s: '%s' lacks '%s'", cases[k].what, err.msg, cases[k].expect);
+        free(b);
+    }
+    /* an empty file and a header alone */
+    assert_int_equal(wc_container_parse(good, 0, 0, "empty", &c, &err), WC_ERR_FORMAT);
+    assert_int_equal(wc_container_parse(good, WC_HEADER_SIZE, WC_HEADER_SIZE, "header", &c, &err), WC_ERR_FORMAT);
+    free(good);
+    free(src);
+}
+
 static void test_bad_tile_fails_alone(void **state) {
     (void)state;
     uint8_t *good;
@@ -489,6 +548,7 @@ int main(void) {
         cmocka_unit_test(test_incompressible_barely_grows),
         cmocka_unit_test(test_every_corrupted_byte_is_caught),
         cmocka_unit_test(test_read_range_mt_reports_lowest_bad_tile),
+        cmocka_unit_test(test_crafted_tables_refused),
         cmocka_unit_test(test_bad_tile_fails_alone),
         cmocka_unit_test(test_truncated_container),
         cmocka_unit_test(test_malformed_source_leaves_nothing),
