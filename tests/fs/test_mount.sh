@@ -260,6 +260,11 @@ grep -q "no such directory" "$T/err" && ok "missing SRC says so" || no "missing 
 mkdir -p "$T/full"; touch "$T/full/x"
 t_fails "non-empty MNT" "$FS" "$T/src" "$T/full"
 t_fails "missing MNT" "$FS" "$T/src" "$T/nomnt"
+mnt "$T/src" "$M"
+t_fails "a second mount on a busy MNT refused" "$FS" "$T/src" "$M" -o "index_dir=$T/index"
+grep -q "not empty" "$T/err" && ok "the refusal says why" || no "the refusal says why"
+t "the first mount still serves" cmp "$T/orig/config.json" "$M/config.json"
+umnt "$M"
 t_fails "gpu=on without a GPU backend" "$FS" "$T/src" "$M" -o gpu=on
 grep -q "gpu=on" "$T/err" && ok "gpu=on says why" || no "gpu=on says why"
 t_fails "an index_dir that cannot be made" "$FS" "$T/src" "$M" -o index_dir=/dev/null/x
