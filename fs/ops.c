@@ -357,12 +357,14 @@ static void read_container(fuse_req_t req, handle *h, size_t size, off_t off) {
         }
         done += take;
     }
+    /* once replied to, the reader may close the file and a RELEASE on another thread free h */
+    int direct = h->direct;
     if (rc) fuse_reply_err(req, -rc);
     else if (gather) fuse_reply_buf(req, buf, done);
     else fuse_reply_iov(req, iov, (int)pinned);
     /* the kernel has copied the bytes (or the reader has gone): unpin */
     for (uint32_t k = 0; k < pinned; k++)
-        wcfs_cache_put(c, refs[k], rc || h->direct ? 0 : (uint32_t)iov[k].iov_len);
+        wcfs_cache_put(c, refs[k], rc || direct ? 0 : (uint32_t)iov[k].iov_len);
     if (!rc) atomic_fetch_add(&g_fs.stats.bytes_served, done);
 out:
     if (iov != iov_small) free(iov);

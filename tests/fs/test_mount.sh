@@ -21,7 +21,8 @@ mnt() { # mnt SRC MNT [opts]: mounts, remembers for cleanup
   mkdir -p "$2"; MNTS+=("$2")
   "$FS" "$1" "$2" -o "index_dir=$T/index${3:+,$3}" 2>"$T/mount.log"
 }
-umnt() { fusermount3 -u "$1"; }
+# unmounts, retrying while the mount is briefly busy (the daemon's own start-up stat of it)
+umnt() { for i in $(seq 50); do mountpoint -q "$1" || return 0; fusermount3 -u "$1" 2>/dev/null; sleep 0.1; done; return 1; }
 
 if [ ! -e /dev/fuse ]; then echo "# /dev/fuse missing: mount tests skipped"; echo "0 passed, 0 failed, 1 skipped"; exit 0; fi
 
