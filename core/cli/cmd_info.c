@@ -98,33 +98,36 @@ static int print_json(const char *path, const wc_container *c, const wc_st_file 
     return 0;
 }
 
-static void print_table(const wc_container *c, const wc_st_file *sf, int have_names) {
+static int print_table(const wc_container *c, const wc_st_file *sf, int have_names) {
+    uint32_t n = wc_container_tensor_count(c);
+    info_row *rows = malloc((n ? n : 1) * sizeof *rows);
+    if (!rows) return cli_fail("out of memory");
     /* columns as wide as their longest entry: long tensor names keep the table aligned */
     int wname = 6, wdtype = 5, wshape = 5;
-    uint32_t n = wc_container_tensor_count(c);
+    uint64_t coded_total = 0;
     for (uint32_t i = 0; i < n; i++) {
-        info_row r;
-        fill_row(c, sf, have_names, i, &r);
-        int ln = (int)strlen(r.name), ld = (int)strlen(r.dtype), ls = (int)strlen(r.shape);
+        info_row *r = &rows[i];
+        fill_row(c, sf, have_names, i, r);
+        int ln = (int)strlen(r->name), ld = (int)strlen(r->dtype), ls = (int)strlen(r->shape);
         wname = ln > wname ? ln : wname;
         wdtype = ld > wdtype ? ld : wdtype;
         wshape = ls > wshape ? ls : wshape;
+        coded_total += r->coded;
     }
     printf("%-*s %-*s %-*s %12s %12s %7s %s\n", wname, "tensor", wdtype, "dtype", wshape, "shape", "source",
            "coded", "ratio", "coding");
-    uint64_t coded_total = 0;
     for (uint32_t i = 0; i < n; i++) {
-        info_row r;
-        fill_row(c, sf, have_names, i, &r);
-        coded_total += r.coded;
-        printf("%-*s %-*s %-*s %12" PRIu64 " %12" PRIu64 " %7.4f %s\n", wname, r.name, wdtype, r.dtype, wshape,
-               r.shape, r.source, r.coded, ratio(r.coded, r.source), r.coding);
+        const info_row *r = &rows[i];
+        printf("%-*s %-*s %-*s %12" PRIu64 " %12" PRIu64 " %7.4f %s\n", wname, r->name, wdtype, r->dtype, wshape,
+               r->shape, r->source, r->coded, ratio(r->coded, r->source), r->coding);
     }
+    free(rows);
     uint64_t src = wc_container_source_size(c), file = wc_container_file_size(c);
     printf("total: %u tensors, %u tiles of %u bytes, source %" PRIu64 " bytes, tensors coded %" PRIu64
            " bytes, container %" PRIu64 " bytes, ratio %.4f (%.3fx)\n",
            n, wc_container_tile_count(c), wc_container_tile_size(c), src, coded_total, file,
            ratio(file, src), file ? (double)src / file : 1.0);
+    return 0;
 }
 
 int cmd_info(int argc, char **argv) {
@@ -151,7 +154,7 @@ int cmd_info(int argc, char **argv) {
                      sf.n_tensors == wc_container_tensor_count(c);
     int rc = 0;
     if (json) rc = print_json(argv[1], c, &sf, have_names);
-    else print_table(c, &sf, have_names);
+    else rc = print_table(c, &sf, have_names);
     wc_st_free(&sf);
     wc_container_close(c);
     return rc;
