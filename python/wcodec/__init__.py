@@ -27,9 +27,15 @@ def _framework(name):
         except ModuleNotFoundError as e:
             if e.name != "torch":
                 raise
-            raise ImportError("framework='pt' needs torch; framework='numpy' works without it") from None
+            raise ImportError("framework='pt' needs torch; framework='numpy' needs only numpy") from None
     elif name in ("np", "numpy"):
-        from . import numpy as fw
+        try:
+            from . import numpy as fw
+        except ModuleNotFoundError as e:
+            if e.name != "numpy":
+                raise
+            raise ImportError("framework='numpy' needs numpy (pip install numpy, or Debian's "
+                              "python3-numpy)") from None
     else:
         raise ValueError(f"framework {name!r}: expected 'pt' or 'numpy'")
     return fw

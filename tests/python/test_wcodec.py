@@ -192,7 +192,7 @@ class Numpy(Fixture):
         with self.assertRaisesRegex(wcodec.WcodecError, "config.json"):
             wcodec.safe_open(os.path.join(self.src, "config.json"), framework="numpy")
         if torch is None:
-            with self.assertRaisesRegex(ImportError, "needs torch"):
+            with self.assertRaisesRegex(ImportError, "framework='pt' needs torch"):
                 wcodec.safe_open(self.wc, framework="pt")
         with wcodec.safe_open(self.wc, framework="numpy") as f, self.assertRaises(KeyError):
             f.get_tensor("no.such.tensor")
@@ -224,6 +224,26 @@ class Numpy(Fixture):
                            cwd=self.tmp)
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertEqual(bytes.fromhex(r.stdout.strip()), self.orig["t.f32"][2])
+
+    def test_without_numpy(self):
+        """The python3 first on PATH may lack numpy (a pyenv shim here): the package imports, reads
+        raw bytes, and framework='numpy' says what it needs."""
+        bare = [p for p in {shutil.which("python3"), "/usr/bin/python3"} if p and
+                subprocess.run([p, "-c", "import numpy"], capture_output=True).returncode != 0]
+        if not bare:
+            self.skipTest("every python3 here has numpy")
+        want = os.path.join(self.tmp, "t.f32.bytes")
+        with open(want, "wb") as f:
+            f.write(self.orig["t.f32"][2])
+        code = ("import sys, wcodec; c = wcodec.Container(sys.argv[1]); _, b, n = c.tensor_range('t.f32'); "
+                "assert bytes(c.read(b, n)) == open(sys.argv[2], 'rb').read(), 'bytes'\n"
+                "try:\n    wcodec.safe_open(sys.argv[1], framework='numpy')\nexcept ImportError as e:\n"
+                "    print(e)")
+        env = dict(os.environ, PYTHONPATH=os.path.join(ROOT, "python"))
+        r = subprocess.run([bare[0], "-c", code, self.wc, want], env=env,
+                           capture_output=True, text=True)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("framework='numpy' needs numpy", r.stdout)
 
     def test_library_not_found_says_so(self):
         env = dict(os.environ, WCODEC_LIBRARY=os.path.join(self.tmp, "nope.so"))
