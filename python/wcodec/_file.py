@@ -69,6 +69,19 @@ class Container:
         return info, self.data_start + b, e - b
 
 
+def check_size(path, dtype, shape, itemsize, size):
+    """Raises ValueError unless `shape` of `itemsize`-byte elements is exactly `size` bytes: checked
+    before anything is allocated, so that a crafted header cannot ask for more memory than its
+    bytes justify."""
+    n = itemsize
+    for d in shape:
+        if not isinstance(d, int) or d < 0:
+            raise ValueError(f"{path}: {dtype}{list(shape)}: not a shape")
+        n *= d
+    if n != size:
+        raise ValueError(f"{path}: {dtype}{list(shape)} is {n} bytes, the file gives {size}")
+
+
 class _Gpu:
     def __init__(self, device):
         if not _lib.has_gpu:

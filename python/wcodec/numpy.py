@@ -4,7 +4,7 @@ import os
 
 import numpy as np
 
-from ._file import Container
+from ._file import Container, check_size
 
 DTYPES = {"BOOL": np.bool_, "U8": np.uint8, "I8": np.int8, "U16": np.uint16, "I16": np.int16,
           "U32": np.uint32, "I32": np.int32, "U64": np.uint64, "I64": np.int64,
@@ -21,9 +21,8 @@ def tensor(c, dtype, shape, begin, size, device="cpu"):
     """The original bytes [begin, begin + size) as an array of `dtype` (safetensors' name)."""
     if dtype not in DTYPES:
         raise TypeError(f"{c.path}: dtype {dtype} has no numpy equivalent; use framework='pt'")
+    check_size(c.path, dtype, shape, np.dtype(DTYPES[dtype]).itemsize, size)
     a = np.empty(shape, dtype=DTYPES[dtype])
-    if a.nbytes != size:
-        raise ValueError(f"{c.path}: {dtype}{list(shape)} is {a.nbytes} bytes, the file gives {size}")
     if size:
         c.read_into(begin, size, a.ctypes.data)
     return a

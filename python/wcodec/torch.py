@@ -5,7 +5,7 @@ import os
 
 import torch
 
-from ._file import Container
+from ._file import Container, check_size
 
 DTYPES = {k: getattr(torch, v) for k, v in {
     "BOOL": "bool", "U8": "uint8", "I8": "int8", "U16": "uint16", "I16": "int16",
@@ -31,6 +31,10 @@ def _dtype(c, dtype):
     return DTYPES[dtype]
 
 
+def _itemsize(dt):
+    return torch.empty((), dtype=dt).element_size()  # dtype.itemsize is new in torch 2.1
+
+
 def _fill(c, t, begin, size, device):
     if not size:
         return t
@@ -43,11 +47,9 @@ def _fill(c, t, begin, size, device):
 
 def tensor(c, dtype, shape, begin, size, device):
     """The original bytes [begin, begin + size) as a tensor of `dtype` (safetensors' name)."""
-    t = torch.empty(list(shape), dtype=_dtype(c, dtype), device=device)
-    if t.numel() * t.element_size() != size:
-        raise ValueError(f"{c.path}: {dtype}{list(shape)} is {t.numel() * t.element_size()} bytes, "
-                         f"the file gives {size}")
-    return _fill(c, t, begin, size, device)
+    dt = _dtype(c, dtype)
+    check_size(c.path, dtype, shape, _itemsize(dt), size)
+    return _fill(c, torch.empty(list(shape), dtype=dt, device=device), begin, size, device)
 
 
 def _load(c, device):
@@ -57,6 +59,11 @@ def _load(c, device):
                           v["data_offsets"][1] - v["data_offsets"][0], device) for k, v in items}
     # On the GPU the whole data area goes as one decode (large batches), and the tensors are
     # views of it where their offsets allow, copies where they are not aligned to their dtype.
+    for k, v in items:  # every entry consistent, and inside the file, before anything is allocated
+        b, e = v["data_offsets"]
+        check_size(c.path, v["dtype"], v["shape"], _itemsize(_dtype(c, v["dtype"])), e - b)
+        if not 0 <= b <= e <= c.source_size - c.data_start:
+            raise ValueError(f"{c.path}: {k}: data_offsets {v['data_offsets']} are outside the file")
     lo, hi = items[0][1]["data_offsets"][0], max(v["data_offsets"][1] for _, v in items)
     block = _fill(c, torch.empty(hi - lo, dtype=torch.uint8, device=device), c.data_start + lo, hi - lo, device)
     out = {}
@@ -64,13 +71,9 @@ def _load(c, device):
         b, e = v["data_offsets"]
         dt = _dtype(c, v["dtype"])
         raw = block[b - lo:e - lo]
-        size = torch.empty((), dtype=dt).element_size()
-        if (b - lo) % size:
+        if (b - lo) % _itemsize(dt):
             raw = raw.clone()
-        t = raw.view(dt).reshape(v["shape"])
-        if t.numel() * size != e - b:
-            raise ValueError(f"{c.path}: {k}: {v['dtype']}{v['shape']} does not fill {e - b} bytes")
-        out[k] = t
+        out[k] = raw.view(dt).reshape(v["shape"])
     return out
 
 

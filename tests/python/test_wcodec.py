@@ -165,6 +165,15 @@ class Numpy(Fixture):
                         self.assertEqual(bytes(c.read(begin, size)), data, k)
             c.close()
 
+    def test_inconsistent_header_refused_before_allocating(self):
+        # what a crafted header could claim: checked against the bytes before any allocation
+        c = wcodec.Container(self.wc)
+        _, begin, size = c.tensor_range("t.f32")
+        for shape in ([10 ** 15], [97, -301], [97, 302]):
+            with self.assertRaisesRegex(ValueError, "F32"):
+                wcodec.numpy.tensor(c, "F32", shape, begin, size)
+        c.close()
+
     def test_corrupted_tile_raises_and_the_rest_reads(self):
         bad = os.path.join(self.tmp, "bad.wcodec")
         with open(self.wc, "rb") as f:
@@ -263,6 +272,13 @@ class Torch(Fixture):
             self.assertEqual(t.dtype, wcodec.torch.DTYPES[dt], k)
             self.assertEqual(list(t.shape), shape, k)
             self.assertEqual(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"", data, k)
+
+    def test_torch_inconsistent_header_refused(self):
+        c = wcodec.Container(self.wc)
+        _, begin, size = c.tensor_range("t.bf16")
+        with self.assertRaisesRegex(ValueError, "BF16"):
+            wcodec.torch.tensor(c, "BF16", [10 ** 15], begin, size, torch.device("cpu"))
+        c.close()
 
     def test_torch_load_dir_and_slices(self):
         got = wcodec.torch.load_dir(self.out)
