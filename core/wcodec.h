@@ -317,6 +317,53 @@ wc_status wc_verify_file(const char *container, const char *original, const wc_d
 /* Copies the file `src` to `dst` with the same atomicity, mode and mtime as wc_encode_file. */
 wc_status wc_copy_file(const char *src, const char *dst, int overwrite, wc_error *err);
 
+/* ===================================================================================== */
+/* The manifest of an encoded directory                                                  */
+/* ===================================================================================== */
+
+/*
+ * An encoded directory served over HTTP cannot be listed; its manifest, a JSON file at its
+ * root, lists every regular file under it (containers and the files copied beside them):
+ *   {"wcodec_manifest": 1, "files": [{"path": "sub/x.wcodec", "size": N, "mtime": S,
+ *                                     "xxh3": "16 hex digits"}, ...]}
+ * Paths are relative, '/'-separated, without "." or ".." components; sorted, each once.
+ * Symlinks, our own temporaries and the manifest itself are not listed.
+ */
+#define WC_MANIFEST_NAME "wcodec-manifest.json"
+
+typedef struct {
+    char *path;     /* relative, as above */
+    uint64_t size;  /* bytes */
+    int64_t mtime;  /* seconds since the epoch */
+    uint64_t xxh3;  /* xxh3-64 of the whole file */
+} wc_manifest_entry;
+
+typedef struct {
+    size_t n;
+    wc_manifest_entry *files; /* sorted by path */
+} wc_manifest;
+
+/* Writes DIR/wcodec-manifest.json for the files now under `dir` (atomically, replacing an
+ * older one), reading every file once for its checksum. WC_ERR_IO names the file that failed. */
+wc_status wc_manifest_write(const char *dir, wc_error *err);
+
+/* Parses manifest bytes (untrusted: from a server). Every entry is checked: WC_ERR_FORMAT
+ * names the first problem (not JSON, a path that escapes the root or repeats, a size that is
+ * not a whole number in 0..2^62). Free with wc_manifest_free. */
+wc_status wc_manifest_parse(const uint8_t *buf, size_t len, wc_manifest **out, wc_error *err);
+void wc_manifest_free(wc_manifest *m);
+/* For manifests built elsewhere (an S3 listing; files malloc'd, paths malloc'd): sorts the
+ * entries and checks them as wc_manifest_parse does. */
+wc_status wc_manifest_check(wc_manifest *m, wc_error *err);
+/* 1 if `path` may be presented: relative, no empty, "." or ".." component, no control byte. */
+int wc_manifest_path_ok(const char *path);
+
+/* The bytes a reader must fetch from the start of a container to open it from memory: given
+ * its first 64 bytes (`head`, checked as wc_container_open checks them) and the container's
+ * size, *len receives header + tables, the `buf_len` wc_container_parse needs. */
+wc_status wc_container_tables_extent(const uint8_t *head, size_t head_len, uint64_t file_size,
+                                     uint64_t *len, wc_error *err);
+
 #ifdef __cplusplus
 }
 #endif

@@ -21,7 +21,9 @@
 
 #include "wcfs.h"
 
-enum { E_LOADING, E_READY, E_ERROR };
+/* RETRY: a remote tile that could not be fetched (the server down, a timeout): its readers get
+ * EIO, and the entry goes when the last lets go, so that a later read fetches it again */
+enum { E_LOADING, E_READY, E_ERROR, E_RETRY };
 
 struct wcfs_entry {
     uint32_t file, tile;
@@ -174,23 +176,24 @@ static int decode(wcfs_cache *c, wcfs_entry *e) {
     wc_error err = {0};
     wc_status st = WC_ERR_NOMEM;
     double t0 = now_ns();
-    if (payload && scratch && e->data && (st = wc_container_read_tile(f->c, e->tile, payload, &err)) == WC_OK)
+    if (payload && scratch && e->data && (st = wcfs_file_read_payload(f, e->tile, payload, &err)) == WC_OK)
         st = wc_tile_decode_cpu(f->c, e->tile, payload, e->data, scratch, &err);
     atomic_fetch_add(&c->fs->stats.decode_ns_cpu, (uint64_t)(now_ns() - t0));
     atomic_fetch_add(&c->fs->stats.tiles_decoded_cpu, 1);
     atomic_fetch_add(&c->fs->stats.bytes_decoded, t->src_size);
     if (st == WC_OK) return E_READY;
-    wcfs_log("%s: serving EIO for it", err.msg[0] ? err.msg : "out of memory");
+    int fetch_failed = f->r && st == WC_ERR_IO; /* logged once by remote.c, not per tile */
+    if (!fetch_failed) wcfs_log("%s: serving EIO for it", err.msg[0] ? err.msg : "out of memory");
     atomic_fetch_add(&c->fs->stats.tile_errors, 1);
     free(e->data);
     e->data = NULL;
-    return E_ERROR;
+    return fetch_failed ? E_RETRY : E_ERROR;
 }
 
 /* Publishes a decode's result; the caller holds the lock. */
 static void finish(wcfs_cache *c, wcfs_entry *e, int state) {
     e->state = state;
-    if (state == E_ERROR && e->cached) { /* a tombstone holds no bytes */
+    if ((state == E_ERROR || state == E_RETRY) && e->cached) { /* a tombstone holds no bytes */
         c->bytes -= e->size;
         e->cached = 0;
         atomic_store(&c->fs->stats.cache_bytes, c->bytes);
@@ -201,6 +204,10 @@ static void finish(wcfs_cache *c, wcfs_entry *e, int state) {
 /* Drops one reference; the caller holds the lock. */
 static void release(wcfs_cache *c, wcfs_entry *e) {
     if (--e->refs) return;
+    if (e->state == E_RETRY) {
+        destroy(c, e);
+        return;
+    }
     if (e->state != E_READY) return;
     if (e->cached && e->handed < e->size) {
         lru_push_front(c, e);
@@ -246,6 +253,9 @@ int wcfs_cache_get(wcfs_cache *c, wcfs_file *f, uint32_t tile, const uint8_t **d
     int rc = 0;
     if (e->state == E_ERROR) {
         e->refs--; /* tombstones stay in the table, never in the LRU list */
+        rc = -EIO;
+    } else if (e->state == E_RETRY) {
+        release(c, e);
         rc = -EIO;
     } else {
         *data = e->data;
@@ -313,7 +323,7 @@ static void gpu_batch(wcfs_cache *c) {
             free(e->data);
             e->data = NULL;
         }
-        finish(c, e, reqs[k].ok ? E_READY : E_ERROR);
+        finish(c, e, reqs[k].ok ? E_READY : reqs[k].f->r ? E_RETRY : E_ERROR);
         release(c, e);
     }
 }

@@ -68,7 +68,7 @@ void wcfs_gpu_decode(wcfs *fs, wcfs_decode_req *reqs, size_t n) {
             outs[k] = r->out;
             uint8_t *p = malloc(wc_container_tile(c, r->tile)->coded_size + 1);
             payloads[k] = p;
-            if (!p || wc_container_read_tile(c, r->tile, p, NULL) != WC_OK) bad[k] = 2;
+            if (!p || wcfs_file_read_payload(r->f, r->tile, p, NULL) != WC_OK) bad[k] = 2;
         }
         struct timespec t0, t1;
         clock_gettime(CLOCK_MONOTONIC, &t0);

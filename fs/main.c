@@ -17,7 +17,8 @@ wcfs g_fs;
 
 typedef struct {
     char *src, *cache_size, *index_dir, *gpu, *kernel_readahead, *log;
-    unsigned readahead, threads, gpu_min_batch;
+    char *disk_cache, *disk_cache_size, *fetch_size, *s3_endpoint, *s3_region;
+    unsigned readahead, threads, gpu_min_batch, connections, retry_time, stall_timeout;
     int help, nonopts;
 } options;
 
@@ -32,6 +33,14 @@ static const struct fuse_opt opt_spec[] = {
     {"gpu_min_batch=%u", offsetof(options, gpu_min_batch), 0},
     {"kernel_readahead=%s", offsetof(options, kernel_readahead), 0},
     {"log=%s", offsetof(options, log), 0},
+    {"disk_cache=%s", offsetof(options, disk_cache), 0},
+    {"disk_cache_size=%s", offsetof(options, disk_cache_size), 0},
+    {"fetch_size=%s", offsetof(options, fetch_size), 0},
+    {"connections=%u", offsetof(options, connections), 0},
+    {"retry_time=%u", offsetof(options, retry_time), 0},
+    {"stall_timeout=%u", offsetof(options, stall_timeout), 0},
+    {"s3_endpoint=%s", offsetof(options, s3_endpoint), 0},
+    {"s3_region=%s", offsetof(options, s3_region), 0},
     FUSE_OPT_KEY("-h", KEY_HELP),
     FUSE_OPT_KEY("--help", KEY_HELP),
     FUSE_OPT_END};
@@ -53,7 +62,9 @@ static int opt_proc(void *data, const char *arg, int key, struct fuse_args *out)
 static void usage(const char *prog) {
     printf("usage: %s SRC MNT [-f] [-d] [-o opt,...]\n"
            "\n"
-           "Presents the directory SRC at MNT, read-only: every x.wcodec appears as\n"
+           "SRC is a local directory, an http(s)://host/path/ URL (listed by its\n"
+           "" WC_MANIFEST_NAME ", which 'wcodec encode' writes) or s3://bucket/prefix.\n"
+           "Presents SRC at MNT, read-only: every x.wcodec appears as\n"
            "x.safetensors (the original bytes, exact size, the container's mode and mtime),\n"
            "every other file, folder and symlink as it is (symlinks are shown, never followed).\n"
            "Tiles are decoded on demand into a bounded cache. A container changed while\n"
@@ -80,6 +91,27 @@ static void usage(const char *prog) {
            "    -o log=FILE        append log lines (bad tiles, containers changed since the\n"
            "                       mount) to FILE, with UTC times; without it they go to stderr\n"
            "                       in the foreground (-f) and to syslog once detached\n"
+           "\n"
+           "remote SRC (http://, https://, s3://) options:\n"
+           "    A container's header and tables are fetched at mount and its version (ETag)\n"
+           "    pinned: reads fetch only the tiles they need, adjacent ones in one ranged GET;\n"
+           "    an object replaced on the server gives EIO, never a mix of versions. A server\n"
+           "    answering 404 or 403 gives ENOENT or EACCES for a plain file, EIO for a\n"
+           "    container's tiles, with one log line naming the URL. TLS is always verified.\n"
+           "    -o disk_cache=DIR  keep fetched tiles in DIR (kept across mounts; each checked\n"
+           "                       on use); default: none\n"
+           "    -o disk_cache_size=N  bytes DIR may hold (default 10G); oldest used go first\n"
+           "    -o connections=N   requests in flight at once (default 8)\n"
+           "    -o fetch_size=N    the most bytes one request fetches (default 8M)\n"
+           "    -o retry_time=S    seconds a failing request (5xx, connection lost) is retried,\n"
+           "                       backing off from 0.1 s to 5 s (default 30); while the server\n"
+           "                       fails, each new read tries once: EIO at once, served again\n"
+           "                       as soon as the server answers\n"
+           "    -o stall_timeout=S a transfer with no byte for S seconds fails (default 15)\n"
+           "    -o s3_endpoint=URL an S3-compatible store (path-style requests); default AWS\n"
+           "    -o s3_region=R     the signing region (default $AWS_REGION, else us-east-1)\n"
+           "    S3 credentials: $AWS_ACCESS_KEY_ID, $AWS_SECRET_ACCESS_KEY ($AWS_SESSION_TOKEN),\n"
+           "    else ~/.aws/credentials ($AWS_SHARED_CREDENTIALS_FILE, $AWS_PROFILE)\n"
            "\n"
            "FUSE options:\n"
            "    -f                 stay in the foreground\n"
@@ -130,12 +162,33 @@ static int fail(const char *fmt, const char *arg) {
 static int configure(options *o, const char *mnt) {
     struct stat sb;
     if (!o->src || !mnt) return fail("%s", "usage: wcodecfs SRC MNT [-o opts] (see --help)");
-    if (stat(o->src, &sb) != 0 || !S_ISDIR(sb.st_mode))
+    int remote = !strncmp(o->src, "http://", 7) || !strncmp(o->src, "https://", 8) ||
+                 !strncmp(o->src, "s3://", 5);
+    if (!remote && (stat(o->src, &sb) != 0 || !S_ISDIR(sb.st_mode)))
         return fail("%s: no such directory", o->src);
     if (stat(mnt, &sb) != 0 || !S_ISDIR(sb.st_mode))
         return fail("%s: mount point is not an existing directory", mnt);
     if (!dir_is_empty(mnt)) return fail("%s: mount point is not empty", mnt);
-    g_fs.src = realpath(o->src, NULL);
+    g_fs.src = remote ? strdup(o->src) : realpath(o->src, NULL);
+    if (!remote && (o->disk_cache || o->s3_endpoint))
+        return fail("%s", "disk_cache and s3_endpoint are options of a remote SRC (http://, https://, s3://)");
+    g_fs.fetch_size = 8u << 20;
+    if (o->fetch_size && (wc_parse_size(o->fetch_size, &g_fs.fetch_size) != 0 ||
+                          g_fs.fetch_size < (64u << 10) || g_fs.fetch_size > (64u << 20)))
+        return fail("fetch_size=%s: expected a size from 64K to 64M", o->fetch_size);
+    g_fs.disk_cache_size = 10ull << 30;
+    if (o->disk_cache_size && (wc_parse_size(o->disk_cache_size, &g_fs.disk_cache_size) != 0 ||
+                               g_fs.disk_cache_size < (1u << 20)))
+        return fail("disk_cache_size=%s: expected a size of 1M or more", o->disk_cache_size);
+    if (o->disk_cache) g_fs.disk_cache_dir = strdup(o->disk_cache);
+    if (o->connections > 256) return fail("%s", "connections: expected 1 to 256");
+    if (remote) {
+        wcnet_opts no = {.connections = o->connections, .retry_time = o->retry_time,
+                         .stall_timeout = o->stall_timeout, .s3_endpoint = o->s3_endpoint,
+                         .s3_region = o->s3_region};
+        wc_error err = {0};
+        if (wcnet_open(o->src, &no, &g_fs.net, &err) != WC_OK) return fail("%s", err.msg);
+    }
     long pages = sysconf(_SC_PHYS_PAGES), psize = sysconf(_SC_PAGESIZE);
     uint64_t ram = pages > 0 && psize > 0 ? (uint64_t)pages * (uint64_t)psize : 2ull << 30;
     g_fs.cache_size = ram / 8;
@@ -167,30 +220,61 @@ static int configure(options *o, const char *mnt) {
     char why[512];
     if (g_fs.gpu == 1 && wcfs_gpu_probe(why, sizeof why) != 0) return fail("gpu=on: %s", why);
     g_fs.index_dir = o->index_dir ? strdup(o->index_dir) : default_index_dir();
+    (void)sb;
     return 0;
+}
+
+static void free_options(options *o) {
+    char **strs[] = {&o->src, &o->cache_size, &o->index_dir, &o->gpu, &o->kernel_readahead, &o->log,
+                     &o->disk_cache, &o->disk_cache_size, &o->fetch_size, &o->s3_endpoint, &o->s3_region};
+    for (size_t i = 0; i < sizeof strs / sizeof *strs; i++) {
+        free(*strs[i]);
+        *strs[i] = NULL;
+    }
+}
+
+/* What the mount built: the registry, the index, the remote root and its disk cache. */
+static void free_state(void) {
+    wc_index_close(g_fs.index);
+    wcfs_remote_free(&g_fs);
+    wcnet_cache_close(g_fs.disk);
+    wcnet_close(g_fs.net);
+    for (size_t i = 0; i < g_fs.n_files; i++) {
+        wc_container_close(g_fs.files[i].c);
+        free(g_fs.files[i].presented);
+        free(g_fs.files[i].real);
+    }
+    free(g_fs.files);
+    free(g_fs.src);
+    free(g_fs.index_dir);
+    free(g_fs.disk_cache_dir);
+    memset(&g_fs, 0, sizeof g_fs);
 }
 
 int main(int argc, char **argv) {
     struct fuse_args args = FUSE_ARGS_INIT(argc, argv);
     options o = {.readahead = 8};
-    if (fuse_opt_parse(&args, &o, opt_spec, opt_proc) != 0) return 1;
+    struct fuse_cmdline_opts co = {0};
+    char *fsname = NULL;
+    int rc = 1;
+    if (fuse_opt_parse(&args, &o, opt_spec, opt_proc) != 0) goto refused;
     if (o.help) {
         usage(argv[0]);
-        fuse_opt_free_args(&args);
-        return 0;
+        rc = 0;
+        goto refused;
     }
-    struct fuse_cmdline_opts co;
-    if (fuse_parse_cmdline(&args, &co) != 0) return 1;
+    if (fuse_parse_cmdline(&args, &co) != 0) goto refused;
     if (co.show_version) {
         printf("wcodecfs %s (libfuse %s)\n", WCODEC_VERSION_STRING, fuse_pkgversion());
-        fuse_opt_free_args(&args);
-        free(co.mountpoint);
-        free(o.src);
-        return 0;
+        rc = 0;
+        goto refused;
     }
-    int rc = configure(&o, co.mountpoint);
-    if (rc) return rc;
-    if (wcfs_log_open(o.log) != 0) return fail("log=%s: cannot be opened for appending", o.log);
+    if ((rc = configure(&o, co.mountpoint)) != 0) goto refused;
+    rc = 1;
+    if (wcfs_log_open(o.log) != 0) {
+        fail("log=%s: cannot be opened for appending", o.log);
+        goto refused;
+    }
 
     /* Tiles and reply buffers come and go by the thousand: keep them in the heap, neither
      * mmapped fresh nor trimmed back, so that reuse costs no page faults (this was a third of
@@ -198,24 +282,39 @@ int main(int argc, char **argv) {
     mallopt(M_MMAP_THRESHOLD, 64 << 20);
     mallopt(M_TRIM_THRESHOLD, 512 << 20);
     wc_error err = {0};
-    if (wc_index_open(g_fs.index_dir, &g_fs.index, &err) != WC_OK) return fail("%s", err.msg);
-    wcfs_scan(&g_fs);
-    /* LMDB handles must not cross fork(): close now, reopen in the daemon. */
-    wc_index_close(g_fs.index);
-    g_fs.index = NULL;
-    wcfs_log("%s: %zu containers (index: %llu reused, %llu built, %llu skipped), cache %llu MiB", g_fs.src, g_fs.n_files, (unsigned long long)g_fs.stats.index_reused,
-            (unsigned long long)g_fs.stats.index_built,
-            (unsigned long long)g_fs.stats.containers_failed,
-            (unsigned long long)(g_fs.cache_size >> 20));
+    if (g_fs.net) {
+        /* a remote root: the containers' own tables, fetched now, map reads to tiles */
+        if (g_fs.disk_cache_dir &&
+            wcnet_cache_open(g_fs.disk_cache_dir, g_fs.disk_cache_size, &g_fs.disk, &err) != WC_OK)
+            goto failed;
+        if (wcfs_remote_scan(&g_fs) != 0) goto refused;
+        wcfs_log("%s: %zu containers (%llu skipped), cache %llu MiB", wcnet_display_url(g_fs.net),
+                 g_fs.n_files, (unsigned long long)g_fs.stats.containers_failed,
+                 (unsigned long long)(g_fs.cache_size >> 20));
+    } else {
+        if (wc_index_open(g_fs.index_dir, &g_fs.index, &err) != WC_OK) goto failed;
+        wcfs_scan(&g_fs);
+        /* LMDB handles must not cross fork(): close now, reopen in the daemon. */
+        wc_index_close(g_fs.index);
+        g_fs.index = NULL;
+        wcfs_log("%s: %zu containers (index: %llu reused, %llu built, %llu skipped), cache %llu MiB", g_fs.src, g_fs.n_files, (unsigned long long)g_fs.stats.index_reused,
+                (unsigned long long)g_fs.stats.index_built,
+                (unsigned long long)g_fs.stats.containers_failed,
+                (unsigned long long)(g_fs.cache_size >> 20));
+    }
 
-    char *fsname;
-    if (asprintf(&fsname, "-ofsname=%s,subtype=wcodecfs,ro,default_permissions", g_fs.src) < 0) return 1;
+    /* never the URL's user:password@ */
+    if (asprintf(&fsname, "-ofsname=%s,subtype=wcodecfs,ro,default_permissions",
+                 g_fs.net ? wcnet_display_url(g_fs.net) : g_fs.src) < 0) {
+        fsname = NULL;
+        goto refused;
+    }
     fuse_opt_add_arg(&args, fsname);
     struct fuse_session *se = fuse_session_new(&args, &wcfs_ops, sizeof wcfs_ops, NULL);
-    if (!se) return 1;
+    if (!se) goto refused;
     if (fuse_session_mount(se, co.mountpoint) != 0) {
         fuse_session_destroy(se);
-        return 1;
+        goto refused;
     }
     char bdi_path[64];
     int set_readahead = g_fs.kernel_readahead &&
@@ -228,7 +327,7 @@ int main(int argc, char **argv) {
         if (wcfs_gpu_open(g_fs.gpu_name, sizeof g_fs.gpu_name) == 0) g_fs.gpu_active = 1;
         else wcfs_log("GPU unusable, decoding on the CPU: %s", g_fs.gpu_name);
     }
-    if (wc_index_open(g_fs.index_dir, &g_fs.index, &err) == WC_OK &&
+    if ((g_fs.net || wc_index_open(g_fs.index_dir, &g_fs.index, &err) == WC_OK) &&
         (g_fs.cache = wcfs_cache_new(&g_fs, g_fs.cache_size, g_fs.threads, g_fs.gpu_active)) &&
         fuse_set_signal_handlers(se) == 0) {
         if (set_readahead) wcfs_readahead_start(co.mountpoint, bdi_path, g_fs.kernel_readahead);
@@ -252,24 +351,16 @@ int main(int argc, char **argv) {
     fuse_session_destroy(se);
     wcfs_cache_free(g_fs.cache);
     if (g_fs.gpu_active) wcfs_gpu_close();
-    wc_index_close(g_fs.index);
-    for (size_t i = 0; i < g_fs.n_files; i++) {
-        wc_container_close(g_fs.files[i].c);
-        free(g_fs.files[i].presented);
-        free(g_fs.files[i].real);
-    }
-    free(g_fs.files);
-    free(g_fs.src);
-    free(g_fs.index_dir);
-    free(o.src);
-    free(o.cache_size);
-    free(o.index_dir);
-    free(o.gpu);
-    free(o.kernel_readahead);
-    free(o.log);
+    rc = rc ? 1 : 0;
+    goto refused;
+failed:
+    fail("%s", err.msg);
+refused: /* and the end of a mount: everything given back */
+    free_state();
+    free_options(&o);
     wcfs_log_close();
     free(fsname);
     free(co.mountpoint);
     fuse_opt_free_args(&args);
-    return rc ? 1 : 0;
+    return rc;
 }

@@ -24,11 +24,12 @@
 #define FUSE_UNKNOWN_INO 0xffffffff /* what libfuse's high-level API lists (defined from 3.16) */
 #endif
 
-enum { H_PASS, H_CONTAINER, H_STATS };
+enum { H_PASS, H_CONTAINER, H_STATS, H_REMOTE };
 
 typedef struct {
     int kind;
     int fd;                      /* H_PASS */
+    wcfs_rnode *node;            /* H_REMOTE: a plain file of a remote root */
     wcfs_file *f;                /* H_CONTAINER */
     int direct;                  /* opened O_DIRECT: reads bypass the kernel's page cache */
     atomic_uint_fast64_t next;   /* where a sequential reader reads next */
@@ -70,6 +71,7 @@ static int get_attr(const char *path, struct stat *st) {
         st->st_gid = getgid();
         return 0;
     }
+    if (g_fs.net) return wcfs_remote_attr(path, st);
     wcfs_file *f = wcfs_lookup(&g_fs, path);
     const char *base = strrchr(path, '/');
     char *real = f ? strdup(f->real) : real_path(path);
@@ -121,6 +123,10 @@ static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 }
 
 static void op_readlink(fuse_req_t req, fuse_ino_t ino) {
+    if (g_fs.net) { /* a remote root has no symlinks */
+        fuse_reply_err(req, EINVAL);
+        return;
+    }
     char *real = real_path(wcfs_node_path(ino));
     char target[PATH_MAX + 1];
     ssize_t n = real ? readlink(real, target, PATH_MAX) : -1;
@@ -164,8 +170,41 @@ static void listing_free(listing *l) {
     free(l);
 }
 
+static int listing_add_cb(void *l, const char *name, unsigned char type) {
+    return listing_add(l, name, type);
+}
+
+/* The listing of a remote root's folder; 0 or an errno. */
+static int remote_listing(const char *path, listing **out) {
+    struct stat st;
+    int rc = wcfs_remote_attr(path, &st);
+    if (rc) return -rc;
+    if (!S_ISDIR(st.st_mode)) return ENOTDIR;
+    listing *l = calloc(1, sizeof *l);
+    if (!l) return ENOMEM;
+    rc = listing_add(l, ".", DT_DIR) | listing_add(l, "..", DT_DIR);
+    if (!strcmp(path, "/")) rc |= listing_add(l, WCFS_STATS_NAME, DT_REG);
+    if (rc || wcfs_remote_list(path, listing_add_cb, l)) {
+        listing_free(l);
+        return ENOMEM;
+    }
+    *out = l;
+    return 0;
+}
+
 static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) {
     const char *path = wcfs_node_path(ino);
+    if (g_fs.net) {
+        listing *l = NULL;
+        int e = remote_listing(path, &l);
+        if (e) {
+            fuse_reply_err(req, e);
+            return;
+        }
+        fi->fh = (uint64_t)(uintptr_t)l;
+        if (fuse_reply_open(req, fi) == -ENOENT) listing_free(l);
+        return;
+    }
     char *real = real_path(path);
     DIR *d = real ? opendir(real) : NULL;
     int e = real ? errno : ENOMEM;
@@ -269,6 +308,14 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) {
         h->f = f;
         h->direct = (fi->flags & O_DIRECT) != 0;
         fi->keep_cache = 1; /* the bytes never change while mounted */
+    } else if (g_fs.net) {
+        h->kind = H_REMOTE;
+        if (!(h->node = wcfs_remote_plain(path))) {
+            free(h);
+            fuse_reply_err(req, ENOENT);
+            return;
+        }
+        fi->keep_cache = 1;
     } else {
         char *real = real_path(path);
         h->kind = H_PASS;
@@ -300,7 +347,9 @@ static void read_container(fuse_req_t req, handle *h, size_t size, off_t off) {
     if (size > f->source_size - (uint64_t)off) size = (size_t)(f->source_size - (uint64_t)off);
     uint32_t first;
     wc_error err = {0};
-    if (wc_index_find_tile(g_fs.index, f->index_id, (uint64_t)off, &first, &err) != WC_OK ||
+    if (!g_fs.index) { /* a remote root: the container's tables, fetched at mount, are the map */
+        first = wc_container_find_tile(f->c, (uint64_t)off);
+    } else if (wc_index_find_tile(g_fs.index, f->index_id, (uint64_t)off, &first, &err) != WC_OK ||
         first >= wc_container_tile_count(f->c) || wc_container_tile(f->c, first)->src_offset > (uint64_t)off ||
         wc_container_tile(f->c, first)->src_offset + wc_container_tile(f->c, first)->src_size <= (uint64_t)off) {
         /* the index is a cache of the container's checked tables: if it is damaged or wrong,
@@ -319,6 +368,7 @@ static void read_container(fuse_req_t req, handle *h, size_t size, off_t off) {
         last++;
     uint64_t expected = atomic_exchange(&h->next, (uint64_t)off + size);
     uint32_t ahead = off == 0 || expected == (uint64_t)off ? g_fs.readahead : 0;
+    if (f->r) ahead = wcfs_remote_window(f, first, last, ahead) - last;
     if (g_fs.gpu_active && last - first + 1 + ahead >= g_fs.gpu_min_batch) {
         wcfs_cache_prefetch_range(c, f, first, last + ahead); /* one GPU batch */
     } else {
@@ -383,8 +433,9 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, stru
         fuse_reply_buf(req, h->text + from, size < h->text_len - from ? size : h->text_len - from);
     } else {
         char *buf = malloc(size ? size : 1);
-        ssize_t n = buf ? pread(h->fd, buf, size, off) : -1;
-        int e = buf ? errno : ENOMEM;
+        ssize_t n = !buf ? -1 : h->kind == H_REMOTE ? wcfs_remote_read_plain(h->node, buf, size, off)
+                                                    : pread(h->fd, buf, size, off);
+        int e = !buf ? ENOMEM : h->kind == H_REMOTE ? (int)-n : errno;
         if (n < 0) fuse_reply_err(req, e);
         else if (fuse_reply_buf(req, buf, (size_t)n) == 0)
             atomic_fetch_add(&g_fs.stats.bytes_served, (uint64_t)n);
@@ -400,8 +451,8 @@ static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 
 static void op_statfs(fuse_req_t req, fuse_ino_t ino) {
     (void)ino;
-    struct statvfs st;
-    if (statvfs(g_fs.src, &st) != 0) fuse_reply_err(req, errno);
+    struct statvfs st = {.f_bsize = 4096, .f_frsize = 4096, .f_namemax = 255};
+    if (!g_fs.net && statvfs(g_fs.src, &st) != 0) fuse_reply_err(req, errno);
     else fuse_reply_statfs(req, &st);
 }
 

@@ -31,6 +31,24 @@ char *wcfs_stats_text(wcfs *fs, size_t *len) {
         (unsigned long long)s->index_reused, (unsigned long long)s->index_built,
         fs->gpu_active ? fs->gpu_name : "off");
     if (n < 0) return NULL;
+    if (fs->net) { /* a remote root: what went over the network, and the disk cache */
+        wcnet_stats ns;
+        wcnet_cache_stats ds = {0};
+        wcnet_get_stats(fs->net, &ns);
+        if (fs->disk) wcnet_cache_get_stats(fs->disk, &ds);
+        char *more = NULL;
+        n = asprintf(&more, "%snet_requests: %llu\nnet_bytes: %llu\nnet_retries: %llu\nnet_failures: %llu\n"
+                     "disk_cache_hits: %llu\ndisk_cache_misses: %llu\ndisk_cache_bad: %llu\n"
+                     "disk_cache_bytes: %llu\ndisk_cache_entries: %llu\ndisk_cache_evicted: %llu\n", text,
+                     (unsigned long long)ns.requests, (unsigned long long)ns.bytes,
+                     (unsigned long long)ns.retries, (unsigned long long)ns.failures,
+                     (unsigned long long)ds.hits, (unsigned long long)ds.misses, (unsigned long long)ds.bad,
+                     (unsigned long long)ds.bytes, (unsigned long long)ds.entries,
+                     (unsigned long long)ds.evicted);
+        free(text);
+        if (n < 0) return NULL;
+        text = more;
+    }
     *len = (size_t)n;
     return text;
 }

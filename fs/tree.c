@@ -84,20 +84,32 @@ static int scan_dir(wcfs *fs, size_t *cap, const char *rel) {
     return 0;
 }
 
+void wcfs_sort_files(wcfs *fs) {
+    if (fs->n_files) qsort(fs->files, fs->n_files, sizeof *fs->files, cmp_file);
+    for (size_t i = 0; i < fs->n_files; i++) fs->files[i].id = (uint32_t)i;
+}
+
 int wcfs_scan(wcfs *fs) {
     size_t cap = 0;
     if (scan_dir(fs, &cap, "") != 0) return -1;
-    qsort(fs->files, fs->n_files, sizeof *fs->files, cmp_file);
-    for (size_t i = 0; i < fs->n_files; i++) fs->files[i].id = (uint32_t)i;
+    wcfs_sort_files(fs);
     return 0;
 }
 
 wcfs_file *wcfs_lookup(wcfs *fs, const char *presented) {
     wcfs_file key = {.presented = (char *)presented};
+    if (!fs->n_files) return NULL;
     return bsearch(&key, fs->files, fs->n_files, sizeof key, cmp_file);
 }
 
+wc_status wcfs_file_read_payload(wcfs_file *f, uint32_t tile, uint8_t *buf, wc_error *err) {
+    if (!f->r) return wc_container_read_tile(f->c, tile, buf, err);
+    wc_error local = {0};
+    return wcfs_remote_payload(f, tile, buf, err ? err : &local) == 0 ? WC_OK : WC_ERR_IO;
+}
+
 int wcfs_file_open(wcfs_file *f) {
+    if (f->r) return f->c ? 0 : -EIO; /* opened at mount */
     pthread_mutex_lock(&f->open_lock);
     int rc = 0;
     if (!f->c && !f->open_failed) {

@@ -5,9 +5,11 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
+#include <sys/stat.h>
 #include <sys/types.h>
 
 #include "wcindex.h"
+#include "wcnet.h"
 #include "wcodec.h"
 
 /* A container presented as a .safetensors file. */
@@ -22,6 +24,8 @@ typedef struct {
     wc_container *c;      /* opened on first open(2); NULL before, or if it failed */
     int open_failed;
     atomic_int index_doubted; /* the index gave a wrong tile once: logged, then not again */
+    struct wcfs_rfile *r; /* a remote container's fetch state (remote.c); NULL for a local one */
+    int64_t mtime;        /* remote: from the listing */
 } wcfs_file;
 
 typedef struct {
@@ -44,7 +48,12 @@ typedef struct {
     int gpu_active;        /* the daemon decodes on the GPU */
     unsigned gpu_min_batch; /* queued tiles that make a GPU batch */
     char gpu_name[320];
+    uint64_t fetch_size;   /* remote: the most bytes one GET fetches */
+    uint64_t disk_cache_size;
+    char *disk_cache_dir;  /* remote: NULL = no disk cache */
     /* state */
+    wcnet *net;            /* a remote root (SRC a URL); NULL: SRC a local directory */
+    wcnet_cache *disk;
     wcfs_file *files;      /* sorted by presented path */
     size_t n_files;
     wc_index *index;
@@ -58,6 +67,24 @@ extern wcfs g_fs;
 int wcfs_scan(wcfs *fs);                                /* at mount; 0 or -1 (message printed) */
 wcfs_file *wcfs_lookup(wcfs *fs, const char *presented); /* NULL: not a container */
 int wcfs_file_open(wcfs_file *f);                        /* opens the container once; 0 / -errno */
+void wcfs_sort_files(wcfs *fs);                          /* registry in presented order, ids set */
+/* A tile's coded bytes, from the container file or the remote object. */
+wc_status wcfs_file_read_payload(wcfs_file *f, uint32_t tile, uint8_t *buf, wc_error *err);
+
+/* remote.c: SRC a URL. scan: lists the root, fetches every container's header and tables
+ * (pinning its version), builds the tree; before daemonizing (0; or -1, said on stderr). */
+typedef struct wcfs_rnode wcfs_rnode;
+int wcfs_remote_scan(wcfs *fs);
+void wcfs_remote_free(wcfs *fs);
+int wcfs_remote_attr(const char *path, struct stat *st);  /* 0 / -ENOENT */
+/* calls add(arg, name, DT_x) for each entry of folder `dir`; stops at a non-zero return */
+int wcfs_remote_list(const char *dir, int (*add)(void *, const char *, unsigned char), void *arg);
+wcfs_rnode *wcfs_remote_plain(const char *path);          /* a plain file, or NULL */
+ssize_t wcfs_remote_read_plain(wcfs_rnode *n, char *buf, size_t size, off_t off); /* bytes or -errno */
+/* The last tile a read of tiles first..last (with `ahead` more wanted) should decode, and
+ * the window fetches may coalesce over. */
+uint32_t wcfs_remote_window(wcfs_file *f, uint32_t first, uint32_t last, uint32_t ahead);
+int wcfs_remote_payload(wcfs_file *f, uint32_t tile, uint8_t *buf, wc_error *err); /* 0 / -errno */
 
 /* cache.c: the decoded-tile cache and its decode workers */
 typedef struct wcfs_cache wcfs_cache;

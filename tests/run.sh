@@ -30,7 +30,7 @@ ASAN_OPTIONS=detect_leaks=1 run_ctest build-asan
 if [ "${FUZZ_SECONDS:-30}" != 0 ]; then
   echo "== fuzzers (libFuzzer, ${FUZZ_SECONDS:-30}s each)"
   CC=clang cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo -DWC_FUZZ=ON >/dev/null
-  cmake --build build-fuzz -j"$jobs" --target fuzz_safetensors fuzz_container
+  cmake --build build-fuzz -j"$jobs" --target fuzz_safetensors fuzz_container fuzz_manifest fuzz_s3_list
   WCODEC=build/wcodec bash tests/fuzz/run.sh build-fuzz "${FUZZ_SECONDS:-30}"
 fi
 awk '/tests passed, [0-9]+ tests failed out of/ {t += $NF; f += $(NF-5)}

@@ -30,5 +30,6 @@ int cmd_decode(int argc, char **argv);
 int cmd_verify(int argc, char **argv);
 int cmd_info(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
+int cmd_manifest(int argc, char **argv);
 
 #endif

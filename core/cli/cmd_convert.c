@@ -71,6 +71,7 @@ static int tree_entry(const char *src_file, const char *dst_dir, const char *nam
     const char *to = cx->encode ? ".wcodec" : ".safetensors";
     char *dst = NULL;
     int rc;
+    if (!strcmp(name, WC_MANIFEST_NAME)) return 0; /* the encode writes its own; a decode has none */
     if (cli_has_suffix(name, from)) {
         int stem = (int)(strlen(name) - strlen(from));
         if (asprintf(&dst, "%s/%.*s%s", dst_dir, stem, name, to) < 0) return cli_fail("out of memory");
@@ -90,7 +91,8 @@ static void print_help(int encode) {
                "\n"
                "SRC a .safetensors file: DST is the container written.\n"
                "SRC a directory: DST mirrors it; every *.safetensors becomes *.wcodec, every other\n"
-               "file is copied, subfolders are kept.\n"
+               "file is copied, subfolders are kept, and DST/" WC_MANIFEST_NAME " lists them\n"
+               "all (what an HTTP mount reads; see 'wcodec manifest').\n"
                "Output is written to a temporary file and renamed when complete: an error or\n"
                "Ctrl-C leaves nothing behind. Containers keep the source's mode and mtime.\n"
                "\n"
@@ -166,6 +168,8 @@ static int convert_main(int argc, char **argv, int encode) {
         return cli_fail("refusing to write binary data to a terminal; redirect or pipe it");
     if (!S_ISDIR(sb.st_mode)) return convert_one(&cx, src, dst);
     int rc = cli_walk_tree(src, dst, tree_entry, &cx);
+    wc_error err = {0};
+    if (!rc && encode && wc_manifest_write(dst, &err) != WC_OK) rc = cli_fail_err(&err);
     if (!rc && !cx.quiet)
         fprintf(stderr, "%u files: %llu -> %llu bytes\n", cx.files,
                 (unsigned long long)cx.in_bytes, (unsigned long long)cx.out_bytes);

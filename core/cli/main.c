@@ -25,6 +25,8 @@ static const char usage[] =
     "                    decode everything, check every checksum, compare if given\n"
     "  info FILE.wcodec  per tensor: name, dtype, shape, sizes, ratio, coding\n"
     "  bench FILE        encode and decode speed and ratio of a .safetensors file\n"
+    "  manifest DIR      (re)write DIR/" WC_MANIFEST_NAME ", the file list an HTTP mount\n"
+    "                    reads (encode writes it for a directory)\n"
     "\n"
     "'wcodec COMMAND --help' for a command's options; 'wcodec --version' the release.\n"
     "Exit status: 0 on success, 1 on any\n"
@@ -127,7 +129,7 @@ int main(int argc, char **argv) {
         const char *name;
         int (*fn)(int, char **);
     } cmds[] = {{"encode", cmd_encode}, {"decode", cmd_decode}, {"verify", cmd_verify},
-                {"info", cmd_info},     {"bench", cmd_bench}};
+                {"info", cmd_info},     {"bench", cmd_bench},   {"manifest", cmd_manifest}};
     for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++)
         if (!strcmp(cmd, cmds[i].name)) return cmds[i].fn(argc - 1, argv + 1);
     cli_fail("unknown command '%s'", cmd);

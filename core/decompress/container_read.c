@@ -278,6 +278,16 @@ done:
     return st;
 }
 
+wc_status wc_container_tables_extent(const uint8_t *head, size_t head_len, uint64_t file_size,
+                                     uint64_t *len, wc_error *err) {
+    header_fields hf;
+    if (head_len < WC_HEADER_SIZE)
+        return FMT_FAIL("(container): %zu bytes, too short for a header", head_len);
+    wc_status st = parse_header(head, file_size, "(container)", &hf, err);
+    if (st == WC_OK) *len = WC_HEADER_SIZE + hf.tables_size;
+    return st;
+}
+
 wc_status wc_container_peek(const char *path, wc_container_summary *out, wc_error *err) {
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) return wc_error_set(err, WC_ERR_IO, "%s: %s", path, strerror(errno));

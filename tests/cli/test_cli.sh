@@ -41,6 +41,21 @@ cmp -s "$T/model/config.json" "$T/wc/config.json" && cmp -s "$T/model/sub/tokeni
   && ok "other files copied" || no "other files copied"
 check "decode a directory" "$W" decode "$T/wc" "$T/back"
 check "decoded tree identical" diff -r "$T/model" "$T/back"
+# the manifest an HTTP mount lists the folder by
+manifest_paths() { python3 -c 'import json, sys; print(" ".join(f["path"] for f in json.load(open(sys.argv[1]))["files"]))' "$1"; }
+[ "$(manifest_paths "$T/wc/wcodec-manifest.json")" = "config.json model-00001-of-00002.wcodec sub/model-00002-of-00002.wcodec sub/tokenizer.json" ] \
+  && ok "encode writes a manifest of every file" || no "encode writes a manifest of every file"
+python3 -c 'import json, os, sys
+d = sys.argv[1]; m = json.load(open(d + "/wcodec-manifest.json"))
+sys.exit(0 if all(f["size"] == os.path.getsize(d + "/" + f["path"]) for f in m["files"]) else 1)' "$T/wc" \
+  && ok "manifest sizes are the files'" || no "manifest sizes are the files'"
+echo '{}' > "$T/wc/sub/added.json"
+check "manifest DIR rewrites it" "$W" manifest "$T/wc"
+manifest_paths "$T/wc/wcodec-manifest.json" | grep -q "sub/added.json" && ok "and lists a file added since" || no "and lists a file added since"
+rm "$T/wc/sub/added.json"; "$W" manifest "$T/wc"
+check_fails "manifest of a file refused" "$W" manifest "$T/wc/config.json"
+grep -q "not a directory" "$T/err" && ok "saying so" || no "saying so"
+check "manifest --help" "$W" manifest --help
 check "verify with original" "$W" verify "$T/wc/model-00001-of-00002.wcodec" "$T/model/model-00001-of-00002.safetensors"
 check "info" "$W" info "$T/wc/model-00001-of-00002.wcodec"
 grep -q "^a  *BF16  *\[300000\]" "$T/out" && ok "info names the tensor, dtype, shape" || no "info names the tensor, dtype, shape"

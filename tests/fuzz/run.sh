@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # run.sh BUILD_DIR SECONDS - runs each libFuzzer target for SECONDS, starting from seeds made
-# here (small safetensors files, and containers wcodec makes of them). Fails on any crash.
+# here (small safetensors files, containers wcodec makes of them, a manifest, a ListObjectsV2
+# page). Fails on any crash.
 # CORPUS=DIR keeps each target's corpus in DIR/TARGET across runs (long.sh uses it).
 set -euo pipefail
 B=$(realpath "${1:?usage: run.sh BUILD_DIR SECONDS}"); S=${2:-30}
@@ -29,8 +30,13 @@ write("empty", [])
 PY
 for f in "$T"/st/*.safetensors; do "$W" encode -q --tile-size 4096 "$f" "$T/wc/$(basename "$f" .safetensors).wcodec"; done
 cp "$T"/st/*.safetensors "$T/wc/" 2>/dev/null || true # a non-container seed too
-for target in safetensors container; do
-  seeds=$([ $target = safetensors ] && echo "$T/st" || echo "$T/wc")
+# the answers of servers a remote mount parses: a manifest, and ListObjectsV2 pages
+mkdir -p "$T/manifest" "$T/s3_list"
+mkdir -p "$T/tree/sub" && cp "$T"/wc/bf16.wcodec "$T/tree/sub/" && echo '{}' > "$T/tree/config.json"
+"$W" manifest "$T/tree" && cp "$T/tree/wcodec-manifest.json" "$T/manifest/seed.json"
+printf '\001<ListBucketResult><Contents><Key>m/a&amp;b.wcodec</Key><LastModified>2026-11-24T07:22:47.000Z</LastModified><ETag>&quot;e&quot;</ETag><Size>12</Size></Contents><Contents><Key>m/sub/</Key><Size>0</Size></Contents><IsTruncated>true</IsTruncated><NextContinuationToken>t</NextContinuationToken></ListBucketResult>' > "$T/s3_list/seed.xml"
+for target in safetensors container manifest s3_list; do
+  case $target in safetensors) seeds=$T/st ;; container) seeds=$T/wc ;; *) seeds=$T/$target ;; esac
   corpus=${CORPUS:+$CORPUS/$target}; corpus=${corpus:-$T/corpus-$target}; mkdir -p "$corpus"
   echo "fuzz_$target: ${S}s"
   "$B/tests/fuzz_$target" -max_total_time="$S" -max_len=65536 -rss_limit_mb=2048 \

@@ -1,0 +1,109 @@
+/*
+ * wcnet.h - where remote container bytes come from: byte ranges of objects under an HTTP(S)
+ * URL or an S3 prefix (libcurl), and an on-disk cache of what was fetched.
+ *
+ * Conventions as in wcodec.h: wc_error messages (one line, naming the URL, never a
+ * credential), caller-owned outputs. Calls that move bytes return 0 or a negative errno:
+ *   -ENOENT  the server said 404          -EACCES  it said 401 or 403
+ *   -ESTALE  the object is no longer the version pinned (412, another ETag or size)
+ *   -EIO     anything else, once retries are spent (5xx, a refused or stalled connection)
+ * A wcnet may be used from many threads at once; at most `connections` requests are in flight.
+ */
+#ifndef WCNET_H
+#define WCNET_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "wcodec.h"
+
+typedef struct wcnet wcnet;
+
+typedef struct {
+    unsigned connections;     /* requests in flight at once, each on a kept-alive connection; 0 = 8 */
+    unsigned connect_timeout; /* seconds to connect; 0 = 10 */
+    unsigned stall_timeout;   /* seconds a transfer may go without a byte; 0 = 15 */
+    unsigned retry_time;      /* seconds during which a failed request (5xx, 429, a connection
+                               * error) is retried, with backoff 0.1 s doubling to 5 s; 0 = 30.
+                               * While the server is failing, new requests try once: a server
+                               * gone costs each read one attempt, not the whole retry time */
+    const char *s3_endpoint;  /* "http://127.0.0.1:9000": path-style requests there; NULL = AWS */
+    const char *s3_region;    /* NULL: $AWS_REGION, $AWS_DEFAULT_REGION, else us-east-1 */
+} wcnet_opts;
+
+/*
+ * Opens a remote root: "http://host/dir/", "https://...", or "s3://bucket/prefix". For S3 the
+ * credentials are read now: $AWS_ACCESS_KEY_ID, $AWS_SECRET_ACCESS_KEY (and
+ * $AWS_SESSION_TOKEN), else the [$AWS_PROFILE or default] section of
+ * $AWS_SHARED_CREDENTIALS_FILE or ~/.aws/credentials. TLS certificates are always verified.
+ * WC_ERR_ARG for a URL of another kind or S3 without credentials. No request is made.
+ */
+wc_status wcnet_open(const char *url, const wcnet_opts *opts, wcnet **out, wc_error *err);
+void wcnet_close(wcnet *n);
+/* The root as logs may show it: no user:password@ part. */
+const char *wcnet_display_url(const wcnet *n);
+
+/*
+ * Lists the root as a manifest (wcodec.h; xxh3 is 0 where the source gives none): for S3 by
+ * ListObjectsV2 under the prefix (keys ending in '/' are folder markers and skipped); for
+ * HTTP by fetching the root's wcodec-manifest.json. 0 or a negative errno, as above.
+ */
+int wcnet_list(wcnet *n, wc_manifest **out, wc_error *err);
+
+/* What pins an object to the version first seen. Zeroed: not pinned yet. */
+typedef struct {
+    char etag[128];  /* as the server sent it, quotes included; "" if it sends none */
+    uint64_t size;   /* the object's whole size */
+    int pinned;
+} wcnet_version;
+
+/*
+ * Reads len bytes at `off` of the object at `path` (relative to the root) into buf, with one
+ * ranged GET (retried as wcnet_opts says). The first read through an unpinned *ver pins it
+ * (ETag and size from the answer); later reads send If-Match and check the answer against it:
+ * -ESTALE when the object was replaced. A short object is -EIO. ver may be NULL.
+ */
+int wcnet_get(wcnet *n, const char *path, uint64_t off, size_t len, void *buf, wcnet_version *ver,
+              wc_error *err);
+
+/* Counters for the daemon's stats file. */
+typedef struct {
+    uint64_t requests, bytes, retries, failures;
+} wcnet_stats;
+void wcnet_get_stats(const wcnet *n, wcnet_stats *out);
+
+/* ---- the disk cache of fetched tile payloads ---- */
+
+typedef struct wcnet_cache wcnet_cache;
+
+/*
+ * Opens (creating) the cache directory `dir`, holding at most `budget` bytes: the oldest used
+ * entries are deleted past it. Entries are kept across mounts, and may be shared by daemons
+ * (files are written whole and renamed into place). Each is checked on use (its length and
+ * its xxh3-64): a damaged one is deleted and reads as a miss.
+ */
+wc_status wcnet_cache_open(const char *dir, uint64_t budget, wcnet_cache **out, wc_error *err);
+void wcnet_cache_close(wcnet_cache *c);
+/* `object` names one version of one object (URL and ETag): a replaced object misses. */
+int wcnet_cache_has(wcnet_cache *c, const char *object, uint32_t tile);
+/* 1 and len bytes in buf on a checked hit, 0 on a miss. */
+int wcnet_cache_get(wcnet_cache *c, const char *object, uint32_t tile, void *buf, size_t len);
+/* Stores a copy; a failure (a full disk) only loses the entry. */
+void wcnet_cache_put(wcnet_cache *c, const char *object, uint32_t tile, const void *buf, size_t len);
+typedef struct {
+    uint64_t hits, misses, bad, bytes, entries, evicted;
+} wcnet_cache_stats;
+void wcnet_cache_get_stats(wcnet_cache *c, wcnet_cache_stats *out);
+
+/* ---- parsers of server answers (internal; exposed for the fuzzers and unit tests) ---- */
+
+/* One page of a ListObjectsV2 answer: appends keys under `prefix` (stripped) to *m (created
+ * if NULL); *next receives a malloc'd continuation token, or NULL on the last page. */
+wc_status wcnet_parse_list_page(const char *xml, size_t len, const char *prefix, wc_manifest **m,
+                                char **next, wc_error *err);
+/* Reads key id, secret and session token (may stay "") of `profile` from an AWS credentials
+ * file's text. 0 when both key and secret were found. */
+int wcnet_parse_credentials(const char *text, const char *profile, char *key, size_t key_len,
+                            char *secret, size_t secret_len, char *token, size_t token_len);
+
+#endif

@@ -1,0 +1,109 @@
+#!/usr/bin/env bash
+# remote_bench.sh [BUILD_DIR] - a model folder over a throttled link: wcodecfs mounting the
+# encoded folder by URL against curl fetching the raw .safetensors files, same link, same run.
+#
+# The link is real: nginx runs in a network namespace of its own, reached over a veth pair
+# whose server side is shaped by tc's token bucket to RATE (default 1600mbit = 200 MB/s), so
+# the mount's several connections share the same limit as curl's one. Needs root, iproute2
+# (ip, tc) and nginx. Env: RATE, SHARDS (4), COPIES (use-lite.bf16 repeats per shard: 15, about
+# 210 MB each), REPS (3: best of), KEEP.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+B=$(realpath "${1:-build}")
+RATE=${RATE:-1600mbit}; SHARDS=${SHARDS:-4}; COPIES=${COPIES:-15}; REPS=${REPS:-3}
+NP=$(command -v python3)
+SRC=../shared/data/use-lite.bf16.safetensors
+[ -f "$SRC" ] || { echo "remote_bench: needs $SRC (real BF16 weights)"; exit 1; }
+[ "$(id -u)" = 0 ] || { echo "remote_bench: needs root (network namespace, tc)"; exit 1; }
+T=$(mktemp -d /var/tmp/wcremote.XXXXXX); chmod 755 "$T"
+NS=wcb$$; H=wcbh$$; N=wcbn$$
+cleanup() {
+  set +e
+  mountpoint -q "$T/m" && fusermount3 -u -z "$T/m"
+  [ -f "$T/ng/nginx.pid" ] && kill "$(cat "$T/ng/nginx.pid")"
+  ip netns del "$NS" 2>/dev/null; ip link del "$H" 2>/dev/null
+  [ -n "${KEEP:-}" ] || rm -rf "$T"
+}
+trap cleanup EXIT
+
+mkdir -p "$T/www/raw" "$T/ng/logs" "$T/ng/tmp" "$T/m"
+for s in $(seq 1 "$SHARDS"); do
+  $NP tests/bench/repeat_model.py "$SRC" "$COPIES" "$T/www/raw/model-0000$s-of-0000$SHARDS.safetensors"
+done
+echo '{"architectures": ["X"]}' > "$T/www/raw/config.json"
+"$B/wcodec" encode -q "$T/www/raw" "$T/www/enc"
+raw_bytes=$(du -cb "$T"/www/raw/*.safetensors | tail -1 | cut -f1)
+enc_bytes=$(du -cb "$T"/www/enc/*.wcodec | tail -1 | cut -f1)
+
+ip netns add "$NS"
+ip link add "$H" type veth peer name "$N"
+ip link set "$N" netns "$NS"
+ip addr add 10.203.0.1/24 dev "$H"; ip link set "$H" up
+ip netns exec "$NS" ip addr add 10.203.0.2/24 dev "$N"
+ip netns exec "$NS" ip link set "$N" up
+ip netns exec "$NS" ip link set lo up
+# the server's side: every byte to the client leaves through the bucket
+ip netns exec "$NS" tc qdisc add dev "$N" root tbf rate "$RATE" burst 256kb latency 100ms
+cat > "$T/ng/nginx.conf" <<EOF
+worker_processes 2;
+pid $T/ng/nginx.pid;
+error_log $T/ng/logs/error.log;
+events { worker_connections 256; }
+http {
+  log_format ranges '\$uri \$status \$body_bytes_sent';
+  access_log $T/ng/logs/access.log ranges;
+  sendfile on;
+  client_body_temp_path $T/ng/tmp; proxy_temp_path $T/ng/tmp; fastcgi_temp_path $T/ng/tmp;
+  uwsgi_temp_path $T/ng/tmp; scgi_temp_path $T/ng/tmp;
+  server { listen 10.203.0.2:8080; root $T/www; }
+}
+EOF
+ip netns exec "$NS" nginx -p "$T/ng" -c "$T/ng/nginx.conf"
+for i in $(seq 50); do curl -sf -o /dev/null http://10.203.0.2:8080/raw/config.json && break; sleep 0.1; done
+
+now() { date +%s.%N; }
+best() { sort -g | head -1; }
+files=$(cd "$T/www/raw" && ls)
+curl_raw() { # every file of the raw folder, one after another, as a download would
+  for f in $files; do curl -sf -o /dev/null "http://10.203.0.2:8080/raw/$f"; done; }
+mount_read() { # mount the encoded folder by URL, read every file, unmount
+  "$B/wcodecfs" http://10.203.0.2:8080/enc/ "$T/m" -o cache_size=512M
+  for f in $files; do cat "$T/m/$f" > /dev/null; done
+  fusermount3 -u "$T/m"; }
+declare -A secs
+for what in curl_raw mount_read; do
+  for r in $(seq "$REPS"); do
+    sync; echo 3 > /proc/sys/vm/drop_caches 2>/dev/null || true
+    a=$(now); $what; z=$(now)
+    echo "$z - $a" | bc -l >> "$T/$what.times"
+  done
+  secs[$what]=$(best < "$T/$what.times")
+done
+# the mount's result is what it read: check it once
+"$B/wcodecfs" http://10.203.0.2:8080/enc/ "$T/m"
+for f in $files; do cmp "$T/www/raw/$f" "$T/m/$f"; done
+fusermount3 -u "$T/m"
+
+# one layer: what a read of one tensor fetches, against that tensor's raw bytes
+read -r toff tlen name < <($NP -c '
+import json, struct, sys
+b = open(sys.argv[1], "rb").read(1 << 20); n = struct.unpack("<Q", b[:8])[0]; h = json.loads(b[8:8 + n])
+k, v = max(((k, v) for k, v in h.items() if k != "__metadata__"), key=lambda kv: kv[1]["data_offsets"][1] - kv[1]["data_offsets"][0])
+print(8 + n + v["data_offsets"][0], v["data_offsets"][1] - v["data_offsets"][0], k)' "$T/www/raw/model-00001-of-0000$SHARDS.safetensors")
+"$B/wcodecfs" http://10.203.0.2:8080/enc/ "$T/m"
+: > "$T/ng/logs/access.log"
+dd if="$T/m/model-00001-of-0000$SHARDS.safetensors" of=/dev/null bs=1M iflag=direct,skip_bytes,count_bytes skip="$toff" count="$tlen" 2>/dev/null
+fusermount3 -u "$T/m"
+fetched=$(awk '{s += $3} END {print s + 0}' "$T/ng/logs/access.log")
+coded=$("$B/wcodec" info --json "$T/www/enc/model-00001-of-0000$SHARDS.wcodec" | $NP -c '
+import json, sys; j = json.load(sys.stdin); print([t["coded_bytes"] for t in j["tensors"] if t["name"] == sys.argv[1]][0])' "$name")
+
+mbs() { echo "$1 / $2 / 1000000" | bc -l | xargs printf '%.0f'; }
+echo "remote_bench: $SHARDS shards of use-lite.bf16 x $COPIES (real BF16 weights), raw $raw_bytes bytes," \
+     "encoded $enc_bytes; link $RATE (tc tbf in a network namespace); best of $REPS; $(nproc) cores"
+printf '| %-44s | %8s | %8s |\n' "whole folder over the link" "seconds" "MB/s"
+printf '| %-44s | %8.2f | %8s |\n' "curl, the raw .safetensors files" "${secs[curl_raw]}" "$(mbs "$raw_bytes" "${secs[curl_raw]}")"
+printf '| %-44s | %8.2f | %8s |\n' "wcodecfs mount by URL (mount + read + umount)" "${secs[mount_read]}" "$(mbs "$raw_bytes" "${secs[mount_read]}")"
+printf 'mount / curl speed: %.2fx (target >= 1.4x; the bytes alone allow %.2fx)\n' \
+  "$(echo "${secs[curl_raw]} / ${secs[mount_read]}" | bc -l)" "$(echo "$raw_bytes / $enc_bytes" | bc -l)"
+echo "one tensor ($name, $tlen raw bytes): fetched $fetched bytes; its tiles are $coded coded bytes"

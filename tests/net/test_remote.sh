@@ -1,0 +1,230 @@
+#!/usr/bin/env bash
+# test_remote.sh BUILD_DIR - wcodecfs mounting http:// and s3:// roots served on loopback by
+# servers this script starts and stops: nginx (Debian's) for HTTP, and for S3 s3rver (npm,
+# installed by mount-scripts/install-deps.sh under .deps/) behind tests/net/sigv4_proxy.py,
+# which checks every request's Signature V4 (s3rver itself does not). Ends with
+# 'N passed, N failed'.
+set -u
+B=$(realpath "${1:?usage: test_remote.sh BUILD_DIR}")
+HERE=$(cd "$(dirname "$0")" && pwd); ROOT=$(cd "$HERE/../.." && pwd)
+W=$B/wcodec; FS=$B/wcodecfs
+PY=$(command -v python3 || echo /usr/bin/python3) # standard library only: either interpreter
+S3RVER=$ROOT/.deps/npm/node_modules/.bin/s3rver
+T=$(mktemp -d /tmp/wcfs-remote.XXXXXX); chmod 755 "$T" # nginx workers run as another user
+MNTS=(); PIDS=()
+cleanup() {
+  [ -n "${KEEP:-}" ] && return
+  for m in "${MNTS[@]}"; do fusermount3 -u -z "$m" 2>/dev/null; done
+  [ -f "$T/ng/nginx.pid" ] && kill "$(cat "$T/ng/nginx.pid")" 2>/dev/null
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
+  rm -rf "$T"
+}
+trap cleanup EXIT
+pass=0; fail=0; skip=0
+ok() { echo "ok - $1"; pass=$((pass+1)); }
+no() { echo "not ok - $1"; fail=$((fail+1)); [ -f "$T/err" ] && sed 's/^/#   /' "$T/err" | tail -5; }
+t() { local name=$1; shift; if "$@" >"$T/out" 2>"$T/err"; then ok "$name"; else no "$name"; fi; }
+t_fails() { local name=$1; shift; if "$@" >"$T/out" 2>"$T/err"; then no "$name (succeeded)"; else ok "$name"; fi; }
+said() { if grep -q "$2" "$T/err"; then ok "$1"; else no "$1"; fi; } # said NAME PATTERN: of the last command
+stat_of() { awk -F': ' -v k="$2" '$1==k {print $2}' "$1/.wcodecfs-stats"; }
+umnt() { for i in $(seq 50); do mountpoint -q "$1" || return 0; fusermount3 -u "$1" 2>/dev/null; sleep 0.1; done; return 1; }
+mnt() { # mnt URL MNT [opts]
+  mkdir -p "$2"; MNTS+=("$2")
+  "$FS" "$1" "$2" -o "log=$T/wcfs.log${3:+,$3}" 2>"$T/mount.log"
+}
+free_port() { "$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+wait_port() { for i in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done; return 1; }
+
+if [ ! -e /dev/fuse ]; then echo "# /dev/fuse missing: skipped"; echo "0 passed, 0 failed, 1 skipped"; exit 0; fi
+NGINX=$(command -v nginx || echo /usr/sbin/nginx)
+if [ ! -x "$NGINX" ]; then echo "# nginx missing (mount-scripts/install-deps.sh installs it)"; echo "0 passed, 1 failed"; exit 1; fi
+
+# ---- fixtures: every dtype, a multi-tile BF16 file, plain files, a subfolder, an odd name
+mkdir -p "$T/orig/sub" "$T/www"
+"$B/tests/make_fixtures" "$T/orig" >/dev/null || { echo "make_fixtures failed"; exit 1; }
+mv "$T/orig/edge.safetensors" "$T/orig/sub/"
+echo '{"architectures": ["X"]}' > "$T/orig/config.json"
+echo 'secret stuff' > "$T/orig/denied.txt"
+echo 'flaky but there' > "$T/orig/flaky.txt"
+echo 'here today' > "$T/orig/gone.txt"
+echo 'a name with spaces' > "$T/orig/sub/with space.txt"
+"$W" encode -q -j 2 "$T/orig" "$T/www/enc" || { echo "encode failed"; exit 1; }
+cp "$T/www/enc/big_bf16.wcodec" "$T/www/enc/broken.wcodec" # answered 500 at mount
+"$W" manifest "$T/www/enc"
+
+# ---- nginx: a fast port, and a slow one (limit_rate) for a transfer cut mid-read
+P1=$(free_port); P2=$(free_port)
+mkdir -p "$T/ng/logs" "$T/ng/tmp"
+cat > "$T/ng/nginx.conf" <<EOF
+worker_processes 2;
+pid $T/ng/nginx.pid;
+error_log $T/ng/logs/error.log;
+events { worker_connections 256; }
+http {
+  log_format ranges '\$uri \$status \$body_bytes_sent "\$http_range"';
+  access_log $T/ng/logs/access.log ranges;
+  client_body_temp_path $T/ng/tmp; proxy_temp_path $T/ng/tmp; fastcgi_temp_path $T/ng/tmp;
+  uwsgi_temp_path $T/ng/tmp; scgi_temp_path $T/ng/tmp;
+  server {
+    listen 127.0.0.1:$P1; root $T/www;
+    location = /enc/denied.txt { return 403; }
+    location = /enc/broken.wcodec { return 500; }
+    location = /enc/flaky.txt { if (-f $T/flag500) { return 500; } }
+  }
+  server { listen 127.0.0.1:$P2; root $T/www; limit_rate 2m; }
+}
+EOF
+ng_start() { "$NGINX" -p "$T/ng" -c "$T/ng/nginx.conf" 2>"$T/ng/start.log" && wait_port "$P1" && wait_port "$P2"; }
+ng_stop() { kill "$(cat "$T/ng/nginx.pid")" 2>/dev/null; for i in $(seq 50); do [ -f "$T/ng/nginx.pid" ] || return 0; sleep 0.1; done; }
+t "nginx serves the encoded folder" ng_start
+URL=http://127.0.0.1:$P1/enc/
+ALOG=$T/ng/logs/access.log
+
+M=$T/m
+t "mount $URL" mnt "$URL" "$M" "retry_time=2"
+listing() { (cd "$1" && find . ! -name .wcodecfs-stats | sort); }
+t "the listing is the local folder's" diff <(listing "$M") <(cd "$T/orig" && find . | sort)
+for f in $(cd "$T/orig" && find . -type f ! -name denied.txt ! -name gone.txt ! -name 'with space.txt' | sort); do
+  t "cmp $f" cmp "$T/orig/$f" "$M/$f"
+done
+t "cmp a name with spaces" cmp "$T/orig/sub/with space.txt" "$M/sub/with space.txt"
+t "sizes exact before any read" test "$(stat -c %s "$M/all_dtypes.safetensors")" = "$(stat -c %s "$T/orig/all_dtypes.safetensors")"
+t "a container answered 500 at mount is skipped, and said" grep -q "skipping broken.wcodec: .*broken.wcodec: HTTP 500" "$T/wcfs.log"
+t_fails "403 on a plain file" cat "$M/denied.txt"
+said "403 reads as EACCES" "Permission denied"
+t "the 403 logged once, naming the URL" test "$(grep -c "enc/denied.txt: HTTP 403" "$T/wcfs.log")" = 1
+rm "$T/www/enc/gone.txt"
+t_fails "404 on a plain file gone from the server" cat "$M/gone.txt"
+said "404 reads as ENOENT" "No such file"
+touch "$T/flag500"
+(sleep 1; rm -f "$T/flag500") &
+t "500 answered for a second: retried, then served" cmp "$T/orig/flaky.txt" "$M/flaky.txt"
+t "retries counted" test "$(stat_of "$M" net_retries)" -ge 1
+t_fails "writes refused" touch "$M/new"
+t "unmount" umnt "$M"
+# the container answering 500 has been seen; from here on it is not listed
+rm "$T/www/enc/broken.wcodec"; "$W" manifest "$T/www/enc"
+
+# ---- one tensor read alone: its tiles and at most one more on each side are fetched
+read -r TOFF TLEN < <("$PY" -c '
+import json, struct, sys
+b = open(sys.argv[1], "rb").read(); n = struct.unpack("<Q", b[:8])[0]; h = json.loads(b[8:8 + n])
+a, z = h["layers.0.weight"]["data_offsets"]; print(8 + n + a, z - a)' "$T/orig/big_bf16.safetensors")
+read -r CODED TILE < <("$W" info --json "$T/www/enc/big_bf16.wcodec" | "$PY" -c '
+import json, sys; j = json.load(sys.stdin)
+print([t["coded_bytes"] for t in j["tensors"] if t["name"] == "layers.0.weight"][0], j["tile_size"])')
+t "mount for a one-tensor read" mnt "$URL" "$M"
+: > "$ALOG"
+t "read layers.0.weight alone (O_DIRECT)" dd if="$M/big_bf16.safetensors" of="$T/tensor" bs=1M iflag=direct,skip_bytes,count_bytes skip="$TOFF" count="$TLEN"
+t "its bytes are the original's" cmp "$T/tensor" <(tail -c +$((TOFF + 1)) "$T/orig/big_bf16.safetensors" | head -c "$TLEN")
+FETCHED=$(awk '$1 == "/enc/big_bf16.wcodec" {s += $3} END {print s + 0}' "$ALOG")
+BOUND=$((CODED + 2 * TILE + 64 * 16))
+t "fetched $FETCHED bytes <= tensor's tiles $CODED + 2 tiles ($BOUND)" test "$FETCHED" -le "$BOUND" -a "$FETCHED" -ge "$CODED"
+t "adjacent tiles coalesced: $(grep -c big_bf16 "$ALOG") GETs for 12 tiles" test "$(grep -c big_bf16 "$ALOG")" -le 6
+umnt "$M"
+
+# ---- the disk cache: kept across mounts, checked on use, bounded
+DC=$T/dc
+t "mount with a disk cache" mnt "$URL" "$M" "disk_cache=$DC"
+t "first read through it" cmp "$T/orig/big_bf16.safetensors" "$M/big_bf16.safetensors"
+umnt "$M"
+t "remount with the same disk cache" mnt "$URL" "$M" "disk_cache=$DC"
+: > "$ALOG"
+t "read again" cmp "$T/orig/big_bf16.safetensors" "$M/big_bf16.safetensors"
+t "no tile fetched: all from disk ($(grep -c big_bf16 "$ALOG") GETs)" test "$(grep -c big_bf16 "$ALOG")" = 0
+t "disk cache hits counted" test "$(stat_of "$M" disk_cache_hits)" -ge 20
+umnt "$M"
+victim=$(find "$DC" -type f ! -name '.*' | head -1)
+printf 'X' | dd of="$victim" bs=1 seek=100 conv=notrunc 2>/dev/null
+t "remount after damaging an entry" mnt "$URL" "$M" "disk_cache=$DC"
+t "the damaged entry is fetched again: bytes identical" cmp "$T/orig/big_bf16.safetensors" "$M/big_bf16.safetensors"
+t "and counted as bad" test "$(stat_of "$M" disk_cache_bad)" = 1
+umnt "$M"
+t "mount with a 1 MiB disk cache" mnt "$URL" "$M" "disk_cache=$T/dc2,disk_cache_size=1M"
+t "every container read through it" sh -c "cmp '$T/orig/big_bf16.safetensors' '$M/big_bf16.safetensors' && cmp '$T/orig/all_dtypes.safetensors' '$M/all_dtypes.safetensors'"
+t "the disk cache holds <= 1 MiB ($(du -sb --exclude='.*' "$T/dc2" | cut -f1) bytes of files)" \
+  test "$(find "$T/dc2" -type f -printf '%s\n' | awk '{s += $1} END {print s + 0}')" -le $((1 << 20))
+t "entries were evicted" test "$(stat_of "$M" disk_cache_evicted)" -ge 1
+umnt "$M"
+
+# ---- an object replaced on the server while mounted: EIO, never a mix; a remount serves it
+t "mount" mnt "$URL" "$M"
+t "the first MiB read (old version)" dd if="$M/big_bf16.safetensors" of="$T/head" bs=1M count=1 iflag=direct
+cp "$T/www/enc/all_dtypes.wcodec" "$T/www/enc/.new" && mv "$T/www/enc/.new" "$T/www/enc/big_bf16.wcodec"
+t_fails "reading on after the replacement fails" dd if="$M/big_bf16.safetensors" of="$T/rest" bs=1M iflag=direct
+said "with EIO" "Input/output error"
+t "the bytes it did return are the old version's" cmp -n "$(stat -c %s "$T/rest")" "$T/rest" "$T/orig/big_bf16.safetensors"
+t "logged as changed on the server" grep -q "big_bf16.wcodec: changed on the server" "$T/wcfs.log"
+umnt "$M"
+t "a remount serves the new version" sh -c "'$FS' '$URL' '$M' && cmp '$T/orig/all_dtypes.safetensors' '$M/big_bf16.safetensors'"
+umnt "$M"
+cp "$T/www/enc/all_dtypes.wcodec" /dev/null
+"$W" encode -q -f "$T/orig/big_bf16.safetensors" "$T/www/enc/big_bf16.wcodec"
+
+# ---- the server gone mid-read: EIO within the bound, then served again without a remount
+SLOW=http://127.0.0.1:$P2/enc/
+t "mount through the slow port (2 MB/s)" mnt "$SLOW" "$M" "retry_time=5,stall_timeout=5"
+start=$(date +%s)
+dd if="$M/big_bf16.safetensors" of=/dev/null bs=1M iflag=direct 2>"$T/dd.err" & DD=$!
+sleep 1; ng_stop
+wait $DD; rc=$?; took=$(( $(date +%s) - start ))
+t "the read in flight fails (rc $rc) within 90 s ($took s)" test "$rc" != 0 -a "$took" -le 90
+t "with EIO" grep -q "Input/output error" "$T/dd.err"
+t "nginx back" ng_start
+t "the same mount serves every byte again" cmp "$T/orig/big_bf16.safetensors" "$M/big_bf16.safetensors"
+t "logged when it answered again" grep -q "answering again" "$T/wcfs.log"
+umnt "$M"
+
+t "no credential in any log" sh -c "! grep -rq 'S3CRETKEY' '$T/wcfs.log' '$T/ng/logs'"
+mkdir -p "$T/m2"
+t_fails "a URL with no manifest is refused at mount" "$FS" "http://127.0.0.1:$P1/nothing/" "$T/m2"
+said "saying so" "no wcodec-manifest.json there"
+t_fails "a server that is not there is refused at mount" "$FS" "http://127.0.0.1:1/" "$T/m2" -o retry_time=1
+t_fails "disk_cache on a local SRC is refused" "$FS" "$T/www/enc" "$T/m2" -o disk_cache=$T/x
+
+# ---- S3: s3rver behind the signature check
+if [ ! -x "$S3RVER" ]; then
+  echo "# s3rver missing ($S3RVER; mount-scripts/install-deps.sh installs it): S3 tests skipped"
+  skip=1
+else
+  P3=$(free_port); P4=$(free_port)
+  mkdir -p "$T/s3data"
+  "$S3RVER" -d "$T/s3data" -a 127.0.0.1 -p "$P3" --silent --configure-bucket models >"$T/s3rver.log" 2>&1 & PIDS+=($!)
+  # s3rver knows the key id S3RVER; the check holds the secret
+  "$PY" "$HERE/sigv4_proxy.py" "$P4" "$P3" S3RVER S3CRETKEY >"$T/proxy.log" 2>&1 & PIDS+=($!)
+  if wait_port "$P3" && wait_port "$P4"; then ok "s3rver and the signature check up"; else no "s3rver and the signature check up"; fi
+  EP=http://127.0.0.1:$P4
+  put() { curl -sS -f --aws-sigv4 "aws:amz:us-east-1:s3" --user S3RVER:S3CRETKEY \
+            -H "x-amz-content-sha256: UNSIGNED-PAYLOAD" -T "$1" "$EP/models/$(printf %s "$2" | sed 's/ /%20/g')"; }
+  uploaded=0
+  for f in $(cd "$T/www/enc" && find . -type f ! -name 'broken.wcodec' ! -name '*space*' | sed 's|^\./||'); do
+    put "$T/www/enc/$f" "llama/$f" && uploaded=$((uploaded+1))
+  done
+  t "objects uploaded ($uploaded)" test "$uploaded" -ge 6
+  t_fails "a wrong signature is refused by the check" curl -sS -f --aws-sigv4 "aws:amz:us-east-1:s3" --user S3RVER:wrong -H "x-amz-content-sha256: UNSIGNED-PAYLOAD" "$EP/models/llama/config.json"
+  export AWS_ACCESS_KEY_ID=S3RVER AWS_SECRET_ACCESS_KEY=S3CRETKEY
+  S=$T/s
+  t "mount s3://models/llama (credentials from the environment)" mnt "s3://models/llama" "$S" "s3_endpoint=$EP,retry_time=2"
+  for f in config.json all_dtypes.safetensors big_bf16.safetensors sub/edge.safetensors sub/tokenizer.json; do
+    [ -f "$T/orig/$f" ] && t "s3 cmp $f" cmp "$T/orig/$f" "$S/$f"
+  done
+  t "s3 mount named without credentials in /proc/mounts" sh -c "grep ' $S ' /proc/mounts | grep -q 's3://models/llama/' && ! grep -q S3CRETKEY /proc/mounts"
+  t "s3: replaced object" put "$T/www/enc/all_dtypes.wcodec" "llama/big_bf16.wcodec"
+  t_fails "s3: reading the replaced object fails" dd if="$S/big_bf16.safetensors" of=/dev/null bs=1M iflag=direct
+  said "s3: with EIO" "Input/output error"
+  umnt "$S"
+  unset AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY
+  printf '[default]\naws_access_key_id = WRONG\naws_secret_access_key = WRONG\n\n[test]\n# the profile used\naws_access_key_id = S3RVER\naws_secret_access_key = S3CRETKEY\n' > "$T/credentials"
+  t "mount with a credentials file and AWS_PROFILE" env AWS_SHARED_CREDENTIALS_FILE="$T/credentials" AWS_PROFILE=test "$FS" s3://models/llama "$S" -o "s3_endpoint=$EP,log=$T/wcfs.log"
+  t "s3 (profile) cmp config.json" cmp "$T/orig/config.json" "$S/config.json"
+  umnt "$S"
+  t_fails "a wrong secret is refused at mount" env AWS_SHARED_CREDENTIALS_FILE="$T/credentials" "$FS" s3://models/llama "$S" -o "s3_endpoint=$EP,retry_time=1"
+  said "as 403" "HTTP 403"
+  t "without the secret in the message" sh -c "! grep -q WRONG '$T/err' '$T/wcfs.log'"
+  t_fails "no credentials at all: a clear error" env -u AWS_ACCESS_KEY_ID HOME=$T AWS_SHARED_CREDENTIALS_FILE=$T/none "$FS" s3://models/llama "$S" -o "s3_endpoint=$EP"
+  said "saying so" "no AWS credentials"
+  t "no credential in any log" sh -c "! grep -rq 'S3CRETKEY' '$T/wcfs.log' '$T/mount.log'"
+fi
+
+echo "$pass passed, $fail failed$([ "$skip" = 0 ] || echo ", $skip skipped")"
+[ "$fail" = 0 ]
