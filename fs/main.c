@@ -17,7 +17,7 @@ wcfs g_fs;
 
 typedef struct {
     char *src, *cache_size, *index_dir, *gpu, *kernel_readahead, *log;
-    char *disk_cache, *disk_cache_size, *fetch_size, *s3_endpoint, *s3_region;
+    char *disk_cache, *disk_cache_size, *fetch_size, *s3_endpoint, *s3_region, *ca_file;
     unsigned readahead, threads, gpu_min_batch, connections, retry_time, stall_timeout;
     int help, nonopts;
 } options;
@@ -41,6 +41,7 @@ static const struct fuse_opt opt_spec[] = {
     {"stall_timeout=%u", offsetof(options, stall_timeout), 0},
     {"s3_endpoint=%s", offsetof(options, s3_endpoint), 0},
     {"s3_region=%s", offsetof(options, s3_region), 0},
+    {"ca_file=%s", offsetof(options, ca_file), 0},
     FUSE_OPT_KEY("-h", KEY_HELP),
     FUSE_OPT_KEY("--help", KEY_HELP),
     FUSE_OPT_END};
@@ -110,6 +111,8 @@ static void usage(const char *prog) {
            "    -o stall_timeout=S a transfer with no byte for S seconds fails (default 15)\n"
            "    -o s3_endpoint=URL an S3-compatible store (path-style requests); default AWS\n"
            "    -o s3_region=R     the signing region (default $AWS_REGION, else us-east-1)\n"
+           "    -o ca_file=PEM     verify https servers with these CA certificates instead of\n"
+           "                       the system's (a private CA); verification is never off\n"
            "    S3 credentials: $AWS_ACCESS_KEY_ID, $AWS_SECRET_ACCESS_KEY ($AWS_SESSION_TOKEN),\n"
            "    else ~/.aws/credentials ($AWS_SHARED_CREDENTIALS_FILE, $AWS_PROFILE)\n"
            "\n"
@@ -170,8 +173,8 @@ static int configure(options *o, const char *mnt) {
         return fail("%s: mount point is not an existing directory", mnt);
     if (!dir_is_empty(mnt)) return fail("%s: mount point is not empty", mnt);
     g_fs.src = remote ? strdup(o->src) : realpath(o->src, NULL);
-    if (!remote && (o->disk_cache || o->s3_endpoint))
-        return fail("%s", "disk_cache and s3_endpoint are options of a remote SRC (http://, https://, s3://)");
+    if (!remote && (o->disk_cache || o->s3_endpoint || o->ca_file))
+        return fail("%s", "disk_cache, s3_endpoint and ca_file are options of a remote SRC (http://, https://, s3://)");
     g_fs.fetch_size = 8u << 20;
     if (o->fetch_size && (wc_parse_size(o->fetch_size, &g_fs.fetch_size) != 0 ||
                           g_fs.fetch_size < (64u << 10) || g_fs.fetch_size > (64u << 20)))
@@ -185,7 +188,7 @@ static int configure(options *o, const char *mnt) {
     if (remote) {
         wcnet_opts no = {.connections = o->connections, .retry_time = o->retry_time,
                          .stall_timeout = o->stall_timeout, .s3_endpoint = o->s3_endpoint,
-                         .s3_region = o->s3_region};
+                         .s3_region = o->s3_region, .ca_file = o->ca_file};
         wc_error err = {0};
         if (wcnet_open(o->src, &no, &g_fs.net, &err) != WC_OK) return fail("%s", err.msg);
     }
@@ -226,7 +229,7 @@ static int configure(options *o, const char *mnt) {
 
 static void free_options(options *o) {
     char **strs[] = {&o->src, &o->cache_size, &o->index_dir, &o->gpu, &o->kernel_readahead, &o->log,
-                     &o->disk_cache, &o->disk_cache_size, &o->fetch_size, &o->s3_endpoint, &o->s3_region};
+                     &o->disk_cache, &o->disk_cache_size, &o->fetch_size, &o->s3_endpoint, &o->s3_region, &o->ca_file};
     for (size_t i = 0; i < sizeof strs / sizeof *strs; i++) {
         free(*strs[i]);
         *strs[i] = NULL;

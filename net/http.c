@@ -52,7 +52,11 @@ wc_status wcnet_open(const char *url, const wcnet_opts *opts, wcnet **out, wc_er
     if (!n->o.connect_timeout) n->o.connect_timeout = 10;
     if (!n->o.stall_timeout) n->o.stall_timeout = 15;
     if (!n->o.retry_time) n->o.retry_time = 30;
-    n->o.s3_endpoint = n->o.s3_region = NULL; /* not kept: the caller's strings */
+    n->o.s3_endpoint = n->o.s3_region = n->o.ca_file = NULL; /* not kept: the caller's strings */
+    if (opts && opts->ca_file && !(n->ca_file = strdup(opts->ca_file))) {
+        wcnet_close(n);
+        return wc_error_set(err, WC_ERR_NOMEM, "out of memory");
+    }
     pthread_mutex_init(&n->lock, NULL);
     pthread_cond_init(&n->cond, NULL);
     wc_status st = WC_OK;
@@ -89,6 +93,7 @@ void wcnet_close(wcnet *n) {
     free(n->display);
     free(n->s3_prefix);
     free(n->s3_list_url);
+    free(n->ca_file);
     if (n->userpwd) {
         memset(n->userpwd, 0, strlen(n->userpwd));
         free(n->userpwd);
@@ -265,6 +270,7 @@ int wcnet_fetch(wcnet *n, const char *url, const char *what, uint64_t off, size_
         curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdrs);
         curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
         if (!whole) curl_easy_setopt(h, CURLOPT_RANGE, range);
+        if (n->ca_file) curl_easy_setopt(h, CURLOPT_CAINFO, n->ca_file);
         if (n->s3) {
             curl_easy_setopt(h, CURLOPT_AWS_SIGV4, n->sigv4);
             curl_easy_setopt(h, CURLOPT_USERPWD, n->userpwd);

@@ -18,6 +18,7 @@ struct wcnet {
     char *userpwd;     /* S3: "key:secret" */
     char *token_header; /* S3: "x-amz-security-token: ..." or NULL */
     wcnet_opts o;
+    char *ca_file;     /* or NULL */
     pthread_mutex_t lock;
     pthread_cond_t cond;
     CURL **idle;       /* kept-alive handles not in use */

@@ -29,6 +29,8 @@ typedef struct {
                                * gone costs each read one attempt, not the whole retry time */
     const char *s3_endpoint;  /* "http://127.0.0.1:9000": path-style requests there; NULL = AWS */
     const char *s3_region;    /* NULL: $AWS_REGION, $AWS_DEFAULT_REGION, else us-east-1 */
+    const char *ca_file;      /* PEM certificates to verify servers with, instead of the
+                               * system's (a private CA); NULL: the system's */
 } wcnet_opts;
 
 /*

@@ -52,8 +52,11 @@ echo 'a name with spaces' > "$T/orig/sub/with space.txt"
 cp "$T/www/enc/big_bf16.wcodec" "$T/www/enc/broken.wcodec" # answered 500 at mount
 "$W" manifest "$T/www/enc"
 
-# ---- nginx: a fast port, and a slow one (limit_rate) for a transfer cut mid-read
-P1=$(free_port); P2=$(free_port)
+# ---- nginx: a fast port, a slow one (limit_rate) for a transfer cut mid-read, and https with
+# a certificate of our own
+P1=$(free_port); P2=$(free_port); P5=$(free_port)
+openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=127.0.0.1 -addext subjectAltName=IP:127.0.0.1 \
+  -keyout "$T/key.pem" -out "$T/cert.pem" 2>/dev/null
 mkdir -p "$T/ng/logs" "$T/ng/tmp"
 cat > "$T/ng/nginx.conf" <<EOF
 worker_processes 2;
@@ -72,6 +75,7 @@ http {
     location = /enc/flaky.txt { if (-f $T/flag500) { return 500; } }
   }
   server { listen 127.0.0.1:$P2; root $T/www; limit_rate 2m; }
+  server { listen 127.0.0.1:$P5 ssl; root $T/www; ssl_certificate $T/cert.pem; ssl_certificate_key $T/key.pem; }
 }
 EOF
 ng_start() { "$NGINX" -p "$T/ng" -c "$T/ng/nginx.conf" 2>"$T/ng/start.log" && wait_port "$P1" && wait_port "$P2"; }
@@ -180,6 +184,12 @@ mkdir -p "$T/m2"
 t_fails "a URL with no manifest is refused at mount" "$FS" "http://127.0.0.1:$P1/nothing/" "$T/m2"
 said "saying so" "no wcodec-manifest.json there"
 t_fails "a server that is not there is refused at mount" "$FS" "http://127.0.0.1:1/" "$T/m2" -o retry_time=1
+t_fails "https: a certificate no CA vouches for is refused" "$FS" "https://127.0.0.1:$P5/enc/" "$T/m2"
+said "saying why" "certificate"
+t "https: trusted with ca_file" mnt "https://127.0.0.1:$P5/enc/" "$M" "ca_file=$T/cert.pem"
+t "https: cmp config.json" cmp "$T/orig/config.json" "$M/config.json"
+t "https: cmp big_bf16.safetensors" cmp "$T/orig/big_bf16.safetensors" "$M/big_bf16.safetensors"
+umnt "$M"
 t_fails "disk_cache on a local SRC is refused" "$FS" "$T/www/enc" "$T/m2" -o disk_cache=$T/x
 
 # ---- S3: s3rver behind the signature check
