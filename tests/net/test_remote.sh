@@ -137,6 +137,9 @@ t "remount with the same disk cache" mnt "$URL" "$M" "disk_cache=$DC"
 t "read again" cmp "$T/orig/big_bf16.safetensors" "$M/big_bf16.safetensors"
 t "no tile fetched: all from disk ($(grep -c big_bf16 "$ALOG") GETs)" test "$(grep -c big_bf16 "$ALOG")" = 0
 t "disk cache hits counted" test "$(stat_of "$M" disk_cache_hits)" -ge 20
+ng_stop
+t "the server stopped: cached tiles still served (O_DIRECT)" sh -c "dd if='$M/big_bf16.safetensors' bs=1M iflag=direct 2>/dev/null | cmp - '$T/orig/big_bf16.safetensors'"
+t "nginx back" ng_start
 umnt "$M"
 victim=$(find "$DC" -type f ! -name '.*' | head -1)
 printf 'X' | dd of="$victim" bs=1 seek=100 conv=notrunc 2>/dev/null
