@@ -128,22 +128,20 @@ static int is_container(const char *path) {
     return n > 7 && !strcmp(path + n - 7, ".wcodec") && base[0] != '.';
 }
 
-/* Adds path's folders ("/a", "/a/b" for "/a/b/c") that are not there yet. */
+/* Adds path's folders ("/a", "/a/b" for "/a/b/c"); the same folder comes once per file under
+ * it, and the duplicates go when the nodes are sorted. */
 static int add_folders(size_t *cap, const char *path) {
-    char *p = strdup(path);
-    int rc = p ? 0 : -1;
-    for (char *s = p ? strchr(p + 1, '/') : NULL; s && rc == 0; s = strchr(s + 1, '/')) {
-        *s = 0;
-        int have = 0;
-        for (size_t i = n_nodes; i-- > 0 && !have;) have = nodes[i].is_dir && !strcmp(nodes[i].path, p);
-        if (!have) {
-            char *d = strdup(p);
-            rc = d ? push_node(cap, (wcfs_rnode){.path = d, .is_dir = 1}) : -1;
-        }
-        *s = '/';
+    for (const char *s = strchr(path + 1, '/'); s; s = strchr(s + 1, '/')) {
+        char *d = strndup(path, (size_t)(s - path));
+        if (!d || push_node(cap, (wcfs_rnode){.path = d, .is_dir = 1}) != 0) return -1;
     }
-    free(p);
-    return rc;
+    return 0;
+}
+
+static void free_node(wcfs_rnode *n) {
+    free(n->path);
+    free(n->key);
+    pthread_mutex_destroy(&n->pin_lock);
 }
 
 int wcfs_remote_scan(wcfs *fs) {
@@ -179,7 +177,7 @@ int wcfs_remote_scan(wcfs *fs) {
     if (!started) open_worker(&job);
     for (unsigned t = 0; t < started; t++) pthread_join(th[t], NULL);
 
-    size_t cap = 0, kept = 0;
+    size_t cap = 0, kept = 0, k = 0; /* k: the next container, in manifest order as todo is */
     for (size_t i = 0; i < m->n; i++) {
         const wc_manifest_entry *e = &m->files[i];
         const char *base = strrchr(e->path, '/');
@@ -188,11 +186,9 @@ int wcfs_remote_scan(wcfs *fs) {
         char *path = NULL;
         wcfs_rnode node = {.size = e->size, .mtime = e->mtime};
         if (is_container(e->path)) {
-            size_t k = 0;
-            while (todo[k] != i) k++;
             wcfs_file *f = &fs->files[k];
-            if (job.rcs[k]) {
-                wcfs_log("warning: skipping %s: %s", e->path, job.errs[k].msg);
+            if (job.rcs[k++]) {
+                wcfs_log("warning: skipping %s: %s", e->path, job.errs[k - 1].msg);
                 fs->stats.containers_failed++;
                 wc_container_close(f->c);
                 free(f->r->in_flight);
@@ -207,7 +203,7 @@ int wcfs_remote_scan(wcfs *fs) {
             f->real = strdup(e->path);
             f->mtime = e->mtime;
             node.size = f->source_size;
-            fs->files[kept] = *f; /* the registry keeps the opened ones, in order (kept <= k) */
+            fs->files[kept] = *f; /* the registry keeps the opened ones, in order (kept < k) */
             node.f = &fs->files[kept++];
         } else if (asprintf(&path, "/%s", e->path) < 0) {
             abort();
@@ -218,10 +214,13 @@ int wcfs_remote_scan(wcfs *fs) {
     }
     fs->n_files = kept;
     qsort(nodes, n_nodes, sizeof *nodes, cmp_node);
-    /* a container presented over a plain file of the same name wins, as in a local mount */
+    /* one node a path: a folder named by several files comes once, and a container presented
+     * over a plain file of the same name wins, as in a local mount */
     size_t w = 0;
     for (size_t i = 0; i < n_nodes; i++) {
         if (w && !strcmp(nodes[w - 1].path, nodes[i].path)) {
+            wcfs_rnode *loser = nodes[i].f ? &nodes[w - 1] : &nodes[i];
+            free_node(loser);
             if (nodes[i].f) nodes[w - 1] = nodes[i];
             continue;
         }
@@ -401,11 +400,7 @@ void wcfs_remote_free(wcfs *fs) {
         free(r->cache_id);
         free(r);
     }
-    for (size_t i = 0; i < n_nodes; i++) {
-        free(nodes[i].path);
-        free(nodes[i].key);
-        pthread_mutex_destroy(&nodes[i].pin_lock);
-    }
+    for (size_t i = 0; i < n_nodes; i++) free_node(&nodes[i]);
     free(nodes);
     nodes = NULL;
     n_nodes = 0;
