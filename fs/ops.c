@@ -45,7 +45,8 @@ static int has_suffix(const char *name, size_t n, const char *suffix) {
 }
 
 /* Our own temporaries (wcodec's atomic output) and raw containers are not presented: regular
- * files with those names. A directory or a symlink is shown as it is, whatever its name. */
+ * files with those names. A directory or a symlink is shown as it is, whatever its name. Nor is
+ * the root's manifest (it lists the containers, not the presented files), as in a remote mount. */
 static int hidden(const char *name, mode_t mode) {
     return S_ISREG(mode) &&
            ((name[0] == '.' && strstr(name, ".tmp.")) || has_suffix(name, strlen(name), ".wcodec"));
@@ -78,7 +79,8 @@ static int get_attr(const char *path, struct stat *st) {
     if (!real) return -ENOMEM;
     int rc = lstat(real, st) == 0 ? 0 : -errno; /* a symlink is presented, never followed */
     free(real);
-    if (rc == 0 && !f && base && hidden(base + 1, st->st_mode)) rc = -ENOENT;
+    if (rc == 0 && !f && base && (hidden(base + 1, st->st_mode) || !strcmp(path, "/" WC_MANIFEST_NAME)))
+        rc = -ENOENT;
     if (rc == 0 && f) {
         st->st_size = (off_t)f->source_size;
         st->st_blocks = (blkcnt_t)((f->source_size + 511) / 512);
@@ -233,7 +235,7 @@ static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
                 rc |= listing_add(l, presented, DT_REG);
             free(full);
             free(presented);
-        } else if (!hidden(name, mode)) {
+        } else if (!hidden(name, mode) && !(!strcmp(path, "/") && !strcmp(name, WC_MANIFEST_NAME))) {
             /* a plain file, unless a container presents the same name */
             char *full = child_path(path, name);
             if (full && !wcfs_lookup(&g_fs, full)) rc |= listing_add(l, name, (unsigned char)IFTODT(mode));

@@ -39,6 +39,7 @@ DATA=$ROOT/../shared/data
 M=$T/m
 t "mount" mnt "$T/src" "$M" "cache_size=32M,readahead=4"
 t "no .wcodec names under the mount" test -z "$(find "$M" -name '*.wcodec')"
+t "the manifest encode wrote is not presented" sh -c "test -f '$T/src/wcodec-manifest.json' && ! test -e '$M/wcodec-manifest.json' && ! ls -a '$M' | grep -q manifest"
 for f in $(cd "$T/orig" && find . -type f | sort); do
   t "cmp $f" cmp "$T/orig/$f" "$M/$f"
 done
