@@ -16,9 +16,9 @@
 wcfs g_fs;
 
 typedef struct {
-    char *src, *cache_size, *index_dir, *gpu, *kernel_readahead, *log;
+    char *src, *cache_size, *index_dir, *gpu, *kernel_readahead, *log, *push;
     char *disk_cache, *disk_cache_size, *fetch_size, *s3_endpoint, *s3_region, *ca_file;
-    unsigned readahead, threads, gpu_min_batch, connections, retry_time, stall_timeout;
+    unsigned readahead, threads, push_threads, gpu_min_batch, connections, retry_time, stall_timeout;
     int help, nonopts;
 } options;
 
@@ -33,6 +33,8 @@ static const struct fuse_opt opt_spec[] = {
     {"gpu_min_batch=%u", offsetof(options, gpu_min_batch), 0},
     {"kernel_readahead=%s", offsetof(options, kernel_readahead), 0},
     {"log=%s", offsetof(options, log), 0},
+    {"push=%s", offsetof(options, push), 0},
+    {"push_threads=%u", offsetof(options, push_threads), 0},
     {"disk_cache=%s", offsetof(options, disk_cache), 0},
     {"disk_cache_size=%s", offsetof(options, disk_cache_size), 0},
     {"fetch_size=%s", offsetof(options, fetch_size), 0},
@@ -83,6 +85,12 @@ static void usage(const char *prog) {
            "                       the kernel's 128K). Set through /sys/class/bdi: needs root,\n"
            "                       otherwise one warning and the kernel's default\n"
            "    -o threads=N       decode worker threads (default: online CPUs)\n"
+           "    -o push=N          bytes decoded and stored into the kernel's page cache ahead\n"
+           "                       of a sequential reader, by threads of their own, so that\n"
+           "                       its reads and page faults find them there (the window grows\n"
+           "                       with the run read so far, up to N). Default 256M with 8 or\n"
+           "                       more CPUs, 0 (off) below: it needs idle cores. Local SRC only\n"
+           "    -o push_threads=N  threads that push (default: half the decode threads)\n"
            "    -o gpu=auto|on|off auto (default) and off decode on CPU threads, which serve\n"
            "                       the mount faster than the GPU does (docs/BENCHMARKS.md);\n"
            "                       on sends large batches to the GPU, and fails without one\n"
@@ -210,9 +218,13 @@ static int configure(options *o, const char *mnt) {
     g_fs.kernel_readahead = 16u << 20;
     if (o->kernel_readahead && wc_parse_size(o->kernel_readahead, &g_fs.kernel_readahead) != 0)
         return fail("kernel_readahead=%s: not a size", o->kernel_readahead);
+    /* pushing needs idle cores: it measured faster on 16 cores and slower on 2 (BENCHMARKS.md) */
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    g_fs.push = cpus >= 8 ? 256u << 20 : 0;
+    if (o->push && wc_parse_size(o->push, &g_fs.push) != 0) return fail("push=%s: not a size", o->push);
     g_fs.gpu_min_batch = o->gpu_min_batch ? o->gpu_min_batch : 16;
-    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
-    g_fs.threads = o->threads ? o->threads : (unsigned)(ncpu > 0 ? ncpu : 1);
+    g_fs.threads = o->threads ? o->threads : (unsigned)(cpus > 0 ? cpus : 1);
+    g_fs.push_threads = o->push_threads ? o->push_threads : (g_fs.threads + 1) / 2;
     /* auto means the CPU: through FUSE, with the bytes going back to host memory, the GPU
      * batches measured slower than the CPU threads at 1, 4 and 8 readers on an H100 machine
      * (docs/BENCHMARKS.md), so only gpu=on uses it */
@@ -228,7 +240,7 @@ static int configure(options *o, const char *mnt) {
 }
 
 static void free_options(options *o) {
-    char **strs[] = {&o->src, &o->cache_size, &o->index_dir, &o->gpu, &o->kernel_readahead, &o->log,
+    char **strs[] = {&o->src, &o->cache_size, &o->index_dir, &o->gpu, &o->kernel_readahead, &o->log, &o->push,
                      &o->disk_cache, &o->disk_cache_size, &o->fetch_size, &o->s3_endpoint, &o->s3_region, &o->ca_file};
     for (size_t i = 0; i < sizeof strs / sizeof *strs; i++) {
         free(*strs[i]);
@@ -246,6 +258,7 @@ static void free_state(void) {
         wc_container_close(g_fs.files[i].c);
         free(g_fs.files[i].presented);
         free(g_fs.files[i].real);
+        free(atomic_load(&g_fs.files[i].read_stamps));
     }
     free(g_fs.files);
     free(g_fs.src);
@@ -334,6 +347,7 @@ int main(int argc, char **argv) {
         (g_fs.cache = wcfs_cache_new(&g_fs, g_fs.cache_size, g_fs.threads, g_fs.gpu_active)) &&
         fuse_set_signal_handlers(se) == 0) {
         if (set_readahead) wcfs_readahead_start(co.mountpoint, bdi_path, g_fs.kernel_readahead);
+        if (g_fs.push && !g_fs.net && wcfs_push_start(se, g_fs.push_threads) != 0) g_fs.push = 0;
         if (co.singlethread) {
             rc = fuse_session_loop(se);
         } else {
@@ -350,6 +364,7 @@ int main(int argc, char **argv) {
     } else if (err.msg[0]) {
         wcfs_log("%s", err.msg);
     }
+    wcfs_push_stop(se);
     fuse_session_unmount(se);
     fuse_session_destroy(se);
     wcfs_cache_free(g_fs.cache);

@@ -33,6 +33,9 @@ typedef struct {
     wcfs_file *f;                /* H_CONTAINER */
     int direct;                  /* opened O_DIRECT: reads bypass the kernel's page cache */
     atomic_uint_fast64_t next;   /* where a sequential reader reads next */
+    uint64_t ino;
+    _Atomic uint64_t pushed;     /* where the bytes pushed ahead of this reader end (push.c) */
+    _Atomic uint64_t run_start;  /* where its current sequential run began */
     char *text;                  /* H_STATS: the snapshot taken at open */
     size_t text_len;
 } handle;
@@ -309,6 +312,7 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) {
         h->kind = H_CONTAINER;
         h->f = f;
         h->direct = (fi->flags & O_DIRECT) != 0;
+        h->ino = ino;
         fi->keep_cache = 1; /* the bytes never change while mounted */
     } else if (g_fs.net) {
         h->kind = H_REMOTE;
@@ -368,8 +372,22 @@ static void read_container(fuse_req_t req, handle *h, size_t size, off_t off) {
     while (wc_container_tile(f->c, last)->src_offset + wc_container_tile(f->c, last)->src_size <
            (uint64_t)off + size)
         last++;
-    uint64_t expected = atomic_exchange(&h->next, (uint64_t)off + size);
-    uint32_t ahead = off == 0 || expected == (uint64_t)off ? g_fs.readahead : 0;
+    uint64_t end = (uint64_t)off + size, expected = atomic_exchange(&h->next, end);
+    /* sequential: where the last read ended, or running past the bytes pushed ahead of it */
+    uint64_t pushed = atomic_load(&h->pushed);
+    int sequential = off == 0 || expected == (uint64_t)off || ((uint64_t)off <= pushed && pushed < end);
+    uint32_t ahead = sequential ? g_fs.readahead : 0;
+    if (!sequential) atomic_store(&h->run_start, (uint64_t)off);
+    if (g_fs.push && !h->direct && !f->r) {
+        wcfs_push_saw_read(f, (uint64_t)off, end);
+        /* Pushed: beyond the kernel's own read-ahead, whose requests are on their way, as much
+         * as the run has read so far, up to `push`: a reader of one tensor gets at most about
+         * its size decoded beyond it, a reader of the whole file soon the full window. */
+        uint64_t run = end - atomic_load(&h->run_start);
+        if (sequential && end > atomic_load(&h->run_start))
+            wcfs_push(f, h->ino, &h->pushed, end + g_fs.kernel_readahead,
+                      end + g_fs.kernel_readahead + (run < g_fs.push ? run : g_fs.push));
+    }
     if (f->r) ahead = wcfs_remote_window(f, first, last, ahead) - last;
     if (g_fs.gpu_active && last - first + 1 + ahead >= g_fs.gpu_min_batch) {
         wcfs_cache_prefetch_range(c, f, first, last + ahead); /* one GPU batch */

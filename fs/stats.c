@@ -14,7 +14,7 @@ char *wcfs_stats_text(wcfs *fs, size_t *len) {
         "decode_ms_cpu: %.3f\ndecode_ms_gpu: %.3f\n"
         "cache_hits: %llu\ncache_misses: %llu\ncache_waits: %llu\ncache_evictions: %llu\ncache_used_once: %llu\n"
         "cache_bytes: %llu\ncache_peak_bytes: %llu\ncache_budget_bytes: %llu\n"
-        "uncached_tiles: %llu\nreadahead_tiles: %llu\ntile_errors: %llu\n"
+        "uncached_tiles: %llu\nreadahead_tiles: %llu\ntile_errors: %llu\npush_bytes: %llu\npush_errors: %llu\npush_skipped: %llu\n"
         "containers: %zu\ncontainers_failed: %llu\nindex_reused: %llu\nindex_built: %llu\n"
         "gpu: %s\n",
         (unsigned long long)s->bytes_served, (unsigned long long)s->bytes_decoded,
@@ -27,6 +27,8 @@ char *wcfs_stats_text(wcfs *fs, size_t *len) {
         (unsigned long long)s->cache_bytes, (unsigned long long)s->cache_peak,
         (unsigned long long)fs->cache_size, (unsigned long long)s->uncached_tiles,
         (unsigned long long)s->readahead_tiles, (unsigned long long)s->tile_errors,
+        (unsigned long long)s->push_bytes, (unsigned long long)s->push_errors,
+        (unsigned long long)s->push_skipped,
         fs->n_files, (unsigned long long)s->containers_failed,
         (unsigned long long)s->index_reused, (unsigned long long)s->index_built,
         fs->gpu_active ? fs->gpu_name : "off");

@@ -26,13 +26,14 @@ typedef struct {
     atomic_int index_doubted; /* the index gave a wrong tile once: logged, then not again */
     struct wcfs_rfile *r; /* a remote container's fetch state (remote.c); NULL for a local one */
     int64_t mtime;        /* remote: from the listing */
+    _Atomic(atomic_uint_fast64_t *) read_stamps; /* push.c: per chunk, the last read of it */
 } wcfs_file;
 
 typedef struct {
     atomic_uint_fast64_t bytes_served, bytes_decoded, reads, tiles_decoded_cpu, tiles_decoded_gpu;
     atomic_uint_fast64_t decode_ns_cpu, decode_ns_gpu, cache_hits, cache_misses, cache_waits;
     atomic_uint_fast64_t cache_evictions, cache_used_once, readahead_tiles, tile_errors, uncached_tiles;
-    atomic_uint_fast64_t cache_bytes, cache_peak;
+    atomic_uint_fast64_t cache_bytes, cache_peak, push_bytes, push_errors, push_skipped;
     uint64_t index_reused, index_built, containers_failed;
 } wcfs_stats;
 
@@ -44,6 +45,8 @@ typedef struct {
     unsigned readahead;    /* tiles decoded ahead of a sequential reader */
     uint64_t kernel_readahead; /* bytes: the mount's bdi read_ahead_kb, 0 = the kernel's */
     unsigned threads;      /* decode workers */
+    uint64_t push;         /* bytes pushed into the page cache ahead of a sequential reader */
+    unsigned push_threads;
     int gpu;               /* 1: gpu=on (auto and off decode on the CPU) */
     int gpu_active;        /* the daemon decodes on the GPU */
     unsigned gpu_min_batch; /* queued tiles that make a GPU batch */
@@ -121,6 +124,18 @@ void wcfs_gpu_decode(wcfs *fs, wcfs_decode_req *reqs, size_t n);
  * start: after the session loop starts, a thread writes it once INIT is done. */
 int wcfs_readahead_check(const char *mnt, char *bdi_path, size_t len);
 void wcfs_readahead_start(const char *mnt, const char *bdi_path, uint64_t bytes);
+
+/* push.c: decoded bytes stored into the kernel's page cache ahead of sequential readers by
+ * threads of their own (FUSE_NOTIFY_STORE). start: once the session is mounted; stop: after
+ * its loop has ended, before it is unmounted (it answers the requests the pushers wait on). */
+struct fuse_session;
+int wcfs_push_start(struct fuse_session *se, unsigned threads); /* 0 / -1 */
+void wcfs_push_stop(struct fuse_session *se); /* before the session is unmounted */
+/* Queues pushes of the whole chunks of f's bytes from..to for node ino, from *frontier on
+ * where that lies inside (where this reader's pushes end so far), which it then moves. */
+void wcfs_push(wcfs_file *f, uint64_t ino, _Atomic uint64_t *frontier, uint64_t from, uint64_t to);
+/* A read of f's bytes off..end came from the kernel: pushes of them queued before are dropped. */
+void wcfs_push_saw_read(wcfs_file *f, uint64_t off, uint64_t end);
 
 /* log.c: wcfs_log("fmt", ...) writes one line, "wcodecfs: " prefixed: to stderr until the daemon
  * detaches, then to syslog, or always to the file named by -o log=FILE (opened before detaching;

@@ -21,6 +21,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 B=${BUILD:-build}
+PY_LIBS=${LD_LIBRARY_PATH:-} # Python and torch keep their own libraries, not WCODEC_LIBS
 [ -n "${WCODEC_LIBS:-}" ] && export LD_LIBRARY_PATH=$(realpath "$WCODEC_LIBS")${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
 [ -x "$B/wcodecfs" ] && [ -x "$B/tests/fs_check" ] || { cmake -S . -B "$B" -DCMAKE_BUILD_TYPE=Release >/dev/null && cmake --build "$B" -j"$(nproc)" >/dev/null; }
 SRC=${1:-../shared/data/use-lite.bf16.safetensors}; COPIES=${COPIES:-20}; PY=${PYTHON:-python3}
@@ -68,9 +69,9 @@ stat_of() { awk -F': ' -v k="$2" '$1==k {print $2}' "$1/.wcodecfs-stats"; }
 daemon_pid() { pgrep -f "wcodecfs $1 $M" | head -1; }
 cpu_s() { awk -v hz="$(getconf CLK_TCK)" '{printf "%.3f", ($14 + $15) / hz}' "/proc/$1/stat"; }
 has_gpu=0; command -v nvidia-smi >/dev/null && nvidia-smi -L >/dev/null 2>&1 && has_gpu=1
-has_torch=0; [ $has_gpu = 1 ] && $PY -c "import torch, safetensors; assert torch.cuda.is_available()" 2>/dev/null && has_torch=1
+has_torch=0; [ $has_gpu = 1 ] && LD_LIBRARY_PATH=$PY_LIBS $PY -c "import torch, safetensors; assert torch.cuda.is_available()" 2>/dev/null && has_torch=1
 safe_open_cuda() { # GB/s of safe_open(device="cuda") reading every tensor of FILE
-  $PY - "$1" "$SIZE" <<'PY'
+  LD_LIBRARY_PATH=$PY_LIBS $PY - "$1" "$SIZE" <<'PY'
 import sys, time, torch
 from safetensors import safe_open
 torch.cuda.init(); torch.zeros(1, device="cuda")
@@ -83,15 +84,16 @@ PY
 }
 
 declare -A R
-# columns: local, raw-stored, coded (gpu=off), coded gpu=on (GPU machines)
-cols=(local raw coded); [ $has_gpu = 1 ] && cols+=(coded_gpu)
+# columns: local, raw-stored, coded (gpu=off), coded without pushing where the default pushes
+# (8 or more CPUs), coded gpu=on (GPU machines)
+cols=(local raw coded); [ "$(nproc)" -ge 8 ] && cols+=(coded_nopush); [ $has_gpu = 1 ] && cols+=(coded_gpu)
 src_of() { case $1 in raw) echo "$T/raw" ;; *) echo "$T/coded" ;; esac; }
-gpu_of() { case $1 in coded_gpu) echo on ;; *) echo off ;; esac; }
+opts_of() { case $1 in coded_gpu) echo gpu=on ;; coded_nopush) echo gpu=off,push=0 ;; *) echo gpu=off ;; esac; }
 # a cold read by the column's reader: local file (page cache dropped) or a fresh mount
 cold() { # COL what... : what = readers FILE N | shard_readers DIR N | reader_busy FILE, paths under the mount
   local col=$1; shift
   if [ "$col" = local ]; then drop >/dev/null; "$@"; return; fi
-  mnt "$(src_of "$col")" 1G "gpu=$(gpu_of "$col")"; drop >/dev/null; "$@"; unmount "$M"; }
+  mnt "$(src_of "$col")" 1G "$(opts_of "$col")"; drop >/dev/null; "$@"; unmount "$M"; }
 best() { # the best of REPS (default 3) runs of a MB/s measurement: the machines here are noisy
   local b=0 v k; for ((k = 0; k < ${REPS:-3}; k++)); do v=$("$@"); b=$(awk -v a="$b" -v v="$v" 'BEGIN {print (v + 0 > a + 0) ? v : a}'); done; echo "$b"; }
 cache_state=$(drop)
@@ -105,7 +107,7 @@ for col in "${cols[@]}"; do
   if [ "$col" = local ]; then
     R[$col,cpu]=-; readers "$d/$F" 1 >/dev/null # warm the page cache
   else # daemon CPU time over one cold read; the counters say who decoded; the mount stays for warm reads
-    mnt "$(src_of "$col")" 1G "gpu=$(gpu_of "$col")"; drop >/dev/null
+    mnt "$(src_of "$col")" 1G "$(opts_of "$col")"; drop >/dev/null
     pid=$(daemon_pid "$(src_of "$col")"); c0=$(cpu_s "$pid")
     readers "$M/$F" 1 >/dev/null
     R[$col,cpu]=$(awk -v a="$c0" -v b="$(cpu_s "$pid")" -v s="$SIZE" 'BEGIN {printf "%.3f", (b - a) / (s / 1e9)}')
@@ -118,8 +120,8 @@ for col in "${cols[@]}"; do
   fi
   if [ "$col" = local ]; then R[$col,r4k]=$(rnd "$T/orig/$F" 4096); R[$col,r1m]=$(rnd "$T/orig/$F" 1048576)
   else
-    mnt "$(src_of "$col")" 1G "gpu=$(gpu_of "$col")"; R[$col,r4k]=$(rnd "$M/$F" 4096); unmount "$M"
-    mnt "$(src_of "$col")" 1G "gpu=$(gpu_of "$col")"; R[$col,r1m]=$(rnd "$M/$F" 1048576); unmount "$M"
+    mnt "$(src_of "$col")" 1G "$(opts_of "$col")"; R[$col,r4k]=$(rnd "$M/$F" 4096); unmount "$M"
+    mnt "$(src_of "$col")" 1G "$(opts_of "$col")"; R[$col,r1m]=$(rnd "$M/$F" 1048576); unmount "$M"
   fi
 done
 
@@ -159,13 +161,14 @@ storage=$(df --output=fstype "$T" | tail -1)
   echo "the container is $(stat -c %s "$T/coded/model.wcodec") bytes. Containers and the local file on $storage. Page"
   echo "cache before cold reads: $cache_state. \"raw-stored\" is the same daemon serving \`wcodec encode --raw\`"
   echo "containers: the same FUSE path and cache, no decode. Default mount options (kernel_readahead=16M,"
-  echo "1 GiB cache). N readers: N \`dd bs=1M\` at once, each over its own 1/N of the file; MB/s of all,"
+  echo "1 GiB cache, push=$([ "$(nproc)" -ge 8 ] && echo 256M || echo 0): decoded bytes stored into the page cache ahead of a sequential reader). N readers: N \`dd bs=1M\` at once, each over its own 1/N of the file; MB/s of all,"
   echo "the best of ${REPS:-3} runs (each cold run on a fresh mount)."
   echo "The sharded model: 8 files of $((SHARDS / 8)) bytes (the same weights, $(( COPIES >= 8 ? COPIES / 8 : 1 )) copies each)."
   echo "A reader whose own system time is near 100% of the elapsed time is limited by its own kernel"
   echo "work (page cache and FUSE requests, done in the reader's thread), not by the daemon."
   echo
   hdr="| | local file | raw-stored mount | coded mount |"; sep="|---|---|---|---|"
+  [ "$(nproc)" -ge 8 ] && { hdr+=" coded mount, push=0 |"; sep+="---|"; }
   [ $has_gpu = 1 ] && { hdr+=" coded mount, gpu=on |"; sep+="---|"; }
   echo "$hdr coded / raw-stored | coded / local |"; echo "$sep---|---|"
   row "cold, 1 reader, MB/s" cold1

@@ -67,6 +67,20 @@ once=$(stat_of "$M" cache_used_once); left=$(stat_of "$M" cache_bytes)
 t "tiles used once are freed ($once freed, $left bytes left <= 2 tiles)" test "$once" -ge 20 -a "$left" -le 524288
 umnt "$M"
 
+# ---- pushing: decoded bytes stored into the page cache ahead of a sequential reader
+t "mount with push=64M" mnt "$T/src" "$M" "push=64M,push_threads=2,kernel_readahead=1M"
+t "sequential read with pushing identical" cmp "$T/orig/big_bf16.safetensors" "$M/big_bf16.safetensors"
+pushed=$(stat_of "$M" push_bytes)
+t "bytes were pushed ahead of the reader ($pushed)" test "${pushed:-0}" -gt 0 -a "$(stat_of "$M" push_errors)" = 0
+t "an mmap reader of a pushed file reads the original bytes" python3 -c "
+import mmap, sys
+with open('$M/all_dtypes.safetensors', 'rb') as f, open('$T/orig/all_dtypes.safetensors', 'rb') as g:
+    m = mmap.mmap(f.fileno(), 0, prot=mmap.PROT_READ)
+    sys.exit(0 if m[:] == g.read() else 1)"
+umnt "$M"
+t_fails "push=banana refused" "$FS" "$T/src" "$M" -o push=banana
+grep -q "push=banana: not a size" "$T/err" && ok "push error says why" || no "push error says why"
+
 # ---- the kernel's read-ahead window (as root: written to the mount's bdi once INIT is done)
 bdi_ra() { local d; d=$(awk -v m="$1" '$5 == m {d = $3} END {print d}' /proc/self/mountinfo)
   for i in $(seq 50); do [ "$(cat "/sys/class/bdi/$d/read_ahead_kb" 2>/dev/null)" = "$2" ] && return 0; sleep 0.1; done
@@ -214,6 +228,13 @@ for sig in TERM INT; do
   kill "$rd" 2>/dev/null; wait "$rd" 2>/dev/null
   umnt "$M" 2>/dev/null
 done
+# pushers may wait on pages that a read request holds: the daemon answers it on its way out
+mnt "$T/src" "$M" "push=64M,push_threads=4,kernel_readahead=1M"; pid=$(pgrep -f "wcodecfs $T/src $M" | head -1)
+(while :; do for f in "$M"/*.safetensors; do cat "$f" > /dev/null 2>&1 || exit 0; done; echo 1 > /proc/sys/vm/drop_caches 2>/dev/null; done) & rd=$!
+sleep 1; kill -TERM "$pid"
+t "SIGTERM with pushes in flight: the daemon exits" gone "$pid"
+t "SIGTERM with pushes in flight: the reader ends (within 10 s)" done_within "$rd" 10
+kill "$rd" 2>/dev/null; wait "$rd" 2>/dev/null; umnt "$M" 2>/dev/null
 mnt "$T/src" "$M"; pid=$(pgrep -f "wcodecfs $T/src $M" | head -1)
 "$CHECK" soak "$T/orig/$BIG" "$M/$BIG" 4 3 2 > "$T/lazy" 2>&1 & rd=$!
 sleep 1; umount -l "$M"
