@@ -36,10 +36,14 @@ typedef struct {
     uint64_t queued_at; /* read_seq then */
 } push_job;
 
-/* Each read a reader's kernel sends stamps the chunks it covers with a new number: a chunk
- * read after its push was queued is the kernel's already (the pusher fell behind), and the
- * push is dropped rather than decoding and storing the same bytes twice. */
+/* Each read a reader's kernel sends stamps the chunks it covers with a new number, and a queued
+ * push stamps its chunk with PUSHED and the number then. A chunk read after its push was queued
+ * is the kernel's already (the pusher fell behind): the push is dropped rather than decoding and
+ * storing the same bytes twice. A chunk read or pushed once is not queued again, so readers of
+ * neighbouring regions do not push each other's bytes twice; a chunk evicted since then comes
+ * back through the reader's own requests. */
 static atomic_uint_fast64_t read_seq;
+#define PUSHED (1ull << 63)
 
 static struct {
     int fd; /* the session's /dev/fuse */
@@ -55,7 +59,8 @@ static struct {
 /* One FUSE_NOTIFY_STORE of bytes from..to, straight from the decoded tiles' memory. */
 static void push_chunk(const push_job *j) {
     wcfs_file *f = j->f;
-    if (atomic_load(&f->read_stamps[j->from / CHUNK]) > j->queued_at) {
+    uint64_t stamp = atomic_load(&f->read_stamps[j->from / CHUNK]);
+    if (!(stamp & PUSHED) && stamp > j->queued_at) {
         atomic_fetch_add(&g_fs.stats.push_skipped, 1);
         return;
     }
@@ -168,8 +173,9 @@ void wcfs_push_saw_read(wcfs_file *f, uint64_t off, uint64_t end) {
 
 void wcfs_push(wcfs_file *f, uint64_t ino, _Atomic uint64_t *frontier, uint64_t from, uint64_t to) {
     if (to > f->source_size) to = f->source_size;
-    if (!P.n_threads || !stamps_of(f)) return;
-    uint64_t now = atomic_load(&read_seq);
+    atomic_uint_fast64_t *stamps = P.n_threads ? stamps_of(f) : NULL;
+    if (!stamps) return;
+    uint64_t now = atomic_load(&read_seq), none = 0;
     pthread_mutex_lock(&P.lock); /* the frontier moves under it: reads racing queue each chunk once */
     uint64_t at = atomic_load(frontier);
     if (at > from) from = at; /* (at the file's end, nothing is left to queue) */
@@ -178,11 +184,13 @@ void wcfs_push(wcfs_file *f, uint64_t ino, _Atomic uint64_t *frontier, uint64_t 
     while (from < to && P.len < QUEUE_CAP) {
         uint64_t end = from + CHUNK; /* whole chunks (so whole pages), or the file's end */
         if (end > to && (end = to) != f->source_size) break;
-        P.queue[(P.head + P.len++) % QUEUE_CAP] = (push_job){f, ino, from, end, now};
+        if (atomic_compare_exchange_strong(&stamps[from / CHUNK], &none, PUSHED | now))
+            P.queue[(P.head + P.len++) % QUEUE_CAP] = (push_job){f, ino, from, end, now};
+        none = 0;
         from = end;
     }
     unsigned added = P.len - before;
-    if (added) atomic_store(frontier, from);
+    atomic_store(frontier, from);
     if (added >= P.n_threads) pthread_cond_broadcast(&P.work);
     else
         while (added--) pthread_cond_signal(&P.work);

@@ -230,8 +230,8 @@ for sig in TERM INT; do
 done
 # pushers may wait on pages that a read request holds: the daemon answers it on its way out
 mnt "$T/src" "$M" "push=64M,push_threads=4,kernel_readahead=1M"; pid=$(pgrep -f "wcodecfs $T/src $M" | head -1)
-(while :; do for f in "$M"/*.safetensors; do cat "$f" > /dev/null 2>&1 || exit 0; done; echo 1 > /proc/sys/vm/drop_caches 2>/dev/null; done) & rd=$!
-sleep 1; kill -TERM "$pid"
+(for f in "$M"/*.safetensors "$M"/sub/*.safetensors; do cat "$f" > /dev/null 2>&1 || exit 0; done) & rd=$!
+sleep 0.2; kill -TERM "$pid"
 t "SIGTERM with pushes in flight: the daemon exits" gone "$pid"
 t "SIGTERM with pushes in flight: the reader ends (within 10 s)" done_within "$rd" 10
 kill "$rd" 2>/dev/null; wait "$rd" 2>/dev/null; umnt "$M" 2>/dev/null
