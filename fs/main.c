@@ -88,8 +88,9 @@ static void usage(const char *prog) {
            "    -o push=N          bytes decoded and stored into the kernel's page cache ahead\n"
            "                       of a sequential reader, by threads of their own, so that\n"
            "                       its reads and page faults find them there (the window grows\n"
-           "                       with the run read so far, up to N). Default 256M with 8 or\n"
-           "                       more CPUs, 0 (off) below: it needs idle cores. Local SRC only\n"
+           "                       with the run read so far, up to N; 256M is a good value).\n"
+           "                       Default 0 (off): it costs daemon CPU and pays only where\n"
+           "                       cores sit idle (docs/BENCHMARKS.md). Local SRC only\n"
            "    -o push_threads=N  threads that push (default: half the decode threads)\n"
            "    -o gpu=auto|on|off auto (default) and off decode on CPU threads, which serve\n"
            "                       the mount faster than the GPU does (docs/BENCHMARKS.md);\n"
@@ -218,9 +219,10 @@ static int configure(options *o, const char *mnt) {
     g_fs.kernel_readahead = 16u << 20;
     if (o->kernel_readahead && wc_parse_size(o->kernel_readahead, &g_fs.kernel_readahead) != 0)
         return fail("kernel_readahead=%s: not a size", o->kernel_readahead);
-    /* pushing needs idle cores: it measured faster on 16 cores and slower on 2 (BENCHMARKS.md) */
+    /* off unless asked for: it needs idle cores, and measured faster on the 16-core machine in
+     * some runs, slower in others and on 2 cores (docs/BENCHMARKS.md) */
     long cpus = sysconf(_SC_NPROCESSORS_ONLN);
-    g_fs.push = cpus >= 8 ? 256u << 20 : 0;
+    g_fs.push = 0;
     if (o->push && wc_parse_size(o->push, &g_fs.push) != 0) return fail("push=%s: not a size", o->push);
     g_fs.gpu_min_batch = o->gpu_min_batch ? o->gpu_min_batch : 16;
     g_fs.threads = o->threads ? o->threads : (unsigned)(cpus > 0 ? cpus : 1);

@@ -84,11 +84,11 @@ PY
 }
 
 declare -A R
-# columns: local, raw-stored, coded (gpu=off), coded without pushing where the default pushes
-# (8 or more CPUs), coded gpu=on (GPU machines)
-cols=(local raw coded); [ "$(nproc)" -ge 8 ] && cols+=(coded_nopush); [ $has_gpu = 1 ] && cols+=(coded_gpu)
+# columns: local, raw-stored, coded (gpu=off), coded with push=256M on 8 or more CPUs (pushing
+# needs idle cores), coded gpu=on (GPU machines)
+cols=(local raw coded); [ "$(nproc)" -ge 8 ] && cols+=(coded_push); [ $has_gpu = 1 ] && cols+=(coded_gpu)
 src_of() { case $1 in raw) echo "$T/raw" ;; *) echo "$T/coded" ;; esac; }
-opts_of() { case $1 in coded_gpu) echo gpu=on ;; coded_nopush) echo gpu=off,push=0 ;; *) echo gpu=off ;; esac; }
+opts_of() { case $1 in coded_gpu) echo gpu=on ;; coded_push) echo gpu=off,push=256M ;; *) echo gpu=off ;; esac; }
 # a cold read by the column's reader: local file (page cache dropped) or a fresh mount
 cold() { # COL what... : what = readers FILE N | shard_readers DIR N | reader_busy FILE, paths under the mount
   local col=$1; shift
@@ -161,14 +161,14 @@ storage=$(df --output=fstype "$T" | tail -1)
   echo "the container is $(stat -c %s "$T/coded/model.wcodec") bytes. Containers and the local file on $storage. Page"
   echo "cache before cold reads: $cache_state. \"raw-stored\" is the same daemon serving \`wcodec encode --raw\`"
   echo "containers: the same FUSE path and cache, no decode. Default mount options (kernel_readahead=16M,"
-  echo "1 GiB cache, push=$([ "$(nproc)" -ge 8 ] && echo 256M || echo 0): decoded bytes stored into the page cache ahead of a sequential reader). N readers: N \`dd bs=1M\` at once, each over its own 1/N of the file; MB/s of all,"
+  echo "1 GiB cache, no pushing). N readers: N \`dd bs=1M\` at once, each over its own 1/N of the file; MB/s of all,"
   echo "the best of ${REPS:-3} runs (each cold run on a fresh mount)."
   echo "The sharded model: 8 files of $((SHARDS / 8)) bytes (the same weights, $(( COPIES >= 8 ? COPIES / 8 : 1 )) copies each)."
   echo "A reader whose own system time is near 100% of the elapsed time is limited by its own kernel"
   echo "work (page cache and FUSE requests, done in the reader's thread), not by the daemon."
   echo
   hdr="| | local file | raw-stored mount | coded mount |"; sep="|---|---|---|---|"
-  [ "$(nproc)" -ge 8 ] && { hdr+=" coded mount, push=0 |"; sep+="---|"; }
+  [ "$(nproc)" -ge 8 ] && { hdr+=" coded mount, push=256M |"; sep+="---|"; }
   [ $has_gpu = 1 ] && { hdr+=" coded mount, gpu=on |"; sep+="---|"; }
   echo "$hdr coded / raw-stored | coded / local |"; echo "$sep---|---|"
   row "cold, 1 reader, MB/s" cold1
