@@ -272,6 +272,29 @@ void wcfs_cache_put(wcfs_cache *c, wcfs_entry *ref, uint32_t handed) {
     pthread_mutex_unlock(&c->lock);
 }
 
+size_t wcfs_cache_pin_range(wcfs_cache *c, wcfs_file *f, uint32_t tile, uint64_t off, size_t len,
+                            struct iovec *iov, wcfs_entry **refs, unsigned max, unsigned *n, int *rc) {
+    size_t done = 0;
+    *n = 0;
+    *rc = 0;
+    for (; done < len && *n < max; tile++) {
+        const wc_tile_info *ti = wc_container_tile(f->c, tile);
+        const uint8_t *data;
+        if ((*rc = wcfs_cache_get(c, f, tile, &data, &refs[*n]))) break;
+        uint64_t from = off + done - ti->src_offset;
+        size_t take = (size_t)(ti->src_size - from);
+        if (take > len - done) take = len - done;
+        iov[(*n)++] = (struct iovec){(void *)(data + from), take};
+        done += take;
+    }
+    return done;
+}
+
+void wcfs_cache_unpin_range(wcfs_cache *c, wcfs_entry **refs, const struct iovec *iov, unsigned n,
+                            int handed) {
+    for (unsigned k = 0; k < n; k++) wcfs_cache_put(c, refs[k], handed ? (uint32_t)iov[k].iov_len : 0);
+}
+
 void wcfs_cache_prefetch_range(wcfs_cache *c, wcfs_file *f, uint32_t first, uint32_t last) {
     if (!c->n_workers || first > last) return;
     pthread_mutex_lock(&c->lock);

@@ -221,11 +221,11 @@ static int configure(options *o, const char *mnt) {
         return fail("kernel_readahead=%s: not a size", o->kernel_readahead);
     /* off unless asked for: it needs idle cores, and measured faster on the 16-core machine in
      * some runs, slower in others and on 2 cores (docs/BENCHMARKS.md) */
-    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
     g_fs.push = 0;
     if (o->push && wc_parse_size(o->push, &g_fs.push) != 0) return fail("push=%s: not a size", o->push);
     g_fs.gpu_min_batch = o->gpu_min_batch ? o->gpu_min_batch : 16;
-    g_fs.threads = o->threads ? o->threads : (unsigned)(cpus > 0 ? cpus : 1);
+    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    g_fs.threads = o->threads ? o->threads : (unsigned)(ncpu > 0 ? ncpu : 1);
     g_fs.push_threads = o->push_threads ? o->push_threads : (g_fs.threads + 1) / 2;
     /* auto means the CPU: through FUSE, with the bytes going back to host memory, the GPU
      * batches measured slower than the CPU threads at 1, 4 and 8 readers on an H100 machine

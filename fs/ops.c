@@ -383,8 +383,8 @@ static void read_container(fuse_req_t req, handle *h, size_t size, off_t off) {
         /* Pushed: beyond the kernel's own read-ahead, whose requests are on their way, as much
          * as the run has read so far, up to `push`: a reader of one tensor gets at most about
          * its size decoded beyond it, a reader of the whole file soon the full window. */
-        uint64_t run = end - atomic_load(&h->run_start);
-        if (sequential && end > atomic_load(&h->run_start))
+        uint64_t start = atomic_load(&h->run_start), run = end - start;
+        if (sequential && end > start)
             wcfs_push(f, h->ino, &h->pushed, end + g_fs.kernel_readahead,
                       end + g_fs.kernel_readahead + (run < g_fs.push ? run : g_fs.push));
     }
@@ -396,45 +396,40 @@ static void read_container(fuse_req_t req, handle *h, size_t size, off_t off) {
     }
 
     uint32_t n = last - first + 1;
-    int gather = n > IOV_MAX_TILES; /* copy into one buffer, unpinning as it goes */
+    int gather = n > IOV_MAX_TILES; /* copied into one buffer, 16 tiles pinned at a time */
+    unsigned max = gather ? 16 : n;
     struct iovec iov_small[16];
     wcfs_entry *ref_small[16];
-    struct iovec *iov = gather ? NULL : n <= 16 ? iov_small : malloc(n * sizeof *iov);
-    wcfs_entry **refs = gather ? NULL : n <= 16 ? ref_small : malloc(n * sizeof *refs);
+    struct iovec *iov = max <= 16 ? iov_small : malloc(max * sizeof *iov);
+    wcfs_entry **refs = max <= 16 ? ref_small : malloc(max * sizeof *refs);
     char *buf = gather ? malloc(size) : NULL;
-    if (gather ? !buf : !iov || !refs) {
+    if (!iov || !refs || (gather && !buf)) {
         fuse_reply_err(req, ENOMEM);
         goto out;
     }
-    size_t done = 0;
-    uint32_t pinned = 0;
-    int rc = 0;
-    for (uint32_t t = first; t <= last; t++) {
-        const wc_tile_info *ti = wc_container_tile(f->c, t);
-        const uint8_t *data;
-        wcfs_entry *ref;
-        /* A short read would be zero-filled by the kernel: fail the whole request instead. */
-        if ((rc = wcfs_cache_get(c, f, t, &data, &ref))) break;
-        uint64_t from = (uint64_t)off + done - ti->src_offset;
-        size_t take = (size_t)(ti->src_size - from);
-        if (take > size - done) take = size - done;
-        if (gather) {
-            memcpy(buf + done, data + from, take);
-            wcfs_cache_put(c, ref, h->direct ? 0 : (uint32_t)take);
-        } else {
-            iov[pinned] = (struct iovec){(void *)(data + from), take};
-            refs[pinned++] = ref;
-        }
-        done += take;
-    }
     /* once replied to, the reader may close the file and a RELEASE on another thread free h */
-    int direct = h->direct;
+    int direct = h->direct, rc = 0;
+    size_t done = 0;
+    unsigned pinned = 0;
+    /* A short read would be zero-filled by the kernel: a tile that fails fails the request. */
+    if (!gather) {
+        done = wcfs_cache_pin_range(c, f, first, (uint64_t)off, size, iov, refs, max, &pinned, &rc);
+    } else {
+        for (uint32_t t = first; done < size && !rc; t += pinned) {
+            wcfs_cache_pin_range(c, f, t, (uint64_t)off + done, size - done, iov, refs, max, &pinned, &rc);
+            for (unsigned k = 0; k < pinned; k++) {
+                memcpy(buf + done, iov[k].iov_base, iov[k].iov_len);
+                done += iov[k].iov_len;
+            }
+            wcfs_cache_unpin_range(c, refs, iov, pinned, !direct);
+        }
+        pinned = 0;
+    }
     if (rc) fuse_reply_err(req, -rc);
     else if (gather) fuse_reply_buf(req, buf, done);
     else fuse_reply_iov(req, iov, (int)pinned);
     /* the kernel has copied the bytes (or the reader has gone): unpin */
-    for (uint32_t k = 0; k < pinned; k++)
-        wcfs_cache_put(c, refs[k], rc || direct ? 0 : (uint32_t)iov[k].iov_len);
+    wcfs_cache_unpin_range(c, refs, iov, pinned, !rc && !direct);
     if (!rc) atomic_fetch_add(&g_fs.stats.bytes_served, done);
 out:
     if (iov != iov_small) free(iov);

@@ -68,24 +68,16 @@ static void push_chunk(const push_job *j) {
     struct fuse_notify_store_out so = {.nodeid = j->ino, .offset = j->from};
     struct iovec iov[2 + CHUNK_TILES];
     wcfs_entry *refs[CHUNK_TILES];
-    uint32_t took[CHUNK_TILES];
-    unsigned n = 0;
-    uint64_t pos = j->from;
-    for (uint32_t t = wc_container_find_tile(f->c, pos); pos < j->to && n < CHUNK_TILES; t++) {
-        const wc_tile_info *ti = wc_container_tile(f->c, t);
-        const uint8_t *data;
-        if (wcfs_cache_get(g_fs.cache, f, t, &data, &refs[n]) != 0) break; /* its reader gets EIO */
-        uint64_t at = pos - ti->src_offset, end = ti->src_offset + ti->src_size;
-        took[n] = (uint32_t)((end < j->to ? end : j->to) - pos);
-        iov[2 + n] = (struct iovec){(void *)(data + at), took[n]};
-        pos += took[n++];
-    }
-    if (pos < j->to && n == CHUNK_TILES) { /* many tiny tensors: the reader's requests do it */
-        for (unsigned k = 0; k < n; k++) wcfs_cache_put(g_fs.cache, refs[k], 0);
+    unsigned n;
+    int rc; /* a tile that fails: its reader gets EIO through its own request */
+    size_t got = wcfs_cache_pin_range(g_fs.cache, f, wc_container_find_tile(f->c, j->from), j->from,
+                                      j->to - j->from, iov + 2, refs, CHUNK_TILES, &n, &rc);
+    if (!rc && got < j->to - j->from) { /* many tiny tensors: the reader's requests do it */
+        wcfs_cache_unpin_range(g_fs.cache, refs, iov + 2, n, 0);
         atomic_fetch_add(&g_fs.stats.push_skipped, 1);
         return;
     }
-    int ok = pos == j->to;
+    int ok = !rc;
     if (ok) {
         so.size = (uint32_t)(j->to - j->from);
         oh.error = FUSE_NOTIFY_STORE;
@@ -95,7 +87,7 @@ static void push_chunk(const push_job *j) {
         /* ENOENT: the file was closed and forgotten meanwhile; nothing is lost */
         ok = writev(P.fd, iov, (int)(2 + n)) == (ssize_t)oh.len;
     }
-    for (unsigned k = 0; k < n; k++) wcfs_cache_put(g_fs.cache, refs[k], ok ? took[k] : 0);
+    wcfs_cache_unpin_range(g_fs.cache, refs, iov + 2, n, ok);
     if (ok) atomic_fetch_add(&g_fs.stats.push_bytes, j->to - j->from);
     else atomic_fetch_add(&g_fs.stats.push_errors, 1);
 }

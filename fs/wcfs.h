@@ -7,6 +7,7 @@
 #include <stdint.h>
 #include <sys/stat.h>
 #include <sys/types.h>
+#include <sys/uio.h>
 
 #include "wcindex.h"
 #include "wcnet.h"
@@ -102,6 +103,16 @@ int wcfs_cache_get(wcfs_cache *c, wcfs_file *f, uint32_t tile, const uint8_t **d
 /* Unpins; `handed` is how many of its bytes the caller gave to the kernel's page cache (0 for
  * O_DIRECT readers): once all of them have gone there, the tile is freed. */
 void wcfs_cache_put(wcfs_cache *c, wcfs_entry *ref, uint32_t handed);
+/* Pins the tiles of f covering bytes off..off+len, `tile` (the one holding byte off) first, at
+ * most `max` of them: iov[k] is tile k's part of the range and refs[k] its pin. Sets *n to how
+ * many were pinned and returns the bytes they cover: less than len when `max` ran out, or when a
+ * tile failed (*rc is then its -errno; else 0). */
+size_t wcfs_cache_pin_range(wcfs_cache *c, wcfs_file *f, uint32_t tile, uint64_t off, size_t len,
+                            struct iovec *iov, wcfs_entry **refs, unsigned max, unsigned *n, int *rc);
+/* Unpins n tiles pinned by wcfs_cache_pin_range; `handed`: their iov bytes went to the kernel's
+ * page cache. */
+void wcfs_cache_unpin_range(wcfs_cache *c, wcfs_entry **refs, const struct iovec *iov, unsigned n,
+                            int handed);
 /* Starts decoding tiles first..last in the background, except those cached or under way;
  * queued at once, so that the GPU can take them as one batch. */
 void wcfs_cache_prefetch_range(wcfs_cache *c, wcfs_file *f, uint32_t first, uint32_t last);

@@ -30,6 +30,16 @@ if [ ! -e /dev/fuse ]; then echo "# /dev/fuse missing: mount tests skipped"; ech
 mkdir -p "$T/orig/sub" "$T/src"
 "$B/tests/make_fixtures" "$T/orig" || { echo "make_fixtures failed"; exit 1; }
 mv "$T/orig/edge.safetensors" "$T/orig/sub/"
+# 20000 tensors of 64 bytes, a tile each: one read request spans thousands of tiles, more than
+# one reply may point at, so the daemon copies them into one buffer a batch at a time
+python3 - "$T/orig/many_tiny.safetensors" <<'PY'
+import json, struct, sys
+n, size = 20000, 64
+hdr = {"t%05d" % i: {"dtype": "U8", "shape": [size], "data_offsets": [i * size, (i + 1) * size]} for i in range(n)}
+h = json.dumps(hdr).encode()
+with open(sys.argv[1], "wb") as f:
+    f.write(struct.pack("<Q", len(h)) + h + bytes((i * 7 + i // size) & 255 for i in range(n * size)))
+PY
 echo '{"architectures": ["X"]}' > "$T/orig/config.json"
 echo 'tok' > "$T/orig/sub/tokenizer.json"
 DATA=$ROOT/../shared/data
