@@ -26,7 +26,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-mkdir -p "$T/www/raw" "$T/ng/logs" "$T/ng/tmp" "$T/m"
+mkdir -p "$T/www/raw" "$T/m"
 for s in $(seq 1 "$SHARDS"); do
   $NP tests/bench/repeat_model.py "$SRC" "$COPIES" "$T/www/raw/model-0000$s-of-0000$SHARDS.safetensors"
 done
@@ -44,19 +44,12 @@ ip netns exec "$NS" ip link set "$N" up
 ip netns exec "$NS" ip link set lo up
 # the server's side: every byte to the client leaves through the bucket
 ip netns exec "$NS" tc qdisc add dev "$N" root tbf rate "$RATE" burst 256kb latency 100ms
-cat > "$T/ng/nginx.conf" <<EOF
-worker_processes 2;
-pid $T/ng/nginx.pid;
-error_log $T/ng/logs/error.log;
-events { worker_connections 256; }
-http {
+. tests/net/nginx_conf.sh
+nginx_conf "$T/ng" <<EOF
   log_format ranges '\$uri \$status \$body_bytes_sent';
   access_log $T/ng/logs/access.log ranges;
   sendfile on;
-  client_body_temp_path $T/ng/tmp; proxy_temp_path $T/ng/tmp; fastcgi_temp_path $T/ng/tmp;
-  uwsgi_temp_path $T/ng/tmp; scgi_temp_path $T/ng/tmp;
   server { listen 10.203.0.2:8080; root $T/www; }
-}
 EOF
 ip netns exec "$NS" nginx -p "$T/ng" -c "$T/ng/nginx.conf"
 for i in $(seq 50); do curl -sf -o /dev/null http://10.203.0.2:8080/raw/config.json && break; sleep 0.1; done

@@ -57,17 +57,10 @@ cp "$T/www/enc/big_bf16.wcodec" "$T/www/enc/broken.wcodec" # answered 500 at mou
 P1=$(free_port); P2=$(free_port); P5=$(free_port)
 openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=127.0.0.1 -addext subjectAltName=IP:127.0.0.1 \
   -keyout "$T/key.pem" -out "$T/cert.pem" 2>/dev/null
-mkdir -p "$T/ng/logs" "$T/ng/tmp"
-cat > "$T/ng/nginx.conf" <<EOF
-worker_processes 2;
-pid $T/ng/nginx.pid;
-error_log $T/ng/logs/error.log;
-events { worker_connections 256; }
-http {
+. "$HERE/nginx_conf.sh"
+nginx_conf "$T/ng" <<EOF
   log_format ranges '\$uri \$status \$body_bytes_sent "\$http_range"';
   access_log $T/ng/logs/access.log ranges;
-  client_body_temp_path $T/ng/tmp; proxy_temp_path $T/ng/tmp; fastcgi_temp_path $T/ng/tmp;
-  uwsgi_temp_path $T/ng/tmp; scgi_temp_path $T/ng/tmp;
   server {
     listen 127.0.0.1:$P1; root $T/www;
     location = /enc/denied.txt { return 403; }
@@ -76,7 +69,6 @@ http {
   }
   server { listen 127.0.0.1:$P2; root $T/www; limit_rate 2m; }
   server { listen 127.0.0.1:$P5 ssl; root $T/www; ssl_certificate $T/cert.pem; ssl_certificate_key $T/key.pem; }
-}
 EOF
 ng_start() { "$NGINX" -p "$T/ng" -c "$T/ng/nginx.conf" 2>"$T/ng/start.log" && wait_port "$P1" && wait_port "$P2"; }
 ng_stop() { kill "$(cat "$T/ng/nginx.pid")" 2>/dev/null; for i in $(seq 50); do [ -f "$T/ng/nginx.pid" ] || return 0; sleep 0.1; done; }
