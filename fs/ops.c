@@ -444,8 +444,19 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, stru
     if (h->kind == H_CONTAINER) {
         read_container(req, h, size, off);
     } else if (h->kind == H_STATS) {
+        /* replied from a copy: the reader, answered as soon as the kernel has the bytes, may
+         * close the file and a RELEASE free h->text while this thread is still in writev, whose
+         * sanitizer wrapper reads the buffer again after the call (a crash under ASan) */
         size_t from = (size_t)off < h->text_len ? (size_t)off : h->text_len;
-        fuse_reply_buf(req, h->text + from, size < h->text_len - from ? size : h->text_len - from);
+        size_t n = size < h->text_len - from ? size : h->text_len - from;
+        char *copy = malloc(n ? n : 1);
+        if (!copy) {
+            fuse_reply_err(req, ENOMEM);
+            return;
+        }
+        memcpy(copy, h->text + from, n);
+        fuse_reply_buf(req, copy, n);
+        free(copy);
     } else {
         char *buf = malloc(size ? size : 1);
         ssize_t n = !buf ? -1 : h->kind == H_REMOTE ? wcfs_remote_read_plain(h->node, buf, size, off)
