@@ -148,6 +148,25 @@ t "the bad tile's range (and only it) fails with EIO: $nfail x 64 KiB" test "$nf
 t "tile error counted" test "$(stat_of "$M" tile_errors)" -ge 1
 t "the bad tile logged once, by name" test "$(grep -c "big_bf16.wcodec: tile .*serving EIO" "$T/bad.log")" -eq 1
 umnt "$M"
+# the same through the page cache, with pushing: a pusher meeting the bad tile stores nothing of it
+t "mount the corrupted container with push" mnt "$T/bad" "$M" "push=64M,push_threads=2,kernel_readahead=1M"
+buffered_ranges() { python3 - "$T/orig/big_bf16.safetensors" "$M/big_bf16.safetensors" <<'PY'
+import os, sys
+want = open(sys.argv[1], "rb").read()
+fd, failed, wrong = os.open(sys.argv[2], os.O_RDONLY), 0, 0
+for off in range(0, len(want), 65536):
+    try:
+        got = os.pread(fd, 65536, off)
+        wrong += got != want[off:off + 65536]
+    except OSError:
+        failed += 1
+print(failed, wrong)
+PY
+}
+read -r nfail nwrong < <(buffered_ranges)
+t "buffered reads with pushing: every good range identical, the bad tile's fail ($nfail x 64 KiB)" test "$nwrong" = 0 -a "${nfail:-0}" -ge 1 -a "${nfail:-0}" -le 5
+t "and the mount still serves the other files" cmp "$T/orig/all_dtypes.safetensors" "$M/all_dtypes.safetensors"
+umnt "$M"
 
 # ---- a damaged index: its tile map is only a cache of the checked tables, which answer instead
 if command -v mdb_dump >/dev/null && command -v mdb_load >/dev/null; then
