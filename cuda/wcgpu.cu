@@ -1,14 +1,25 @@
-/* wcgpu.cu - the GPU tile decoder (see wcgpu.h). Three kernels per batch:
+/* wcgpu.cu - the GPU tile decoder (see wcgpu.h). Up to three kernels per decode:
  *   rans_kernel:  one warp per rANS stream, a lane per interleaved state; in each round the
  *                 lanes that need a word take the next words in lane order (ballot + popc),
- *                 exactly the order the CPU decoder reads them in.
- *   merge_kernel: byte planes -> elements (rotated back for floats), into an aligned stage.
- *   hash_kernel:  xxh3-64 of each decoded tile, 8 threads a tile, compared with the table.
- * The host side parses each tile's layout with the core's wc_tile_layout_parse. */
+ *                 exactly the order the CPU decoder reads them in. Where a tile has one coded
+ *                 plane (BF16's exponent; any 1-byte dtype) the warp is fused with the plane
+ *                 merge: it reads the raw planes' bytes of its elements, rebuilds each element
+ *                 in registers and writes it to the output, so those bytes cross global memory
+ *                 once. Other tiles' streams write planes to a scratch area.
+ *   merge_kernel: the remaining tiles: planes -> elements (rotated back for floats), and raw
+ *                 tiles copied.
+ *   hash_kernel:  xxh3-64 of each decoded tile, 8 threads a tile, compared with the table;
+ *                 skipped where the caller verified the payloads before (resident sets).
+ * Jobs address memory as offsets from three bases given at launch (payloads, output, plane
+ * scratch): the batch path passes absolute addresses with bases 0; a resident set keeps its jobs
+ * on the device and decodes into whatever output the caller gives. The host side parses each
+ * tile's layout with the core's wc_tile_layout_parse. */
 #include <cuda_runtime.h>
 #include <stdio.h>
 
+#include <algorithm>
 #include <atomic>
+#include <new>
 #include <thread>
 #include <utility>
 #include <vector>
@@ -25,26 +36,33 @@
 #define STATE_BYTES 128u
 #define ALIGN 64u
 #define MAX_BATCH_TILES 16384u
+#define FUSED_MAX_W 4u
 
 enum { TILE_OK = 0, TILE_BAD_STREAM = 1, TILE_BAD_CHECKSUM = 2 };
 
+/* One rANS stream. src and raw planes: from the payload base; dst: from the output base where
+ * fused (element `first` of the tile), else from the scratch base (its plane's symbol `first`). */
 struct stream_job {
-    const uint8_t *src;
-    uint8_t *dst;
+    uint64_t src, dst, tile_pay;
     const uint32_t *lut;
-    uint32_t len, count, tile, pad;
+    uint32_t len, count, verdict, first;
+    uint32_t raw_off[FUSED_MAX_W]; /* fused: raw plane r's bytes (the planes other than this
+                                    * stream's, in plane order) at tile_pay + raw_off[r] */
+    uint8_t w, plane, rot, fused;  /* fused: element width, this stream's plane, rotate back */
+    uint32_t pad;
 };
 
+/* A tile the streams did not finish: planes (from the payload base, or from the scratch base
+ * where scratch_mask has their bit) merged into elements at dst (from the output base). */
 struct merge_job {
-    const uint8_t *plane[WC_MAX_PLANES];
-    uint8_t *dst;
-    uint32_t n, w, rot, tile;
+    uint64_t plane[WC_MAX_PLANES];
+    uint64_t dst;
+    uint32_t n, w, rot, scratch_mask;
 };
 
 struct hash_job {
-    const uint8_t *data;
-    uint64_t len, expect;
-    uint32_t tile, pad;
+    uint64_t data, len, expect; /* data: from the output base */
+    uint32_t verdict, pad;
 };
 
 struct lut_entry {
@@ -79,13 +97,115 @@ struct wcgpu {
 #define DTAB_BYTES (4096u + 256u * 4u)
 #define WARPS_PER_BLOCK 4u
 
-__global__ void __launch_bounds__(WARPS_PER_BLOCK * 32)
-rans_kernel(const stream_job *jobs, uint32_t n_jobs, uint32_t *verdict) {
+template <typename T> __device__ __forceinline__ T rotr1(T v) { return v >> 1 | v << (8 * sizeof(T) - 1); }
+
+/* A fused stream reads the raw planes' bytes of its elements 512 at a time: each lane loads four
+ * 32-bit words (coalesced), a block ahead of their use, so that the global loads' latency hides
+ * behind 16 rounds of decoding instead of stalling every round; round q takes its lane's byte
+ * from the word's holder by shuffle. (Loaded in the round that used them, they made the fused
+ * kernel slower than the plane-writing kernel and the merge pass together.) */
+#define RAW_BLOCK 512u
+template <unsigned R>
+__device__ __forceinline__ void load_raw_block(const uint32_t *const *raw, uint32_t blk, uint32_t n_words,
+                                               uint32_t lane, uint32_t (&to)[R ? R : 1][4]) {
+#pragma unroll
+    for (int r = 0; r < (int)R; r++)
+#pragma unroll
+        for (unsigned k = 0; k < 4; k++) {
+            uint32_t w = blk * (RAW_BLOCK / 4) + k * 32 + lane;
+            to[r][k] = w < n_words ? raw[r][w] : 0;
+        }
+}
+
+template <typename T>
+__device__ __forceinline__ void rans_stream(const stream_job &j, const uint8_t *slot_sym,
+                                            const uint32_t *sym_info, uint64_t pay, uint8_t *dst,
+                                            uint32_t *verdict, uint32_t lane) {
+    constexpr unsigned R = sizeof(T) - 1; /* raw planes beside the coded one */
+    const uint8_t *src = reinterpret_cast<const uint8_t *>(pay + j.src);
+    const uint32_t *raw[R ? R : 1];
+    unsigned raw_shift[R ? R : 1];
+#pragma unroll
+    for (int r = 0; r < (int)R; r++) { /* raw plane r is plane r, or r + 1 past the coded one */
+        unsigned p = (unsigned)r < j.plane ? (unsigned)r : (unsigned)r + 1;
+        raw[r] = reinterpret_cast<const uint32_t *>(pay + j.tile_pay + j.raw_off[r] + j.first);
+        raw_shift[r] = 8 * p;
+    }
+    uint32_t raw_words = (j.count + 3) / 4, cur[R ? R : 1][4], nxt[R ? R : 1][4];
+    load_raw_block<R>(raw, 0, raw_words, lane, cur);
+    /* payloads are 64-byte aligned and streams 4-byte aligned within them */
+    uint32_t x = reinterpret_cast<const uint32_t *>(src)[lane];
+    const uint16_t *words = reinterpret_cast<const uint16_t *>(src + STATE_BYTES);
+    uint32_t n_words = (j.len - STATE_BYTES) / 2;
+    /* The words this warp reads next sit in two 32-word windows held one per lane: a round takes
+     * at most 32, so they are always there, and the next window loads long before it is needed. */
+    uint32_t base = 0, pos = 0;
+    uint32_t win = lane < n_words ? words[lane] : 0;
+    uint32_t next = 32 + lane < n_words ? words[32 + lane] : 0;
+    for (uint32_t blk = 0; blk * RAW_BLOCK < j.count; blk++) {
+        load_raw_block<R>(raw, blk + 1, raw_words, lane, nxt);
+#pragma unroll
+        for (uint32_t q = 0; q < RAW_BLOCK / 32; q++) {
+            uint32_t i = blk * RAW_BLOCK + q * 32 + lane;
+            if (i - lane >= j.count) break; /* the whole warp leaves together */
+            T v = 0;
+#pragma unroll
+            for (int r = 0; r < (int)R; r++) {
+                uint32_t w = __shfl_sync(0xFFFFFFFFu, cur[r][q / 4], 8 * (q % 4) + lane / 4);
+                v |= (T)(w >> (8 * (lane % 4)) & 0xFF) << raw_shift[r];
+            }
+            bool active = i < j.count, need = false;
+            if (active) {
+                uint32_t slot = x & ((1u << PROB_BITS) - 1);
+                uint32_t sym = slot_sym[slot], info = sym_info[sym];
+                if (R == 0) {
+                    dst[i] = (uint8_t)sym;
+                } else {
+                    v |= (T)sym << (8 * j.plane);
+                    reinterpret_cast<T *>(dst)[i] = j.rot ? rotr1(v) : v;
+                }
+                x = ((info & 0xFFFFu) + 1u) * (x >> PROB_BITS) + slot - (info >> 16);
+                need = x < RANS_L;
+            }
+            uint32_t mask = __ballot_sync(0xFFFFFFFFu, need);
+            uint32_t k = pos + __popc(mask & ((1u << lane) - 1u)); /* < 64 */
+            uint32_t w0 = __shfl_sync(0xFFFFFFFFu, win, k & 31), w1 = __shfl_sync(0xFFFFFFFFu, next, k & 31);
+            if (need) x = x << 16 | (k < 32 ? w0 : w1);
+            pos += __popc(mask);
+            if (pos >= 32) {
+                pos -= 32;
+                base += 32;
+                win = next;
+                next = base + 32 + lane < n_words ? words[base + 32 + lane] : 0;
+            }
+        }
+#pragma unroll
+        for (int r = 0; r < (int)R; r++)
+#pragma unroll
+            for (unsigned k = 0; k < 4; k++) cur[r][k] = nxt[r][k];
+    }
+    /* every state back at L, and exactly the stream's words consumed (plus padding); a stream
+     * that ran out of words ends with states that are not L, or a word count past its end */
+    bool bad = x != RANS_L || base + pos > n_words ||
+               ((STATE_BYTES + 2 * (base + pos) + 3) & ~3u) != j.len;
+    if (__any_sync(0xFFFFFFFFu, bad) && lane == 0) atomicOr(&verdict[j.verdict], TILE_BAD_STREAM);
+}
+
+/* Blocks per SM the compiler must leave registers for: 8 caps the kernel at 64 registers (it
+ * takes 72 uncapped, spilling 16 bytes capped), 32 warps an SM instead of 28. Side by side on the
+ * H200, two rounds: resident decode 766-768 GB/s against 674 uncapped, 646 against 579 with the
+ * hash (docs/BENCHMARKS.md). 11 spilled 216 bytes. */
+#ifndef WC_RANS_MIN_BLOCKS
+#define WC_RANS_MIN_BLOCKS 8
+#endif
+__global__ void __launch_bounds__(WARPS_PER_BLOCK * 32, WC_RANS_MIN_BLOCKS)
+rans_kernel(const stream_job *jobs, uint32_t n_jobs, uint64_t pay, uint64_t out, uint64_t scratch,
+            uint32_t *verdict) {
     __shared__ __align__(16) uint8_t tabs[WARPS_PER_BLOCK][DTAB_BYTES];
     uint32_t wib = threadIdx.x / 32, lane = threadIdx.x % 32;
     uint32_t warp = blockIdx.x * WARPS_PER_BLOCK + wib;
     if (warp >= n_jobs) return;
-    stream_job j = jobs[warp];
+    const stream_job j = jobs[warp];
     /* the table into shared memory: 16 bytes a lane a step */
     const uint4 *src_tab = reinterpret_cast<const uint4 *>(j.lut);
     uint4 *dst_tab = reinterpret_cast<uint4 *>(tabs[wib]);
@@ -94,81 +214,55 @@ rans_kernel(const stream_job *jobs, uint32_t n_jobs, uint32_t *verdict) {
     const uint8_t *slot_sym = tabs[wib];
     const uint32_t *sym_info = reinterpret_cast<const uint32_t *>(tabs[wib] + 4096);
     if (j.len < STATE_BYTES || j.len % 4) {
-        if (lane == 0) atomicOr(&verdict[j.tile], TILE_BAD_STREAM);
+        if (lane == 0) atomicOr(&verdict[j.verdict], TILE_BAD_STREAM);
         return;
     }
-    /* payloads are 64-byte aligned and streams 4-byte aligned within them */
-    uint32_t x = reinterpret_cast<const uint32_t *>(j.src)[lane];
-    const uint16_t *words = reinterpret_cast<const uint16_t *>(j.src + STATE_BYTES);
-    uint32_t n_words = (j.len - STATE_BYTES) / 2;
-    /* The words this warp reads next sit in two 32-word windows held one per lane: a round takes
-     * at most 32, so they are always there, and the next window loads long before it is needed. */
-    uint32_t base = 0, pos = 0;
-    uint32_t win = lane < n_words ? words[lane] : 0;
-    uint32_t next = 32 + lane < n_words ? words[32 + lane] : 0;
-    for (uint32_t first = 0; first < j.count; first += 32) {
-        uint32_t i = first + lane;
-        bool active = i < j.count, need = false;
-        if (active) {
-            uint32_t slot = x & ((1u << PROB_BITS) - 1);
-            uint32_t sym = slot_sym[slot], info = sym_info[sym];
-            j.dst[i] = (uint8_t)sym;
-            x = ((info & 0xFFFFu) + 1u) * (x >> PROB_BITS) + slot - (info >> 16);
-            need = x < RANS_L;
-        }
-        uint32_t mask = __ballot_sync(0xFFFFFFFFu, need);
-        uint32_t k = pos + __popc(mask & ((1u << lane) - 1u)); /* < 64 */
-        uint32_t w0 = __shfl_sync(0xFFFFFFFFu, win, k & 31), w1 = __shfl_sync(0xFFFFFFFFu, next, k & 31);
-        if (need) x = x << 16 | (k < 32 ? w0 : w1);
-        pos += __popc(mask);
-        if (pos >= 32) {
-            pos -= 32;
-            base += 32;
-            win = next;
-            next = base + 32 + lane < n_words ? words[base + 32 + lane] : 0;
-        }
+    uint8_t *dst = reinterpret_cast<uint8_t *>((j.fused ? out : scratch) + j.dst);
+    switch (j.fused ? j.w : 1) {
+    case 2: rans_stream<uint16_t>(j, slot_sym, sym_info, pay, dst, verdict, lane); break;
+    case 4: rans_stream<uint32_t>(j, slot_sym, sym_info, pay, dst, verdict, lane); break;
+    default: rans_stream<uint8_t>(j, slot_sym, sym_info, pay, dst, verdict, lane); break;
     }
-    /* every state back at L, and exactly the stream's words consumed (plus padding); a stream
-     * that ran out of words ends with states that are not L, or a word count past its end */
-    bool bad = x != RANS_L || base + pos > n_words ||
-               ((STATE_BYTES + 2 * (base + pos) + 3) & ~3u) != j.len;
-    if (__any_sync(0xFFFFFFFFu, bad) && lane == 0) atomicOr(&verdict[j.tile], TILE_BAD_STREAM);
 }
 
 template <typename T>
-__device__ __forceinline__ void merge_elems(const merge_job &j, uint32_t i) {
+__device__ __forceinline__ void merge_elems(const uint8_t *const *plane, uint8_t *dst, uint32_t rot, uint32_t i) {
     T v = 0;
-    for (uint32_t k = 0; k < sizeof(T); k++) v |= (T)j.plane[k][i] << (8 * k);
-    if (j.rot) v = v >> 1 | v << (8 * sizeof(T) - 1);
-    reinterpret_cast<T *>(j.dst)[i] = v;
+    for (uint32_t k = 0; k < sizeof(T); k++) v |= (T)plane[k][i] << (8 * k);
+    reinterpret_cast<T *>(dst)[i] = rot ? rotr1(v) : v;
 }
 
 /* One thread an element. (Four a thread, with 32-bit plane loads, measured slower on the H100:
  * 3.4 ms against 2.1 ms for 1.4 GB; see docs/BENCHMARKS.md.) */
-__global__ void merge_kernel(const merge_job *jobs) {
+__global__ void merge_kernel(const merge_job *jobs, uint64_t pay, uint64_t out, uint64_t scratch) {
     const merge_job &j = jobs[blockIdx.y];
+    const uint8_t *plane[WC_MAX_PLANES];
+    for (uint32_t p = 0; p < j.w; p++)
+        plane[p] = reinterpret_cast<const uint8_t *>((j.scratch_mask >> p & 1 ? scratch : pay) + j.plane[p]);
+    uint8_t *dst = reinterpret_cast<uint8_t *>(out + j.dst);
     for (uint32_t i = blockIdx.x * blockDim.x + threadIdx.x; i < j.n; i += gridDim.x * blockDim.x) {
         switch (j.w) {
-        case 1: j.dst[i] = j.plane[0][i]; break;
-        case 2: merge_elems<uint16_t>(j, i); break;
-        case 4: merge_elems<uint32_t>(j, i); break;
-        default: merge_elems<uint64_t>(j, i); break;
+        case 1: dst[i] = plane[0][i]; break;
+        case 2: merge_elems<uint16_t>(plane, dst, j.rot, i); break;
+        case 4: merge_elems<uint32_t>(plane, dst, j.rot, i); break;
+        default: merge_elems<uint64_t>(plane, dst, j.rot, i); break;
         }
     }
 }
 
 /* 8 threads a tile: thread t owns accumulator t; a stripe's 64 bytes are one 8-byte word per
- * thread (coalesced), the partner's word comes by shuffle. Stage data is 64-byte aligned. */
-__global__ void hash_kernel(const hash_job *jobs, uint32_t n_jobs, uint32_t *verdict) {
+ * thread (coalesced), the partner's word comes by shuffle. Tiles start 64-byte aligned. */
+__global__ void hash_kernel(const hash_job *jobs, uint32_t n_jobs, uint64_t out, uint32_t *verdict) {
     uint32_t g = (blockIdx.x * blockDim.x + threadIdx.x) / 8, t = threadIdx.x % 8;
     uint32_t group_mask = 0xFFu << (threadIdx.x % 32 / 8 * 8);
     if (g >= n_jobs) return; /* whole groups leave together: n_jobs is per group */
     hash_job j = jobs[g];
+    const uint8_t *data = reinterpret_cast<const uint8_t *>(out + j.data);
     uint64_t h;
     if (j.len <= 240) {
-        h = t == 0 ? xxh3_short(j.data, j.len) : 0;
+        h = t == 0 ? xxh3_short(data, j.len) : 0;
     } else {
-        const uint64_t *in = reinterpret_cast<const uint64_t *>(j.data);
+        const uint64_t *in = reinterpret_cast<const uint64_t *>(data);
         uint64_t key[16];
 #pragma unroll
         for (unsigned s = 0; s < 16; s++) key[s] = xxh_secret64(8 * s + 8 * t);
@@ -191,13 +285,44 @@ __global__ void hash_kernel(const hash_job *jobs, uint32_t n_jobs, uint32_t *ver
                 acc = xxh3_acc_step(acc, w, __shfl_xor_sync(group_mask, w, 1, 8), key[s]);
             }
         }
-        uint64_t w = xxh_rd64(j.data + j.len - 64 + 8 * t); /* the last stripe: unaligned */
+        uint64_t w = xxh_rd64(data + j.len - 64 + 8 * t); /* the last stripe: unaligned */
         acc = xxh3_acc_step(acc, w, __shfl_xor_sync(group_mask, w, 1, 8), last_key);
         uint64_t all[8];
         for (int k = 0; k < 8; k++) all[k] = __shfl_sync(group_mask, acc, k, 8);
         h = xxh3_acc_merge(all, j.len);
     }
-    if (t == 0 && h != j.expect) atomicOr(&verdict[j.tile], TILE_BAD_CHECKSUM);
+    if (t == 0 && h != j.expect) atomicOr(&verdict[j.verdict], TILE_BAD_CHECKSUM);
+}
+
+/* The kernels of one decode on stream s: jobs in device memory, bases as above. The launch
+ * shapes live here alone, for the batch path and resident sets both. */
+struct launch {
+    const stream_job *sj;
+    uint32_t n_sj;
+    const merge_job *mj;
+    uint32_t n_mj, max_merge_n;
+    const hash_job *hj;
+    uint32_t n_hj;
+    uint64_t pay, out, scratch;
+    uint32_t *verdict;
+};
+
+static cudaError_t launch_kernels(const launch &l, cudaStream_t s, const cudaEvent_t *ev) {
+    if (ev) cudaEventRecord(ev[0], s);
+    if (l.n_sj)
+        rans_kernel<<<(l.n_sj + WARPS_PER_BLOCK - 1) / WARPS_PER_BLOCK, WARPS_PER_BLOCK * 32, 0, s>>>(
+            l.sj, l.n_sj, l.pay, l.out, l.scratch, l.verdict);
+    if (ev) cudaEventRecord(ev[1], s);
+    for (uint32_t at = 0; at < l.n_mj; at += 65535) { /* gridDim.y's limit */
+        uint32_t m = l.n_mj - at < 65535 ? l.n_mj - at : 65535;
+        unsigned x = (l.max_merge_n + 255) / 256 < 64 ? (l.max_merge_n + 255) / 256 : 64;
+        merge_kernel<<<dim3(x ? x : 1, m), 256, 0, s>>>(l.mj + at, l.pay, l.out, l.scratch);
+    }
+    if (ev) cudaEventRecord(ev[2], s);
+    if (l.n_hj)
+        hash_kernel<<<(l.n_hj * 8 + 127) / 128, 128, 0, s>>>(l.hj, l.n_hj, l.out, l.verdict);
+    if (ev) cudaEventRecord(ev[3], s);
+    return cudaGetLastError();
 }
 
 /* ---------------------------------------------------------------- host side */
@@ -326,6 +451,95 @@ static const uint32_t *device_lut(wcgpu *g, const uint32_t *lut, wc_error *err) 
 
 static uint64_t align_up(uint64_t v) { return (v + ALIGN - 1) / ALIGN * ALIGN; }
 
+/* The jobs of a decode, built on the host. */
+struct job_lists {
+    std::vector<stream_job> s;
+    std::vector<merge_job> m;
+    std::vector<hash_job> h;
+    uint32_t max_merge_n = 1;
+    const uint32_t *memo_host = nullptr, *memo_dev = nullptr; /* consecutive streams share tables */
+};
+
+/* Appends the jobs of tile `tile` of c. Its payload (`payload`: a host copy, for the layout)
+ * sits at pay_off from the payload base; its decoded bytes go to out_off from the output base
+ * (64-byte aligned); the planes of a tile that cannot be fused go to *scratch_at from the scratch
+ * base (advanced past them). `verdict` is its verdict slot; `hash` adds its checksum job. */
+static wc_status tile_jobs(wcgpu *g, const wc_container *c, uint32_t tile, const uint8_t *payload,
+                           uint64_t pay_off, uint64_t out_off, uint64_t *scratch_at, uint32_t verdict,
+                           bool hash, wc_tile_layout *lay, job_lists &jl, wc_error *err) {
+    const wc_tile_info *t = wc_container_tile(c, tile);
+    if (hash) jl.h.push_back({out_off, t->src_size, t->checksum, verdict, 0});
+    merge_job m = {};
+    m.dst = out_off;
+    if (t->mode == WC_TILE_RAW) {
+        m.plane[0] = pay_off;
+        m.n = t->src_size;
+        m.w = 1;
+        jl.m.push_back(m);
+        jl.max_merge_n = std::max(jl.max_merge_n, m.n);
+        return WC_OK;
+    }
+    wc_status st = wc_tile_layout_parse(c, tile, payload, lay, err);
+    if (st != WC_OK) return st;
+    unsigned w = lay->plane_count, n_coded = 0;
+    for (unsigned p = 0; p < w; p++) n_coded += lay->plane_coded[p];
+    wc_dtype d = (wc_dtype)lay->dtype;
+    uint8_t rot = w > 1 && (d == WC_DTYPE_F16 || d == WC_DTYPE_BF16 || d == WC_DTYPE_F32 || d == WC_DTYPE_F64);
+    bool fused = n_coded == 1 && (w == 1 || w == 2 || w == 4);
+    uint64_t planes = *scratch_at;
+    for (uint32_t s = 0; s < lay->n_streams; s++) {
+        const wc_stream_ref *r = &lay->streams[s];
+        const uint32_t *host_lut = wc_container_plane_lut(c, t->tensor, r->plane);
+        const uint32_t *lut = host_lut == jl.memo_host ? jl.memo_dev : device_lut(g, host_lut, err);
+        if (!lut) return err ? err->code : WC_ERR_IO;
+        jl.memo_host = host_lut;
+        jl.memo_dev = lut;
+        stream_job j = {};
+        j.src = pay_off + r->offset;
+        j.dst = fused ? out_off + (uint64_t)r->first * w : planes + (uint64_t)r->plane * lay->n + r->first;
+        j.tile_pay = pay_off;
+        j.lut = lut;
+        j.len = r->len;
+        j.count = r->count;
+        j.verdict = verdict;
+        j.first = r->first;
+        for (unsigned p = 0, r = 0; fused && p < w; p++)
+            if (!lay->plane_coded[p]) j.raw_off[r++] = lay->raw_offset[p];
+        j.w = (uint8_t)w;
+        j.plane = (uint8_t)r->plane;
+        j.rot = rot;
+        j.fused = fused;
+        jl.s.push_back(j);
+    }
+    if (fused) return WC_OK;
+    m.n = lay->n;
+    m.w = w;
+    m.rot = rot;
+    for (unsigned p = 0; p < w; p++) {
+        m.plane[p] = lay->plane_coded[p] ? planes + (uint64_t)p * lay->n : pay_off + lay->raw_offset[p];
+        m.scratch_mask |= (uint32_t)lay->plane_coded[p] << p;
+    }
+    if (n_coded) *scratch_at += align_up(t->src_size);
+    jl.m.push_back(m);
+    jl.max_merge_n = std::max(jl.max_merge_n, m.n);
+    return WC_OK;
+}
+
+/* Host job arrays packed back to back (each 64-byte aligned) at `to`; returns the bytes. */
+static uint64_t pack_jobs(const job_lists &jl, size_t n_verdicts, uint8_t *to, uint64_t at[4]) {
+    uint64_t sz[4] = {jl.s.size() * sizeof(stream_job), jl.m.size() * sizeof(merge_job),
+                      jl.h.size() * sizeof(hash_job), n_verdicts * sizeof(uint32_t)};
+    const void *from[4] = {jl.s.data(), jl.m.data(), jl.h.data(), nullptr};
+    uint64_t pos = 0;
+    for (int k = 0; k < 4; k++) {
+        at[k] = pos;
+        if (to && from[k] && sz[k]) memcpy(to + pos, from[k], sz[k]);
+        if (to && !from[k]) memset(to + pos, 0, sz[k]);
+        pos += align_up(sz[k]);
+    }
+    return pos;
+}
+
 /* Decodes one batch (n <= MAX_BATCH_TILES) into the device stage; verdict[k] per tile.
  * *stage_at receives where tile k's decoded bytes are (device pointers). */
 static wc_status decode_batch(wcgpu *g, const wc_container *c, const uint32_t *tiles, size_t n,
@@ -333,114 +547,52 @@ static wc_status decode_batch(wcgpu *g, const wc_container *c, const uint32_t *t
                               uint32_t *verdict, wc_error *err) {
     wc_tile_layout *lay = (wc_tile_layout *)malloc(sizeof *lay);
     if (!lay) return fail(err, WC_ERR_NOMEM, "out of memory");
-    /* sizes: payloads, plane scratch, stage, jobs */
+    /* jobs (reading the payloads where they are), then sizes: payloads, plane scratch, stage, jobs */
     uint64_t pay = 0, planes = 0, stage = 0;
-    size_t n_streams = 0;
     wc_status st = WC_OK;
-    for (size_t k = 0; k < n && st == WC_OK; k++) {
-        const wc_tile_info *t = wc_container_tile(c, tiles[k]);
-        pay += align_up(t->coded_size);
-        stage += align_up(t->src_size);
-        if (t->mode == WC_TILE_PLANES) {
-            if ((st = wc_tile_layout_parse(c, tiles[k], payloads[k], lay, err)) != WC_OK) break;
-            n_streams += lay->n_streams;
-            planes += align_up((uint64_t)t->src_size);
+    job_lists jl;
+    std::vector<uint64_t> stage_off;
+    try {
+        stage_off.resize(n);
+        for (size_t k = 0; k < n && st == WC_OK; k++) {
+            const wc_tile_info *t = wc_container_tile(c, tiles[k]);
+            stage_off[k] = stage;
+            st = tile_jobs(g, c, tiles[k], payloads[k], pay, stage, &planes, (uint32_t)k, true, lay, jl, err);
+            pay += align_up(t->coded_size);
+            stage += align_up(t->src_size);
         }
+    } catch (const std::bad_alloc &) {
+        st = fail(err, WC_ERR_NOMEM, "out of memory");
     }
-    uint64_t jobs_bytes = align_up(n_streams * sizeof(stream_job)) + align_up(n * sizeof(merge_job)) +
-                          align_up(n * sizeof(hash_job)) + align_up(n * sizeof(uint32_t));
+    free(lay);
+    uint64_t at[4];
+    uint64_t jobs_bytes = pack_jobs(jl, n, nullptr, at);
     if (st == WC_OK) st = ensure(g, pay + jobs_bytes, pay + planes + stage + jobs_bytes, err);
-    if (st != WC_OK) {
-        free(lay);
-        return st;
-    }
+    if (st != WC_OK) return st;
     uint8_t *d_pay = g->d_buf, *d_planes = d_pay + pay, *d_stage = d_planes + planes;
     uint8_t *d_jobs = d_stage + stage;
-    uint8_t *h_jobs = g->h_pin + pay;
-    stream_job *sj = (stream_job *)h_jobs;
-    merge_job *mj = (merge_job *)(h_jobs + align_up(n_streams * sizeof(stream_job)));
-    hash_job *hj = (hash_job *)((uint8_t *)mj + align_up(n * sizeof(merge_job)));
-    uint32_t *hv = (uint32_t *)((uint8_t *)hj + align_up(n * sizeof(hash_job)));
-    size_t d_mj = (uint8_t *)mj - h_jobs, d_hj = (uint8_t *)hj - h_jobs, d_v = (uint8_t *)hv - h_jobs;
-
-    uint64_t p_at = 0, pl_at = 0, s_at = 0;
-    size_t si = 0;
-    const uint32_t *memo_host = NULL, *memo_dev = NULL; /* consecutive streams share tables */
-    for (size_t k = 0; k < n && st == WC_OK; k++) {
+    uint64_t p_at = 0;
+    for (size_t k = 0; k < n; k++) {
         const wc_tile_info *t = wc_container_tile(c, tiles[k]);
         if (payloads[k] != g->h_pin + p_at) /* the loader API reads payloads in place */
             memcpy(g->h_pin + p_at, payloads[k], t->coded_size);
-        uint8_t *dp = d_pay + p_at, *ds = d_stage + s_at;
-        stage_at[k] = ds;
-        merge_job m = {};
-        m.dst = ds;
-        m.tile = (uint32_t)k;
-        if (t->mode == WC_TILE_RAW) {
-            m.plane[0] = dp;
-            m.n = t->src_size;
-            m.w = 1;
-        } else {
-            wc_tile_layout_parse(c, tiles[k], payloads[k], lay, NULL); /* checked above */
-            m.n = lay->n;
-            m.w = lay->plane_count;
-            wc_dtype d = (wc_dtype)lay->dtype;
-            m.rot = m.w > 1 && (d == WC_DTYPE_F16 || d == WC_DTYPE_BF16 || d == WC_DTYPE_F32 ||
-                                d == WC_DTYPE_F64);
-            for (unsigned p = 0; p < lay->plane_count; p++)
-                m.plane[p] = lay->plane_coded[p] ? d_planes + pl_at + (uint64_t)p * lay->n
-                                                 : dp + lay->raw_offset[p];
-            for (uint32_t s = 0; s < lay->n_streams; s++) {
-                const wc_stream_ref *r = &lay->streams[s];
-                const uint32_t *host_lut = wc_container_plane_lut(c, t->tensor, r->plane);
-                const uint32_t *lut = host_lut == memo_host ? memo_dev : device_lut(g, host_lut, err);
-                memo_host = host_lut;
-                memo_dev = lut;
-                if (!lut) {
-                    st = err ? err->code : WC_ERR_IO;
-                    break;
-                }
-                sj[si++] = {dp + r->offset, d_planes + pl_at + (uint64_t)r->plane * lay->n + r->first,
-                            lut, r->len, r->count, (uint32_t)k, 0};
-            }
-            pl_at += align_up(t->src_size);
-        }
-        mj[k] = m;
-        hj[k] = {ds, t->src_size, t->checksum, (uint32_t)k, 0};
-        hv[k] = TILE_OK;
+        stage_at[k] = d_stage + stage_off[k];
         p_at += align_up(t->coded_size);
-        s_at += align_up(t->src_size);
     }
-    free(lay);
-    if (st != WC_OK) return st;
+    pack_jobs(jl, n, g->h_pin + pay, at);
 
     cudaError_t e;
     cudaStream_t s = g->stream;
-    uint32_t max_n = 1;
-    for (size_t k = 0; k < n; k++) max_n = mj[k].n > max_n ? mj[k].n : max_n;
     /* payloads, then the jobs (after the payloads in h_pin, after the stage on the device) */
     if ((e = cudaMemcpyAsync(d_pay, g->h_pin, pay, cudaMemcpyHostToDevice, s)) == cudaSuccess)
-        e = cudaMemcpyAsync(d_jobs, h_jobs, jobs_bytes, cudaMemcpyHostToDevice, s);
-    if (e == cudaSuccess) e = cudaEventRecord(g->ev[0], s);
-    if (e == cudaSuccess && n_streams) {
-        rans_kernel<<<(unsigned)((n_streams + WARPS_PER_BLOCK - 1) / WARPS_PER_BLOCK), WARPS_PER_BLOCK * 32, 0, s>>>(
-            (const stream_job *)d_jobs, (uint32_t)n_streams, (uint32_t *)(d_jobs + d_v));
-        e = cudaGetLastError();
-    }
-    if (e == cudaSuccess) {
-        dim3 grid((max_n + 255) / 256 < 64 ? (max_n + 255) / 256 : 64, (unsigned)n);
-        cudaEventRecord(g->ev[1], s);
-        merge_kernel<<<grid, 256, 0, s>>>((const merge_job *)(d_jobs + d_mj));
-        e = cudaGetLastError();
-    }
-    if (e == cudaSuccess) {
-        cudaEventRecord(g->ev[2], s);
-        hash_kernel<<<(unsigned)((n * 8 + 127) / 128), 128, 0, s>>>(
-            (const hash_job *)(d_jobs + d_hj), (uint32_t)n, (uint32_t *)(d_jobs + d_v));
-        e = cudaGetLastError();
-    }
-    if (e == cudaSuccess) e = cudaEventRecord(g->ev[3], s);
+        e = cudaMemcpyAsync(d_jobs, g->h_pin + pay, jobs_bytes, cudaMemcpyHostToDevice, s);
+    launch l = {(const stream_job *)(d_jobs + at[0]), (uint32_t)jl.s.size(),
+                (const merge_job *)(d_jobs + at[1]), (uint32_t)jl.m.size(), jl.max_merge_n,
+                (const hash_job *)(d_jobs + at[2]), (uint32_t)jl.h.size(),
+                (uint64_t)d_pay, (uint64_t)d_stage, (uint64_t)d_planes, (uint32_t *)(d_jobs + at[3])};
+    if (e == cudaSuccess) e = launch_kernels(l, s, g->ev);
     if (e == cudaSuccess)
-        e = cudaMemcpyAsync(verdict, d_jobs + d_v, n * sizeof(uint32_t), cudaMemcpyDeviceToHost, s);
+        e = cudaMemcpyAsync(verdict, d_jobs + at[3], n * sizeof(uint32_t), cudaMemcpyDeviceToHost, s);
     if (e == cudaSuccess) e = cudaStreamSynchronize(s);
     for (int i = 0; e == cudaSuccess && i < 3; i++) {
         float ms = 0;
@@ -700,4 +852,280 @@ extern "C" wc_status wcgpu_read_range(wcgpu *g, const wc_container *c, uint64_t 
     free(payloads);
     free(tiles);
     return st;
+}
+
+/* ---------------------------------------------------------------- resident sets */
+
+struct set_range {
+    const wc_container *c;
+    uint32_t group, index, first_tile, n_tiles;
+    uint64_t offset, len, out_offset;
+};
+
+struct set_tile { /* what an error message needs, kept past the containers' closing */
+    uint64_t src_offset;
+    uint32_t src_size, tile, range;
+};
+
+struct set_group {
+    uint64_t pay_lo = 0, pay_hi = 0, out_bytes = 0, scratch_bytes = 0;
+    size_t s0 = 0, ns = 0, m0 = 0, nm = 0, h0 = 0, nh = 0;
+    uint32_t v0 = 0, nv = 0, max_merge_n = 1;
+};
+
+struct wcgpu_set {
+    wcgpu *g = nullptr;
+    int keep = WCGPU_KEEP_DEVICE;
+    bool finished = false;
+    std::vector<set_range> ranges;
+    std::vector<set_group> groups;
+    std::vector<set_tile> tiles; /* by verdict slot */
+    uint64_t pay_bytes = 0, device_bytes = 0;
+    uint8_t *pay = nullptr;                 /* the caller's */
+    uint8_t *d_jobs = nullptr;              /* stream | merge | hash jobs | verdicts */
+    uint64_t at[4] = {0, 0, 0, 0};
+    uint32_t *h_verdict = nullptr;          /* pinned */
+    uint8_t *d_scratch = nullptr, *d_stage = nullptr;
+};
+
+/* Runs f with g's device current, then gives the caller's back. */
+template <typename F> static wc_status on_device(wcgpu *g, wc_error *err, F f) {
+    int prev = -1;
+    cudaGetDevice(&prev);
+    cudaError_t e = prev == g->device ? cudaSuccess : cudaSetDevice(g->device);
+    if (e != cudaSuccess) return cuda_fail(err, e, "selecting the device");
+    wc_status st;
+    try {
+        st = f();
+    } catch (const std::bad_alloc &) {
+        st = fail(err, WC_ERR_NOMEM, "out of memory");
+    }
+    if (prev >= 0 && prev != g->device) cudaSetDevice(prev);
+    return st;
+}
+
+extern "C" wc_status wcgpu_set_create(wcgpu *g, int keep, wcgpu_set **out, wc_error *err) {
+    if (!g || !out || (keep != WCGPU_KEEP_DEVICE && keep != WCGPU_KEEP_HOST))
+        return fail(err, WC_ERR_ARG, "wcgpu_set_create: bad argument");
+    wcgpu_set *s = new (std::nothrow) wcgpu_set;
+    if (!s) return fail(err, WC_ERR_NOMEM, "out of memory");
+    s->g = g;
+    s->keep = keep;
+    *out = s;
+    return WC_OK;
+}
+
+extern "C" void wcgpu_set_close(wcgpu_set *s) {
+    if (!s) return;
+    on_device(s->g, nullptr, [&] {
+        cudaFree(s->d_jobs);
+        cudaFree(s->d_scratch);
+        cudaFree(s->d_stage);
+        cudaFreeHost(s->h_verdict);
+        return WC_OK;
+    });
+    delete s;
+}
+
+extern "C" wc_status wcgpu_set_add(wcgpu_set *s, uint32_t group, const wc_container *c, uint64_t offset,
+                                   uint64_t len, uint64_t out_offset, wc_error *err) {
+    if (s->finished) return fail(err, WC_ERR_ARG, "wcgpu_set_add: the set is finished");
+    if (out_offset % ALIGN) return fail(err, WC_ERR_ARG, "wcgpu_set_add: out_offset must be a multiple of 64");
+    if (group > (1u << 24)) return fail(err, WC_ERR_ARG, "wcgpu_set_add: group number too large");
+    uint64_t size = wc_container_source_size(c);
+    if (offset > size || len > size - offset) return fail(err, WC_ERR_ARG, "wcgpu_set_add: range beyond the source");
+    set_range r = {c, group, (uint32_t)s->ranges.size(), 0, 0, offset, len, out_offset};
+    if (len) {
+        r.first_tile = wc_container_find_tile(c, offset);
+        uint32_t last = wc_container_find_tile(c, offset + len - 1);
+        const wc_tile_info *a = wc_container_tile(c, r.first_tile), *b = wc_container_tile(c, last);
+        if (a->src_offset != offset || b->src_offset + b->src_size != offset + len)
+            return wc_error_set(err, WC_ERR_ARG, "wcgpu_set_add: bytes %llu..%llu are not whole tiles "
+                                "(a tensor's range is)", (unsigned long long)offset, (unsigned long long)(offset + len));
+        r.n_tiles = last - r.first_tile + 1;
+        /* the kernels store whole elements and hash 8-byte words: every tile lands 64-byte aligned */
+        for (uint32_t k = 0; k < r.n_tiles; k++) {
+            const wc_tile_info *t = wc_container_tile(c, r.first_tile + k);
+            if ((out_offset + (t->src_offset - offset)) % ALIGN)
+                return wc_error_set(err, WC_ERR_ARG, "wcgpu_set_add: tile %u would land at an offset that is not a "
+                                    "multiple of 64 (add each tensor as a range of its own)", r.first_tile + k);
+        }
+    }
+    try {
+        s->ranges.push_back(r);
+        if (group >= s->groups.size()) s->groups.resize(group + 1);
+    } catch (const std::bad_alloc &) {
+        return fail(err, WC_ERR_NOMEM, "out of memory");
+    }
+    set_group &gr = s->groups[group];
+    gr.out_bytes = std::max(gr.out_bytes, out_offset + len);
+    for (uint32_t k = 0; k < r.n_tiles; k++) s->pay_bytes += align_up(wc_container_tile(c, r.first_tile + k)->coded_size);
+    return WC_OK;
+}
+
+extern "C" uint64_t wcgpu_set_payload_bytes(const wcgpu_set *s) { return s->pay_bytes; }
+
+extern "C" uint64_t wcgpu_set_group_bytes(const wcgpu_set *s, uint32_t group) {
+    return group < s->groups.size() ? s->groups[group].out_bytes : 0;
+}
+
+extern "C" uint64_t wcgpu_set_device_bytes(const wcgpu_set *s) { return s->device_bytes; }
+
+static wc_status set_enqueue(wcgpu_set *s, uint32_t group, void *d_out, cudaStream_t stream, bool verify,
+                             wc_error *err) {
+    const set_group &gr = s->groups[group];
+    if (!gr.nv) return WC_OK;
+    uint64_t pay = (uint64_t)s->pay;
+    cudaError_t e = cudaSuccess;
+    if (s->keep == WCGPU_KEEP_HOST) { /* this group's payloads up first: one copy */
+        e = cudaMemcpyAsync(s->d_stage, s->pay + gr.pay_lo, gr.pay_hi - gr.pay_lo, cudaMemcpyHostToDevice, stream);
+        pay = (uint64_t)s->d_stage - gr.pay_lo;
+    }
+    uint32_t *verdict = (uint32_t *)(s->d_jobs + s->at[3]);
+    if (e == cudaSuccess && verify) e = cudaMemsetAsync(verdict + gr.v0, 0, gr.nv * sizeof(uint32_t), stream);
+    launch l = {(const stream_job *)(s->d_jobs + s->at[0]) + gr.s0, (uint32_t)gr.ns,
+                (const merge_job *)(s->d_jobs + s->at[1]) + gr.m0, (uint32_t)gr.nm, gr.max_merge_n,
+                (const hash_job *)(s->d_jobs + s->at[2]) + gr.h0, verify ? (uint32_t)gr.nh : 0,
+                pay, (uint64_t)d_out, (uint64_t)s->d_scratch, verdict};
+    if (e == cudaSuccess) e = launch_kernels(l, stream, nullptr);
+    return e == cudaSuccess ? WC_OK : cuda_fail(err, e, "decoding");
+}
+
+static wc_status set_verdicts(wcgpu_set *s, uint32_t group, cudaStream_t stream, uint32_t *bad_range,
+                              wc_error *err) {
+    const set_group &gr = s->groups[group];
+    if (!gr.nv) return WC_OK;
+    uint32_t *verdict = (uint32_t *)(s->d_jobs + s->at[3]);
+    cudaError_t e = cudaMemcpyAsync(s->h_verdict + gr.v0, verdict + gr.v0, gr.nv * sizeof(uint32_t),
+                                    cudaMemcpyDeviceToHost, stream);
+    if (e == cudaSuccess) e = cudaStreamSynchronize(stream);
+    if (e != cudaSuccess) return cuda_fail(err, e, "decoding");
+    for (uint32_t v = gr.v0; v < gr.v0 + gr.nv; v++) {
+        if (s->h_verdict[v] == TILE_OK) continue;
+        const set_tile &t = s->tiles[v];
+        wc_status st = s->h_verdict[v] & TILE_BAD_STREAM ? WC_ERR_FORMAT : WC_ERR_CHECKSUM;
+        if (bad_range) *bad_range = t.range;
+        return wc_error_set(err, st, "GPU: tile %u (source bytes %llu..%llu): %s", t.tile,
+                            (unsigned long long)t.src_offset, (unsigned long long)(t.src_offset + t.src_size),
+                            st == WC_ERR_FORMAT ? "corrupt payload" : "checksum mismatch");
+    }
+    return WC_OK;
+}
+
+/* finish: payloads to their home, jobs built and uploaded, every tile decoded once and checked. */
+static wc_status set_finish(wcgpu_set *s, void *payloads, void *d_check, uint64_t check_size,
+                            uint32_t *bad_range, wc_error *err) {
+    wcgpu *g = s->g;
+    s->pay = (uint8_t *)payloads;
+    std::vector<uint32_t> order(s->ranges.size());
+    for (size_t k = 0; k < order.size(); k++) order[k] = (uint32_t)k;
+    std::stable_sort(order.begin(), order.end(),
+                     [&](uint32_t a, uint32_t b) { return s->ranges[a].group < s->ranges[b].group; });
+    /* lay out: payloads group after group, so that a group's payloads are one span */
+    uint64_t max_span = 0, pay_at = 0;
+    for (size_t k = 0; k < order.size();) {
+        uint32_t grp = s->ranges[order[k]].group;
+        set_group &gr = s->groups[grp];
+        gr.pay_lo = pay_at;
+        for (; k < order.size() && s->ranges[order[k]].group == grp; k++) {
+            const set_range &r = s->ranges[order[k]];
+            for (uint32_t t = 0; t < r.n_tiles; t++)
+                pay_at += align_up(wc_container_tile(r.c, r.first_tile + t)->coded_size);
+        }
+        gr.pay_hi = pay_at;
+        max_span = std::max(max_span, gr.pay_hi - gr.pay_lo);
+    }
+    uint8_t *host = nullptr; /* where payloads are read: the caller's host memory, or a staging copy */
+    cudaError_t e = cudaSuccess;
+    if (s->keep == WCGPU_KEEP_DEVICE && max_span && (e = cudaMallocHost((void **)&host, max_span)) != cudaSuccess)
+        return cuda_fail(err, e, "pinned staging buffer");
+    wc_tile_layout *lay = (wc_tile_layout *)malloc(sizeof *lay);
+    job_lists jl;
+    wc_status st = lay ? WC_OK : fail(err, WC_ERR_NOMEM, "out of memory");
+    unsigned readers = std::thread::hardware_concurrency();
+    readers = readers < 2 ? 1 : readers > 16 ? 8 : readers / 2;
+    std::vector<uint32_t> tiles;
+    std::vector<const uint8_t *> ptrs;
+    for (size_t k = 0; k < order.size() && st == WC_OK;) {
+        uint32_t grp = s->ranges[order[k]].group;
+        set_group &gr = s->groups[grp];
+        uint8_t *buf = s->keep == WCGPU_KEEP_DEVICE ? host : s->pay + gr.pay_lo;
+        gr.s0 = jl.s.size(), gr.m0 = jl.m.size(), gr.h0 = jl.h.size();
+        gr.v0 = (uint32_t)s->tiles.size();
+        uint64_t at = gr.pay_lo;
+        for (; k < order.size() && s->ranges[order[k]].group == grp && st == WC_OK; k++) {
+            const set_range &r = s->ranges[order[k]];
+            tiles.resize(r.n_tiles);
+            ptrs.resize(r.n_tiles);
+            for (uint32_t t = 0; t < r.n_tiles; t++) tiles[t] = r.first_tile + t;
+            st = read_payloads(r.c, tiles.data(), 0, r.n_tiles, buf + (at - gr.pay_lo), ptrs.data(), readers, err);
+            for (uint32_t t = 0; t < r.n_tiles && st == WC_OK; t++) {
+                const wc_tile_info *ti = wc_container_tile(r.c, tiles[t]);
+                uint32_t v = (uint32_t)s->tiles.size();
+                s->tiles.push_back({ti->src_offset, ti->src_size, tiles[t], r.index});
+                st = tile_jobs(g, r.c, tiles[t], ptrs[t], at, r.out_offset + (ti->src_offset - r.offset),
+                               &gr.scratch_bytes, v, true, lay, jl, err);
+                if (st != WC_OK && bad_range) *bad_range = r.index;
+                at += align_up(ti->coded_size);
+            }
+        }
+        gr.ns = jl.s.size() - gr.s0, gr.nm = jl.m.size() - gr.m0, gr.nh = jl.h.size() - gr.h0;
+        gr.nv = (uint32_t)s->tiles.size() - gr.v0;
+        gr.max_merge_n = jl.max_merge_n;
+        jl.max_merge_n = 1;
+        if (st == WC_OK && s->keep == WCGPU_KEEP_DEVICE && gr.pay_hi > gr.pay_lo &&
+            (e = cudaMemcpy(s->pay + gr.pay_lo, host, gr.pay_hi - gr.pay_lo, cudaMemcpyHostToDevice)) != cudaSuccess)
+            st = cuda_fail(err, e, "uploading payloads");
+    }
+    free(lay);
+    cudaFreeHost(host);
+    if (st != WC_OK) return st;
+    /* jobs and verdicts to the device; the plane scratch and (keep host) the staging area */
+    uint64_t scratch = 0, jobs_bytes = pack_jobs(jl, s->tiles.size(), nullptr, s->at);
+    for (const set_group &gr : s->groups) scratch = std::max(scratch, gr.scratch_bytes);
+    std::vector<uint8_t> packed(jobs_bytes);
+    pack_jobs(jl, s->tiles.size(), packed.data(), s->at);
+    if ((e = cudaMalloc((void **)&s->d_jobs, jobs_bytes ? jobs_bytes : 64)) != cudaSuccess ||
+        (e = cudaMemcpy(s->d_jobs, packed.data(), jobs_bytes, cudaMemcpyHostToDevice)) != cudaSuccess)
+        return cuda_fail(err, e, "job tables");
+    if ((e = cudaMallocHost((void **)&s->h_verdict, (s->tiles.size() + 1) * sizeof(uint32_t))) != cudaSuccess)
+        return cuda_fail(err, e, "pinned verdicts");
+    if (scratch && (e = cudaMalloc((void **)&s->d_scratch, scratch)) != cudaSuccess)
+        return cuda_fail(err, e, "plane scratch");
+    if (s->keep == WCGPU_KEEP_HOST && max_span && (e = cudaMalloc((void **)&s->d_stage, max_span)) != cudaSuccess)
+        return cuda_fail(err, e, "device staging buffer");
+    s->device_bytes = jobs_bytes + scratch + (s->keep == WCGPU_KEEP_HOST ? max_span : 0);
+    /* every tile once, with its checksum: the payloads are trusted from here on */
+    for (uint32_t grp = 0; grp < s->groups.size() && st == WC_OK; grp++) {
+        if (s->groups[grp].out_bytes > check_size)
+            return wc_error_set(err, WC_ERR_ARG, "wcgpu_set_finish: group %u needs %llu bytes to be checked in, "
+                                "d_check has %llu", grp, (unsigned long long)s->groups[grp].out_bytes,
+                                (unsigned long long)check_size);
+        st = set_enqueue(s, grp, d_check, g->stream, true, err);
+        if (st == WC_OK) st = set_verdicts(s, grp, g->stream, bad_range, err);
+    }
+    return st;
+}
+
+extern "C" wc_status wcgpu_set_finish(wcgpu_set *s, void *payloads, void *d_check, uint64_t check_size,
+                                      uint32_t *bad_range, wc_error *err) {
+    if (s->finished || !s->tiles.empty()) return fail(err, WC_ERR_ARG, "wcgpu_set_finish: called twice");
+    if (!payloads && s->pay_bytes) return fail(err, WC_ERR_ARG, "wcgpu_set_finish: no payload memory");
+    wc_status st = on_device(s->g, err, [&] { return set_finish(s, payloads, d_check, check_size, bad_range, err); });
+    s->finished = st == WC_OK;
+    return st;
+}
+
+extern "C" wc_status wcgpu_set_decode(wcgpu_set *s, uint32_t group, void *d_out, void *stream, int verify,
+                                      wc_error *err) {
+    if (!s->finished) return fail(err, WC_ERR_ARG, "wcgpu_set_decode: the set is not finished");
+    if (group >= s->groups.size()) return fail(err, WC_ERR_ARG, "wcgpu_set_decode: no such group");
+    return on_device(s->g, err, [&] { return set_enqueue(s, group, d_out, (cudaStream_t)stream, verify != 0, err); });
+}
+
+extern "C" wc_status wcgpu_set_check(wcgpu_set *s, uint32_t group, void *stream, uint32_t *bad_range,
+                                     wc_error *err) {
+    if (!s->finished) return fail(err, WC_ERR_ARG, "wcgpu_set_check: the set is not finished");
+    if (group >= s->groups.size()) return fail(err, WC_ERR_ARG, "wcgpu_set_check: no such group");
+    return on_device(s->g, err, [&] { return set_verdicts(s, group, (cudaStream_t)stream, bad_range, err); });
 }

@@ -7,7 +7,8 @@
  *
  * Conventions as in wcodec.h (wc_status returns, optional wc_error). A wcgpu handle owns one CUDA
  * stream and its buffers: use it from one thread at a time (the filesystem gives its GPU worker
- * its own handle). Calls are synchronous: when they return, the output is complete.
+ * its own handle). Calls are synchronous: when they return, the output is complete (except
+ * wcgpu_set_decode, below, which is asynchronous on the caller's stream).
  */
 #ifndef WCGPU_H
 #define WCGPU_H
@@ -60,6 +61,70 @@ void wcgpu_last_kernel_split(const wcgpu *g, double ms[3]);
  */
 wc_status wcgpu_read_range(wcgpu *g, const wc_container *c, uint64_t offset, size_t len,
                            void *d_dst, wc_error *err);
+
+/*
+ * Resident sets: tiles whose payloads stay coded in memory, decoded on demand. For weights kept
+ * compressed through inference (wcodec.torch.attach): each group (a transformer block, say) is
+ * decoded just before it runs, asynchronously on the caller's stream, into the caller's device
+ * memory, with no host work beyond one launch per kernel: the jobs are built once and live on
+ * the device.
+ *
+ * Use: wcgpu_set_create; wcgpu_set_add for every range (a tensor's bytes), each into a group and
+ * at an offset of that group's output; allocate wcgpu_set_payload_bytes() of payload memory
+ * (device memory for WCGPU_KEEP_DEVICE, pinned host memory for WCGPU_KEEP_HOST: the caller owns
+ * it, so that a framework's allocator counts it) and a device buffer of the largest group's
+ * bytes; wcgpu_set_finish; then wcgpu_set_decode as often as wanted.
+ *
+ * Payloads are checked once, in wcgpu_set_finish: every tile is decoded and its xxh3 compared.
+ * Later decodes skip the hash unless asked (verify), and then report through wcgpu_set_check.
+ * A set belongs to its wcgpu handle (close the set first) and holds device memory of its own:
+ * job tables, a plane scratch for tiles with more than one coded plane (none for BF16), and
+ * for WCGPU_KEEP_HOST a staging area of the largest group's coded bytes (wcgpu_set_device_bytes).
+ * Scratch and staging are shared by the set's decodes: enqueue them on one stream, or wait for
+ * one before enqueuing the next on another. Not thread-safe: one thread at a time.
+ */
+typedef struct wcgpu_set wcgpu_set;
+enum { WCGPU_KEEP_DEVICE = 0, WCGPU_KEEP_HOST = 1 };
+
+/* An empty set on g's device, its payloads to be kept as `keep` says. */
+wc_status wcgpu_set_create(wcgpu *g, int keep, wcgpu_set **out, wc_error *err);
+/* Frees the set's own memory (not the payload memory, which is the caller's). NULL is a no-op. */
+void wcgpu_set_close(wcgpu_set *s);
+
+/* Adds source bytes [offset, offset + len) of c to group `group` (groups are numbered from 0),
+ * to be decoded at out_offset (a multiple of 64) of that group's output. The range must be
+ * whole tiles, each landing at a multiple of 64, as a tensor's range does (WC_ERR_ARG otherwise). c must stay open until
+ * wcgpu_set_finish returns; after that the set needs no container. */
+wc_status wcgpu_set_add(wcgpu_set *s, uint32_t group, const wc_container *c, uint64_t offset,
+                        uint64_t len, uint64_t out_offset, wc_error *err);
+/* Bytes of payload memory wcgpu_set_finish needs for the ranges added so far. */
+uint64_t wcgpu_set_payload_bytes(const wcgpu_set *s);
+/* Bytes a group's output needs: the end of its furthest range (0 for an unknown group). */
+uint64_t wcgpu_set_group_bytes(const wcgpu_set *s, uint32_t group);
+
+/*
+ * Reads every payload into `payloads` (wcgpu_set_payload_bytes of them, as `keep` says), builds
+ * the jobs on the device, then decodes every group into d_check (device memory of check_size
+ * bytes, at least the largest group's) and checks every tile's checksum. Synchronous. On a bad
+ * tile returns WC_ERR_CHECKSUM or WC_ERR_FORMAT naming it, with *bad_range (if not NULL) set to
+ * the index (in wcgpu_set_add order) of the range holding it. A failed set can only be closed.
+ */
+wc_status wcgpu_set_finish(wcgpu_set *s, void *payloads, void *d_check, uint64_t check_size,
+                           uint32_t *bad_range, wc_error *err);
+/*
+ * Enqueues the decode of `group` into d_out (wcgpu_set_group_bytes of device memory; 64-byte
+ * aligned) on `stream` (a cudaStream_t; NULL is the legacy default stream) and returns without
+ * waiting: the bytes are there for work enqueued after it on that stream. With verify, each
+ * tile's checksum is computed too; call wcgpu_set_check to wait and learn the verdict.
+ */
+wc_status wcgpu_set_decode(wcgpu_set *s, uint32_t group, void *d_out, void *stream, int verify,
+                           wc_error *err);
+/* Waits for `stream`, then reports the verdicts of the last verified decode of `group`:
+ * WC_OK, or WC_ERR_CHECKSUM / WC_ERR_FORMAT naming the first bad tile (and *bad_range). */
+wc_status wcgpu_set_check(wcgpu_set *s, uint32_t group, void *stream, uint32_t *bad_range,
+                          wc_error *err);
+/* Device memory the set holds itself (jobs, plane scratch, staging), for memory accounting. */
+uint64_t wcgpu_set_device_bytes(const wcgpu_set *s);
 
 #ifdef __cplusplus
 }

@@ -49,6 +49,165 @@ static uint8_t *load_payloads(const wc_container *c, const uint8_t ***ptrs) {
     return all;
 }
 
+/* A resident set of every tile of c in one group, tile i at place[i] (64-byte aligned, in order);
+ * *out_bytes: the group's size. */
+static wcgpu_set *whole_set(wcgpu *g, const wc_container *c, int keep, void **pay, uint64_t *place,
+                            uint64_t *out_bytes, uint8_t *d_check, wc_error *err) {
+    wcgpu_set *s = NULL;
+    *pay = NULL;
+    uint64_t at = 0;
+    wc_status st = wcgpu_set_create(g, keep, &s, err);
+    for (uint32_t i = 0; i < wc_container_tile_count(c) && st == WC_OK; i++) {
+        const wc_tile_info *t = wc_container_tile(c, i);
+        place[i] = at;
+        st = wcgpu_set_add(s, 0, c, t->src_offset, t->src_size, at, err);
+        at += (t->src_size + 63) / 64 * 64;
+    }
+    *out_bytes = at;
+    if (st != WC_OK) {
+        wcgpu_set_close(s);
+        return NULL;
+    }
+    uint64_t pb = wcgpu_set_payload_bytes(s);
+    if (keep == WCGPU_KEEP_DEVICE) cudaMalloc(pay, pb ? pb : 1);
+    else cudaMallocHost(pay, pb ? pb : 1);
+    if (wcgpu_set_finish(s, *pay, d_check, at, NULL, err) != WC_OK) {
+        wcgpu_set_close(s);
+        return NULL;
+    }
+    return s;
+}
+
+/* The decoded tiles at their places == the source. */
+static int same_tiles(const wc_container *c, const uint8_t *got, const uint64_t *place, const uint8_t *cpu) {
+    for (uint32_t i = 0; i < wc_container_tile_count(c); i++) {
+        const wc_tile_info *t = wc_container_tile(c, i);
+        if (memcmp(got + place[i], cpu + t->src_offset, t->src_size)) return 0;
+    }
+    return 1;
+}
+
+static void free_payloads(int keep, void *pay) {
+    if (keep == WCGPU_KEEP_DEVICE) cudaFree(pay);
+    else cudaFreeHost(pay);
+}
+
+/* Resident sets: every tensor in a group of its own at a 64-byte aligned place, and the whole
+ * source as one group; kept on the device and in host memory; decoded asynchronously on a
+ * stream of ours; with and without the hash. Then a payload damaged after the check: a verified
+ * decode names the tile. */
+static void compare_sets(wcgpu *g, const char *path, const wc_container *c, const uint8_t *cpu, uint64_t size) {
+    wc_error err = {0};
+    cudaStream_t stream;
+    cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking);
+    uint64_t room = size + 64ull * (wc_container_tile_count(c) + 1);
+    uint8_t *d, *gpu = malloc(room);
+    cudaMalloc((void **)&d, room);
+    for (int keep = WCGPU_KEEP_DEVICE; keep <= WCGPU_KEEP_HOST; keep++) {
+        const char *kn = keep == WCGPU_KEEP_DEVICE ? "device" : "host";
+        /* per tensor: tensor i into group i % 3 at 64 bytes past the previous one of that group */
+        wcgpu_set *s = NULL;
+        uint32_t nt = wc_container_tensor_count(c);
+        uint64_t at[3] = {64, 64, 64}, *place = malloc((nt + 1) * sizeof *place), check = 0;
+        wc_status st = wcgpu_set_create(g, keep, &s, &err);
+        for (uint32_t i = 0; i < nt && st == WC_OK; i++) {
+            const wc_tensor_info *t = wc_container_tensor(c, i);
+            place[i] = at[i % 3];
+            st = wcgpu_set_add(s, i % 3, c, t->src_offset, t->src_size, place[i], &err);
+            at[i % 3] += (t->src_size + 127) / 64 * 64;
+        }
+        for (int k = 0; k < 3; k++) check = check > at[k] ? check : at[k];
+        CHECK(st == WC_OK, "%s: set (%s) add: %s", path, kn, err.msg);
+        void *pay = NULL;
+        uint64_t pb = st == WC_OK ? wcgpu_set_payload_bytes(s) : 0;
+        if (keep == WCGPU_KEEP_DEVICE) cudaMalloc(&pay, pb + 1);
+        else cudaMallocHost(&pay, pb + 1);
+        uint8_t *dc;
+        cudaMalloc((void **)&dc, check);
+        if (st == WC_OK) st = wcgpu_set_finish(s, pay, dc, check, NULL, &err);
+        CHECK(st == WC_OK, "%s: set (%s) finish: %s", path, kn, err.msg);
+        for (int verify = 0; verify <= 1 && st == WC_OK; verify++) {
+            int same = 1;
+            for (uint32_t grp = 0; grp < 3 && grp < nt && st == WC_OK; grp++) {
+                cudaMemsetAsync(dc, 0xAB, check, stream);
+                st = wcgpu_set_decode(s, grp, dc, stream, verify, &err);
+                if (st == WC_OK && verify) st = wcgpu_set_check(s, grp, stream, NULL, &err);
+                uint8_t *h = malloc(check);
+                cudaMemcpyAsync(h, dc, check, cudaMemcpyDeviceToHost, stream);
+                cudaStreamSynchronize(stream);
+                for (uint32_t i = grp; i < nt; i += 3) {
+                    const wc_tensor_info *t = wc_container_tensor(c, i);
+                    same &= memcmp(h + place[i], cpu + t->src_offset, t->src_size) == 0;
+                }
+                free(h);
+            }
+            CHECK(st == WC_OK && same, "%s: set (%s, verify=%d), tensors by group: %s", path, kn, verify,
+                  st == WC_OK ? "bytes differ" : err.msg);
+        }
+        wcgpu_set_close(s);
+        free_payloads(keep, pay);
+        cudaFree(dc);
+        free(place);
+
+        /* every tile in one group */
+        uint32_t n = wc_container_tile_count(c);
+        uint64_t *tp = malloc((n + 1) * sizeof *tp), out_bytes = 0;
+        s = whole_set(g, c, keep, &pay, tp, &out_bytes, d, &err);
+        CHECK(s != NULL, "%s: whole-source set (%s): %s", path, kn, err.msg);
+        if (!s) {
+            free(tp);
+            continue;
+        }
+        cudaMemsetAsync(d, 0, out_bytes, stream);
+        st = wcgpu_set_decode(s, 0, d, stream, 0, &err);
+        cudaMemcpyAsync(gpu, d, out_bytes, cudaMemcpyDeviceToHost, stream);
+        cudaStreamSynchronize(stream);
+        CHECK(st == WC_OK && same_tiles(c, gpu, tp, cpu), "%s: whole-source set (%s): %s", path, kn,
+              st == WC_OK ? "bytes differ" : err.msg);
+        free(tp);
+        /* damage one coded tile's payload where it is kept: the verified decode names it */
+        uint64_t pay_at = 0;
+        for (uint32_t i = 0; i < wc_container_tile_count(c); i++) {
+            const wc_tile_info *t = wc_container_tile(c, i);
+            if (t->mode == WC_TILE_PLANES && t->coded_size > 256) {
+                uint8_t x, *at = (uint8_t *)pay + pay_at + t->coded_size - 7;
+                cudaMemcpy(&x, at, 1, cudaMemcpyDefault);
+                x ^= 0x5A;
+                cudaMemcpy(at, &x, 1, cudaMemcpyDefault);
+                uint32_t bad_range = 99;
+                st = wcgpu_set_decode(s, 0, d, stream, 1, &err);
+                if (st == WC_OK) st = wcgpu_set_check(s, 0, stream, &bad_range, &err);
+                char want[32];
+                snprintf(want, sizeof want, "tile %u ", i);
+                CHECK((st == WC_ERR_CHECKSUM || st == WC_ERR_FORMAT) && bad_range == i && strstr(err.msg, want),
+                      "%s: damaged payload of tile %u (%s) not named: %s", path, i, kn, err.msg);
+                break;
+            }
+            pay_at += (t->coded_size + 63) / 64 * 64;
+        }
+        wcgpu_set_close(s);
+        free_payloads(keep, pay);
+    }
+    /* bad arguments: a range that is not whole tiles, an unaligned output offset */
+    wcgpu_set *s;
+    if (wcgpu_set_create(g, WCGPU_KEEP_DEVICE, &s, &err) == WC_OK) {
+        const wc_tile_info *t0 = wc_container_tile(c, 0);
+        CHECK(t0->src_size < 2 || wcgpu_set_add(s, 0, c, 1, t0->src_size - 1, 0, &err) == WC_ERR_ARG,
+              "%s: a range inside a tile is refused", path);
+        CHECK(wcgpu_set_add(s, 0, c, 0, t0->src_size, 8, &err) == WC_ERR_ARG, "%s: out_offset 8 is refused", path);
+        if (wc_container_tile_count(c) > 1 && t0->src_size % 64) {
+            const wc_tile_info *t1 = wc_container_tile(c, 1);
+            CHECK(wcgpu_set_add(s, 0, c, 0, t0->src_size + t1->src_size, 0, &err) == WC_ERR_ARG,
+                  "%s: a tile landing unaligned is refused", path);
+        }
+        CHECK(wcgpu_set_decode(s, 0, d, stream, 0, &err) == WC_ERR_ARG, "%s: decode before finish is refused", path);
+        wcgpu_set_close(s);
+    }
+    cudaFree(d);
+    free(gpu);
+    cudaStreamDestroy(stream);
+}
+
 static void compare(wcgpu *g, const char *path) {
     wc_error err = {0};
     wc_container *c;
@@ -112,6 +271,7 @@ static void compare(wcgpu *g, const char *path) {
         CHECK(st == WC_OK && memcmp(gpu, cpu + t->src_offset, t->src_size) == 0,
               "%s: loader API, tensor %u: %s", path, ti, st == WC_OK ? "bytes differ" : err.msg);
     }
+    compare_sets(g, path, c, cpu, size);
     printf("# %s: %u tiles, %llu bytes: GPU == CPU\n", path, n, (unsigned long long)size);
     cudaFree(d);
     free(cpu);
@@ -159,6 +319,34 @@ static int bench(wcgpu *g, const char *path, const char *orig) {
         cudaEventElapsedTime(&ms, a, b);
         if (ms < best_copy) best_copy = ms;
     }
+    /* resident set: the whole model as one group, payloads on the device, event-timed on a
+     * stream of ours; without the hash and with it */
+    double best_set[2] = {1e9, 1e9};
+    void *pay;
+    uint64_t *tp = malloc((n + 1) * sizeof *tp), out_bytes = 0;
+    uint8_t *d3;
+    cudaMalloc((void **)&d3, size + 64ull * (n + 1));
+    wcgpu_set *rs = whole_set(g, c, WCGPU_KEEP_DEVICE, &pay, tp, &out_bytes, d3, &err);
+    free(tp);
+    if (!rs) return fprintf(stderr, "%s\n", err.msg), 1;
+    cudaStream_t st;
+    cudaStreamCreateWithFlags(&st, cudaStreamNonBlocking);
+    for (int verify = 0; verify <= 1; verify++) {
+        for (int r = 0; r < 6; r++) {
+            cudaEventRecord(a, st);
+            if (wcgpu_set_decode(rs, 0, d3, st, verify, &err) != WC_OK) return fprintf(stderr, "%s\n", err.msg), 1;
+            cudaEventRecord(b, st);
+            cudaEventSynchronize(b);
+            float ms;
+            cudaEventElapsedTime(&ms, a, b);
+            if (r && ms / 1e3 < best_set[verify]) best_set[verify] = ms / 1e3;
+        }
+        if (verify && wcgpu_set_check(rs, 0, st, NULL, &err) != WC_OK) return fprintf(stderr, "%s\n", err.msg), 1;
+    }
+    wcgpu_set_close(rs);
+    cudaFree(pay);
+    cudaFree(d3);
+    cudaStreamDestroy(st);
     /* loader: container -> device (reads payloads from the file, decodes) vs raw file -> device */
     double best_load = 1e9, best_raw = 1e9;
     uint8_t *host = malloc(size);
@@ -184,6 +372,8 @@ static int bench(wcgpu *g, const char *path, const char *orig) {
     printf("gpu_kernel_ms_rans_merge_hash: %.2f %.2f %.2f\n", split[0], split[1], split[2]);
     printf("gpu_decode_with_upload_GBps: %.1f\n", size / best_e2e / 1e9);
     printf("cudaMemcpy_D2D_GBps: %.1f\n", size / (best_copy / 1e3) / 1e9);
+    printf("gpu_resident_decode_no_hash_GBps: %.1f\n", size / best_set[0] / 1e9);
+    printf("gpu_resident_decode_with_hash_GBps: %.1f\n", size / best_set[1] / 1e9);
     printf("loader_container_to_device_s: %.4f\nloader_raw_read_plus_copy_s: %.4f\n", best_load, best_raw);
     free(host);
     cudaFree(d);
