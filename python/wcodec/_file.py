@@ -30,6 +30,7 @@ class Container:
         self.header = json.loads(bytes(self.read(8, n)))
         self.metadata = self.header.pop("__metadata__", None)
         self.data_start = 8 + n
+        self.tile_size = _lib.wc_container_tile_size(self._c)  # a tensor's tiles start every tile_size bytes
 
     def close(self):
         if self._c:
@@ -58,6 +59,14 @@ class Container:
         err = _lib._Error()
         with gpu.lock:
             _lib.check(_lib.wcgpu_read_range(gpu.handle, self._c, offset, size, device_ptr, ctypes.byref(err)), err)
+
+    def coded_bytes(self, offset, size):
+        """Coded bytes of the tiles that hold original bytes [offset, offset + size)."""
+        if not size:
+            return 0
+        first = _lib.wc_container_find_tile(self._c, offset)
+        last = _lib.wc_container_find_tile(self._c, offset + size - 1)
+        return sum(_lib.wc_container_tile(self._c, i).contents.coded_size for i in range(first, last + 1))
 
     def tensor_range(self, name):
         """The tensor's header entry and its absolute byte range in the original file."""

@@ -57,6 +57,15 @@ def _fn(name, res, *args):
 wc_container_open = _fn("wc_container_open", INT, ctypes.c_char_p, ctypes.POINTER(P), ERR)
 wc_container_close = _fn("wc_container_close", None, P)
 wc_container_source_size = _fn("wc_container_source_size", U64, P)
+class TileInfo(ctypes.Structure):  # wc_tile_info
+    _fields_ = [("payload_offset", ctypes.c_uint64), ("src_offset", ctypes.c_uint64),
+                ("checksum", ctypes.c_uint64), ("src_size", ctypes.c_uint32),
+                ("coded_size", ctypes.c_uint32), ("tensor", ctypes.c_uint32), ("mode", ctypes.c_uint8)]
+
+
+wc_container_tile_size = _fn("wc_container_tile_size", U32, P)
+wc_container_find_tile = _fn("wc_container_find_tile", U32, P, U64)
+wc_container_tile = _fn("wc_container_tile", ctypes.POINTER(TileInfo), P, U32)
 wc_container_read_range_mt = _fn("wc_container_read_range_mt", INT, P, U64, SZ, P, ctypes.c_uint, ERR)
 
 # The CUDA decoder is in the library only where it was built with CUDA.
@@ -65,6 +74,16 @@ if has_gpu:
     wcgpu_open = _fn("wcgpu_open", INT, INT, ctypes.POINTER(P), ERR)
     wcgpu_close = _fn("wcgpu_close", None, P)
     wcgpu_read_range = _fn("wcgpu_read_range", INT, P, P, U64, SZ, P, ERR)
+    # resident sets (wcodec.torch.attach): payloads kept coded, decoded per group on a stream
+    wcgpu_set_create = _fn("wcgpu_set_create", INT, P, INT, ctypes.POINTER(P), ERR)
+    wcgpu_set_close = _fn("wcgpu_set_close", None, P)
+    wcgpu_set_add = _fn("wcgpu_set_add", INT, P, U32, P, U64, U64, U64, ERR)
+    wcgpu_set_payload_bytes = _fn("wcgpu_set_payload_bytes", U64, P)
+    wcgpu_set_group_bytes = _fn("wcgpu_set_group_bytes", U64, P, U32)
+    wcgpu_set_device_bytes = _fn("wcgpu_set_device_bytes", U64, P)
+    wcgpu_set_finish = _fn("wcgpu_set_finish", INT, P, P, P, U64, ctypes.POINTER(U32), ERR)
+    wcgpu_set_decode = _fn("wcgpu_set_decode", INT, P, U32, P, P, INT, ERR)
+    wcgpu_set_check = _fn("wcgpu_set_check", INT, P, U32, P, ctypes.POINTER(U32), ERR)
 
 
 def check(status, err):

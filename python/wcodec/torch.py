@@ -1,5 +1,6 @@
 """wcodec.torch: containers to torch tensors, on the CPU (the C decoder's threads) or on a CUDA
-device (the GPU decoder, straight into the tensors' memory)."""
+device (the GPU decoder, straight into the tensors' memory); attach(): a module whose weights
+stay compressed and are decoded block by block as it runs."""
 import glob
 import os
 
@@ -87,16 +88,28 @@ def load_file(path, device="cpu"):
         c.close()
 
 
-def load_dir(path, device="cpu"):
-    """Every tensor of every .wcodec container in the folder `path` (a sharded model), as one
-    {name: tensor}; a name found in two shards is an error."""
+def container_paths(path):
+    """[path] for a container, the folder's *.wcodec files (sorted) for a folder."""
+    if not os.path.isdir(path):
+        return [os.fspath(path)]
     files = sorted(glob.glob(os.path.join(os.fspath(path), "*.wcodec")))
     if not files:
         raise FileNotFoundError(f"{path}: no .wcodec files")
+    return files
+
+
+def load_dir(path, device="cpu"):
+    """Every tensor of every .wcodec container in the folder `path` (a sharded model), as one
+    {name: tensor}; a name found in two shards is an error."""
+    if not os.path.isdir(path):
+        raise FileNotFoundError(f"{path}: not a folder of .wcodec files")
     out = {}
-    for f in files:
+    for f in container_paths(path):
         for k, t in load_file(f, device).items():
             if k in out:
                 raise ValueError(f"{f}: tensor {k!r} is in another shard too")
             out[k] = t
     return out
+
+
+from ._attach import attach, Attached  # noqa: E402  (it uses the functions above)

@@ -10,6 +10,7 @@
 #     from_pretrained (a small Llama made here) give the same tensors as the original files;
 #     the Python package (python/): its tests with torch, load_file/safe_open to CUDA equal to
 #     safetensors', and wcodec.hf.from_pretrained equal to transformers' (parameters, logits);
+#     weights kept compressed (attach_check.py): logits and greedy tokens equal with keep=gpu/host;
 #  4. with BENCH=1, the GPU benchmarks (key: value lines; into $OUT if set).
 # BUILD_DIR (default build-cuda) holds a CUDA build; libraries the machine lacks may sit in
 # $WCODEC_LIBS. DATA_DIR holds real .wcodec containers (optional). Ends 'N passed, N failed'.
@@ -72,6 +73,9 @@ PY
   t "python package tests (numpy, torch CPU)" $PY "$HERE/../python/test_wcodec.py"
   PYTHONPATH=$HERE/../../python $PY "$HERE/py_check.py" "$T/llm" "$T/llm.wc" "$T/llm" "$T/llama.wc" > "$T/py.log" 2>&1
   grep -v "^[0-9]* passed" "$T/py.log"; tally "$T/py.log"
+  # weights kept compressed (wcodec.torch.attach through wcodec.hf), against transformers
+  PYTHONPATH=$HERE/../../python $PY "$HERE/attach_check.py" "$T/llm" "$T/llama.wc" > "$T/attach.log" 2>&1
+  grep -v "^[0-9]* passed" "$T/attach.log"; tally "$T/attach.log"
   for mode in on off; do
     t "mount the model, gpu=$mode" "$B/wcodecfs" "$T/llm.wc" "$M" -o "gpu=$mode,gpu_min_batch=1,index_dir=$T/index3"
     $PY "$HERE/load_check.py" "$T/llm" "$M" > "$T/load_$mode.log" 2>&1; cat "$T/load_$mode.log" | grep -v "^[0-9]* passed"
