@@ -175,13 +175,16 @@ class Attached:
             if extra:
                 raise ValueError(f"{stored[extra[0]][0].path}: tensor {extra[0]!r} is not a parameter or "
                                  f"buffer of the module ({len(extra)} such; strict=False ignores them)")
-        area = max((_layout(g) for g in groups), default=0)
+        sizes = [_layout(g) for g in groups]
+        area = max(sizes, default=0)
         self.chunked = []  # (module, kind, [(group, chunk tensor)], tensor): decoded piece by piece
         group_modules = list(block_mods)
         for mod, ts in outside.values():  # decoded="none": each owning module a group of its own
-            if not area or _layout(ts) <= area:
+            size = _layout(ts)
+            if not area or size <= area:
                 groups.append(ts)
                 group_modules.append(mod)
+                sizes.append(size)
                 continue
             for t in ts:  # larger than a block: an embedding's or a head's rows go through the areas
                 pieces = _chunks(mod, t, area)
@@ -192,10 +195,11 @@ class Attached:
                 for p in pieces:
                     groups.append([p])
                     group_modules.append(None)
+                    sizes.append(p.size)
                 self.chunked.append((mod, "embedding" if isinstance(mod, nn.Embedding) else "linear",
                                      list(zip(range(first, len(groups)), pieces)), t))
         self.kept = kept
-        self.groups, self.group_modules, self.group_bytes = groups, group_modules, [_layout(g) for g in groups]
+        self.groups, self.group_modules, self.group_bytes = groups, group_modules, sizes
         self.compressed_bytes = sum(t.c.coded_bytes(t.begin, t.size) for g in groups for t in g)
         self.kept_bytes = sum(t.size for t in kept)
 
@@ -230,12 +234,7 @@ class Attached:
                 bad = ctypes.c_uint32(0)
                 st = _lib.wcgpu_set_finish(s, self._payloads.data_ptr(), self._areas[0]["buf"].data_ptr(), big,
                                            ctypes.byref(bad), ctypes.byref(err))
-                if st != 0:
-                    msg = err.msg.decode("utf-8", "replace")
-                    if "tile" in msg and bad.value < len(self._ranges):
-                        t = self._ranges[bad.value]
-                        raise _lib.WcodecError(f"{t.c.path}: tensor {t.name!r}: {msg}")
-                    _lib.check(st, err)
+                self._check_tiles(st, err, bad)
                 self.overhead_bytes = _lib.wcgpu_set_device_bytes(s)
             self._side = torch.cuda.Stream(dev)
         else:
@@ -274,6 +273,13 @@ class Attached:
                 self._hooks.append(m.register_forward_hook(self._post_hook(gi)))
         for mod, kind, pieces, t in self.chunked:
             mod.forward = types.MethodType(self._chunked_forward(kind, pieces, t), mod)
+
+    def _check_tiles(self, st, err, bad):
+        """Raises the decoder's error, naming the tensor (and its file) that holds the bad tile."""
+        if st != 0 and bad.value < len(self._ranges):
+            t = self._ranges[bad.value]
+            raise _lib.WcodecError(f"{t.c.path}: tensor {t.name!r}: {err.msg.decode('utf-8', 'replace')}")
+        _lib.check(st, err)
 
     def _new_area(self, nbytes):
         kw = {"device": self.device}
@@ -320,9 +326,7 @@ class Attached:
                 bad = ctypes.c_uint32(0)
                 st = _lib.wcgpu_set_check(self._set, gi, ctypes.c_void_p(self._side.cuda_stream), ctypes.byref(bad),
                                           ctypes.byref(err))
-                if st != 0:
-                    t = self._ranges[bad.value] if bad.value < len(self._ranges) else None
-                    raise _lib.WcodecError((f"tensor {t.name!r}: " if t else "") + err.msg.decode("utf-8", "replace"))
+                self._check_tiles(st, err, bad)
             ev = torch.cuda.Event()
             ev.record(self._side)
         self._holds[area] = gi

@@ -9,7 +9,9 @@ default, and "outside"; verify="always"); at most two blocks decoded at once; a 
 naming tile and tensor; too little GPU memory refused saying how much was needed and for what;
 gradients refused. A Llama with tied embeddings (made here) too. Ends 'N passed, N failed'."""
 import os
+import re
 import shutil
+import subprocess
 import sys
 import tempfile
 
@@ -18,31 +20,7 @@ from transformers import AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM
 
 import wcodec
 import wcodec.hf
-
-passed = failed = 0
-
-
-def check(ok, what):
-    global passed, failed
-    if ok:
-        passed += 1
-    else:
-        failed += 1
-        print(f"not ok - {what}", flush=True)
-
-
-def expect(exc, pattern, what, f):
-    import re
-    try:
-        f()
-    except exc as e:
-        check(re.search(pattern, str(e)) is not None, f"{what}: message {str(e)!r} lacks {pattern!r}")
-        return
-    except Exception as e:  # noqa: BLE001
-        check(False, f"{what}: raised {type(e).__name__}: {e}")
-        return
-    check(False, f"{what}: nothing raised")
-
+from tally import check, done, expect, same
 
 def run(model, ids):
     with torch.no_grad():
@@ -64,9 +42,9 @@ def compare(raw, enc, tag, wcodec_bin):
     torch.cuda.empty_cache()
 
     m = wcodec.hf.from_pretrained(AutoModelForCausalLM, enc, device="cuda")
-    check(all(torch.equal(p, ref_params[k]) for k, p in m.named_parameters()), f"{tag}: keep=None parameters equal")
+    check(all(same(p, ref_params[k]) for k, p in m.named_parameters()), f"{tag}: keep=None parameters equal")
     got_logits, got_toks = run(m, ids)
-    check(torch.equal(got_logits, want_logits) and torch.equal(got_toks, want_toks),
+    check(same(got_logits, want_logits) and torch.equal(got_toks, want_toks),
           f"{tag}: keep=None (Auto class) logits and greedy tokens equal")
     del m
     for keep, kw in (("gpu", {}), ("host", {}), ("gpu", {"decoded": "outside"}), ("gpu", {"verify": "always"})):
@@ -75,7 +53,7 @@ def compare(raw, enc, tag, wcodec_bin):
         m = wcodec.hf.from_pretrained(AutoModelForCausalLM, enc, device="cuda", keep=keep, **kw)
         for r in range(2):  # the second run uses what the first learned (prefetch of the next block)
             got_logits, got_toks = run(m, ids)
-            check(torch.equal(got_logits, want_logits), f"{what}: logits equal (run {r})")
+            check(same(got_logits, want_logits), f"{what}: logits equal (run {r})")
             check(torch.equal(got_toks, want_toks), f"{what}: greedy tokens equal (run {r})")
         mem = m.wcodec.memory()
         check(mem["decoded_peak_bytes"] - mem["kept_decoded_bytes"] <= 2 * max(layer_bytes, 1),
@@ -83,7 +61,7 @@ def compare(raw, enc, tag, wcodec_bin):
         check(0 < mem["compressed_bytes"] < sum(ref_params[k].numel() * 2 for k in ref_params), f"{what}: compressed")
         print(f"# {what}: {mem}", flush=True)
         m.wcodec.detach()
-        check(all(torch.equal(p, ref_params[k]) for k, p in m.named_parameters()), f"{what}: detach() restores")
+        check(all(same(p, ref_params[k]) for k, p in m.named_parameters()), f"{what}: detach() restores")
         del m
 
     # bad inputs
@@ -108,14 +86,16 @@ def compare(raw, enc, tag, wcodec_bin):
                    lambda: wcodec.hf.from_pretrained(AutoModelForCausalLM, bad, device="cuda", keep=keep))
     finally:
         shutil.rmtree(bad)
-    if sum(v.numel() for v in ref_params.values()) > 20_000_000:  # far more than the 4 MiB allowed below
-        torch.cuda.empty_cache()  # room for what is allocated now and 4 MiB: the weights do not fit
-        total = torch.cuda.get_device_properties(0).total_memory
-        torch.cuda.set_per_process_memory_fraction((torch.cuda.memory_allocated() + (4 << 20)) / total)
-        expect(MemoryError, r"\d+ bytes of memory on cuda:0 needed for (the compressed weights|a block)",
-               f"{tag}: out of GPU memory says how much and for what",
-               lambda: wcodec.hf.from_pretrained(AutoModelForCausalLM, enc, device="cuda", keep="gpu"))
-        torch.cuda.set_per_process_memory_fraction(1.0)
+    if sum(v.numel() for v in ref_params.values()) > 20_000_000:
+        # in a process of its own, whose allocator has nothing cached: 4 MiB allowed, far too little
+        code = ("import sys, torch, wcodec.hf\nfrom transformers import AutoModelForCausalLM\n"
+                "torch.cuda.set_per_process_memory_fraction((4 << 20) / torch.cuda.get_device_properties(0).total_memory)\n"
+                "try:\n    wcodec.hf.from_pretrained(AutoModelForCausalLM, sys.argv[1], device='cuda', keep='gpu')\n"
+                "except MemoryError as e:\n    print('MemoryError:', e)\n")
+        r = subprocess.run([sys.executable, "-c", code, enc], capture_output=True, text=True)
+        check(re.search(r"MemoryError: wcodec.attach: \d+ bytes of memory on cuda:0 needed for "
+                        r"(the compressed weights|a block)", r.stdout) is not None,
+              f"{tag}: out of GPU memory says how much and for what: {r.stdout[-300:]} {r.stderr[-300:]}")
     m = wcodec.hf.from_pretrained(AutoModelForCausalLM, enc, device="cuda", keep="gpu")
     m.model.layers[0].mlp.up_proj.weight.requires_grad_(True)
     expect(RuntimeError, "gradients", f"{tag}: gradients through compressed weights refused",
@@ -135,5 +115,4 @@ try:
     compare(os.path.join(tmp, "raw"), os.path.join(tmp, "wc"), "tied llama", wcodec_bin)
 finally:
     shutil.rmtree(tmp)
-print(f"{passed} passed, {failed} failed")
-sys.exit(1 if failed else 0)
+done()

@@ -18,26 +18,7 @@ from safetensors.torch import load_file as st_load_file
 import wcodec
 import wcodec.hf
 import wcodec.torch
-
-passed = failed = 0
-
-
-def check(ok, what):
-    global passed, failed
-    if ok:
-        passed += 1
-    else:
-        failed += 1
-        print(f"not ok - {what}")
-
-
-def same(a, b):
-    if a.dtype != b.dtype or a.shape != b.shape:
-        return False
-    if a.numel() == 0:
-        return True
-    return torch.equal(a.reshape(-1).view(torch.uint8), b.reshape(-1).view(torch.uint8))
-
+from tally import check, done, same
 
 orig_dir, wc_dir = sys.argv[1], sys.argv[2]
 for name in sorted(os.listdir(orig_dir)):
@@ -67,5 +48,4 @@ if len(sys.argv) > 4:
     ids = torch.arange(1, 65, device="cuda").unsqueeze(0)
     with torch.no_grad():
         check(torch.equal(a(ids).logits, b(ids).logits), "hf.from_pretrained: logits equal")
-print(f"{passed} passed, {failed} failed")
-sys.exit(1 if failed else 0)
+done()
