@@ -4,7 +4,7 @@
 set -euo pipefail
 pkgs=(build-essential cmake pkg-config libcjson-dev libxxhash-dev liblmdb-dev lmdb-utils libfuse3-dev fuse3
       libcurl4-openssl-dev ca-certificates libcmocka-dev clang python3 python3-numpy python3-pip
-      python3-setuptools zstd nginx-light curl
+      python3-setuptools zstd nginx-light curl time
       python3-torch) # torch 1.13, CPU: the torch paths (wcodec.torch, attach) are tested with /usr/bin/python3
 # Node.js and npm from Debian, unless some other install of them is on PATH already
 command -v npm >/dev/null || pkgs+=(nodejs npm)

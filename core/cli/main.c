@@ -1,5 +1,6 @@
 /* main.c - the wcodec command line tool: dispatch, shared helpers. */
 #define _GNU_SOURCE
+#include <sched.h>
 #include <dirent.h>
 #include <errno.h>
 #include <stdarg.h>
@@ -49,7 +50,12 @@ int cli_is_dir(const char *path) {
     return stat(path, &sb) == 0 && S_ISDIR(sb.st_mode);
 }
 
+/* The CPUs this process may run on (taskset, cgroup cpusets), not all that are online: threads
+ * beyond them only take turns on the same cores. */
 unsigned cli_default_threads(void) {
+    cpu_set_t set;
+    if (sched_getaffinity(0, sizeof set, &set) == 0 && CPU_COUNT(&set) > 0)
+        return CPU_COUNT(&set) > 64 ? 64 : (unsigned)CPU_COUNT(&set);
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
     return ncpu > 0 ? (unsigned)ncpu : 1;
 }
