@@ -88,10 +88,22 @@ size_t wc_rans_encode_stream(const wc_rans_freqs *f, const uint8_t *sym, size_t 
  * (too short, trailing words, final states off). Never reads outside [src, src+len). */
 int wc_rans_decode_stream(const uint32_t *lut, const uint8_t *src, size_t len, uint8_t *out,
                           size_t n);
+/* Streams of the one coded plane of 2-byte elements whose other plane is raw, decoded straight
+ * into the elements (the plane merge done in registers: one pass over the output instead of
+ * three). Stream k's symbol i becomes element i of out[k] (2 bytes, little-endian): byte `plane`
+ * the symbol, the other byte raw[k][i], then rotated right by one bit if rot (planes.c's float
+ * transform undone). Bytes identical to decoding the plane and calling wc_planes_merge. */
+typedef struct {
+    const uint8_t *const *raw; /* [stream]: the raw plane's bytes of that stream's elements */
+    unsigned plane;            /* 0 or 1: which byte of an element the symbols are */
+    int rot;
+} wc_rans_fuse16;
 /* The same for `count` streams sharing one table (a plane of a tile), decoded two at a time
- * where the CPU allows, which hides the latency of a round. 0 if all are well-formed. */
+ * where the CPU allows, which hides the latency of a round. 0 if all are well-formed. With fuse
+ * (may be NULL), out[k] receives 2-byte elements as above. */
 int wc_rans_decode_streams(const uint32_t *lut, unsigned count, const uint8_t *const *src,
-                           const size_t *len, uint8_t *const *out, const size_t *n);
+                           const size_t *len, uint8_t *const *out, const size_t *n,
+                           const wc_rans_fuse16 *fuse);
 
 /* Tests: pick the decoder's inner loop: 0 scalar, 1 AVX2, 2 AVX-512, -1 best available.
  * Returns -1 when this CPU lacks it. All paths decode identical bytes. Not thread-safe. */

@@ -9,7 +9,18 @@ typedef struct {
     const uint8_t *p, *end;
     uint8_t *out;
     size_t i, n;
+    const uint8_t *raw;  /* fused (wc_rans_fuse16): the raw plane's bytes of this stream's elements */
+    unsigned sym_shift, raw_shift;
+    int rot;
 } dec_stream;
+
+/* Element i of a fused stream from its symbol and raw byte (the plane merge of planes.c, in place). */
+static inline void put_elem16(const dec_stream *d, size_t i, uint32_t sym) {
+    uint32_t v = sym << d->sym_shift | (uint32_t)d->raw[i] << d->raw_shift;
+    if (d->rot) v = (v >> 1 | v << 15) & 0xFFFF;
+    d->out[2 * i] = (uint8_t)v;
+    d->out[2 * i + 1] = (uint8_t)(v >> 8);
+}
 
 /* A round reads at most 32 words: with 64 bytes left no check is needed inside it. */
 static inline int fast_round_ok(const dec_stream *d) {
@@ -65,6 +76,24 @@ __attribute__((target("avx2"))) static inline __m256i avx2_lanes(const uint32_t 
     return _mm256_blendv_epi8(x, renorm, need);
 }
 
+/* Elements i..i+15 of a fused stream from two vectors of 8 symbols (lanes in element order). */
+__attribute__((target("avx2"))) static inline __m256i avx2_elem8(const dec_stream *d, size_t i, __m256i sym) {
+    __m256i raw = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(const void *)(d->raw + i)));
+    __m256i v = _mm256_or_si256(_mm256_sll_epi32(sym, _mm_cvtsi32_si128((int)d->sym_shift)),
+                                _mm256_sll_epi32(raw, _mm_cvtsi32_si128((int)d->raw_shift)));
+    if (d->rot)
+        v = _mm256_and_si256(_mm256_or_si256(_mm256_srli_epi32(v, 1), _mm256_slli_epi32(v, 15)),
+                             _mm256_set1_epi32(0xFFFF));
+    return v;
+}
+
+__attribute__((target("avx2"))) static inline void avx2_elems16(const dec_stream *d, size_t i, __m256i s0,
+                                                               __m256i s1) {
+    __m256i p = _mm256_packus_epi32(avx2_elem8(d, i, s0), avx2_elem8(d, i + 8, s1));
+    p = _mm256_permute4x64_epi64(p, 0xD8); /* packus works per 128-bit half: elements back in order */
+    _mm256_storeu_si256((__m256i *)(void *)(d->out + 2 * i), p);
+}
+
 /* Decodes whole rounds while fast_round_ok. */
 __attribute__((target("avx2"))) static void avx2_rounds(const uint32_t *lut, dec_stream *d) {
     __m256i x0 = _mm256_loadu_si256((const __m256i *)(const void *)d->x);
@@ -78,8 +107,13 @@ __attribute__((target("avx2"))) static void avx2_rounds(const uint32_t *lut, dec
         x1 = avx2_lanes(lut, x1, &s1, &d->p);
         x2 = avx2_lanes(lut, x2, &s2, &d->p);
         x3 = avx2_lanes(lut, x3, &s3, &d->p);
-        __m256i b = _mm256_packus_epi16(_mm256_packus_epi32(s0, s1), _mm256_packus_epi32(s2, s3));
-        _mm256_storeu_si256((__m256i *)(void *)(d->out + d->i), _mm256_permutevar8x32_epi32(b, order));
+        if (d->raw) {
+            avx2_elems16(d, d->i, s0, s1);
+            avx2_elems16(d, d->i + 16, s2, s3);
+        } else {
+            __m256i b = _mm256_packus_epi16(_mm256_packus_epi32(s0, s1), _mm256_packus_epi32(s2, s3));
+            _mm256_storeu_si256((__m256i *)(void *)(d->out + d->i), _mm256_permutevar8x32_epi32(b, order));
+        }
         d->i += WC_RANS_LANES;
     }
     _mm256_storeu_si256((__m256i *)(void *)d->x, x0);
@@ -107,6 +141,22 @@ __attribute__((target("avx512f"))) static inline __m512i avx512_lanes(const uint
                                 _mm512_maskz_expand_epi32(need, words));
 }
 
+/* Elements i..i+15 of a fused stream from 16 symbols (lanes in element order; the lut entries,
+ * whose low byte is the symbol). */
+__attribute__((target("avx512f"))) static inline void avx512_elems16(const dec_stream *d, size_t i, __m512i e) {
+    __m512i sym = _mm512_and_si512(e, _mm512_set1_epi32(0xFF));
+    __m512i raw = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(const void *)(d->raw + i)));
+    __m512i v = _mm512_or_si512(_mm512_sll_epi32(sym, _mm_cvtsi32_si128((int)d->sym_shift)),
+                                _mm512_sll_epi32(raw, _mm_cvtsi32_si128((int)d->raw_shift)));
+    if (d->rot) v = _mm512_or_si512(_mm512_srli_epi32(v, 1), _mm512_slli_epi32(v, 15)); /* bits 16+ dropped below */
+    _mm256_storeu_si256((__m256i *)(void *)(d->out + 2 * i), _mm512_cvtepi32_epi16(v));
+}
+
+__attribute__((target("avx512f"))) static inline void avx512_store(const dec_stream *d, size_t i, __m512i e) {
+    if (d->raw) avx512_elems16(d, i, e);
+    else _mm_storeu_si128((__m128i *)(void *)(d->out + i), _mm512_cvtepi32_epi8(e));
+}
+
 /* Two streams at once: a round's latency (gather, multiply, expand) is long, and a second
  * stream's independent rounds fill it. Runs while both streams can take fast rounds; with
  * b == a, one stream alone. */
@@ -121,12 +171,12 @@ __attribute__((target("avx512f"))) static void avx512_rounds2(const uint32_t *lu
         if (two) b0 = avx512_lanes(lut, b0, &t0, &b->p);
         a1 = avx512_lanes(lut, a1, &s1, &a->p);
         if (two) b1 = avx512_lanes(lut, b1, &t1, &b->p);
-        _mm_storeu_si128((__m128i *)(void *)(a->out + a->i), _mm512_cvtepi32_epi8(s0));
-        _mm_storeu_si128((__m128i *)(void *)(a->out + a->i + 16), _mm512_cvtepi32_epi8(s1));
+        avx512_store(a, a->i, s0);
+        avx512_store(a, a->i + 16, s1);
         a->i += WC_RANS_LANES;
         if (two) {
-            _mm_storeu_si128((__m128i *)(void *)(b->out + b->i), _mm512_cvtepi32_epi8(t0));
-            _mm_storeu_si128((__m128i *)(void *)(b->out + b->i + 16), _mm512_cvtepi32_epi8(t1));
+            avx512_store(b, b->i, t0);
+            avx512_store(b, b->i + 16, t1);
             b->i += WC_RANS_LANES;
         }
     }
@@ -172,7 +222,8 @@ static inline int decode_one_checked(const uint32_t *lut, uint32_t *x, uint8_t *
     return 1;
 }
 
-static int dec_init(dec_stream *d, const uint8_t *src, size_t len, uint8_t *out, size_t n) {
+static int dec_init(dec_stream *d, const uint8_t *src, size_t len, uint8_t *out, size_t n,
+                    const wc_rans_fuse16 *fuse, unsigned k) {
     if (len < WC_RANS_STATE_BYTES || len % 4) return -1;
     for (unsigned j = 0; j < WC_RANS_LANES; j++) d->x[j] = wc_rd32(src + 4 * j);
     d->p = src + WC_RANS_STATE_BYTES;
@@ -180,20 +231,29 @@ static int dec_init(dec_stream *d, const uint8_t *src, size_t len, uint8_t *out,
     d->out = out;
     d->i = 0;
     d->n = n;
+    d->raw = fuse ? fuse->raw[k] : NULL;
+    d->sym_shift = fuse && fuse->plane ? 8 : 0;
+    d->raw_shift = 8 - d->sym_shift;
+    d->rot = fuse && fuse->rot;
     return 0;
 }
 
 /* The rest of a stream, scalar: fast rounds, then symbol by symbol with checks; then the
  * end-of-stream checks. */
 static int dec_finish(const uint32_t *lut, dec_stream *d, const uint8_t *src) {
+    uint8_t sym;
     while (fast_round_ok(d)) {
-        for (unsigned j = 0; j < WC_RANS_LANES; j++)
-            d->x[j] = decode_one(lut, d->x[j], d->out + d->i + j, &d->p);
+        for (unsigned j = 0; j < WC_RANS_LANES; j++) {
+            d->x[j] = decode_one(lut, d->x[j], d->raw ? &sym : d->out + d->i + j, &d->p);
+            if (d->raw) put_elem16(d, d->i + j, sym);
+        }
         d->i += WC_RANS_LANES;
     }
-    for (; d->i < d->n; d->i++)
-        if (!decode_one_checked(lut, &d->x[d->i % WC_RANS_LANES], d->out + d->i, &d->p, d->end))
+    for (; d->i < d->n; d->i++) {
+        if (!decode_one_checked(lut, &d->x[d->i % WC_RANS_LANES], d->raw ? &sym : d->out + d->i, &d->p, d->end))
             return -1;
+        if (d->raw) put_elem16(d, d->i, sym);
+    }
     /* The encoder started every state at L and wrote exactly these words (plus padding). */
     for (unsigned j = 0; j < WC_RANS_LANES; j++)
         if (d->x[j] != WC_RANS_L) return -1;
@@ -202,7 +262,8 @@ static int dec_finish(const uint32_t *lut, dec_stream *d, const uint8_t *src) {
 }
 
 int wc_rans_decode_streams(const uint32_t *lut, unsigned count, const uint8_t *const *src,
-                           const size_t *len, uint8_t *const *out, const size_t *n) {
+                           const size_t *len, uint8_t *const *out, const size_t *n,
+                           const wc_rans_fuse16 *fuse) {
 #ifdef WC_HAVE_AVX2_PATH
     pthread_once(&word_perm_once, word_perm_init);
 #endif
@@ -210,7 +271,7 @@ int wc_rans_decode_streams(const uint32_t *lut, unsigned count, const uint8_t *c
         dec_stream d[2];
         unsigned m = count - k < 2 ? count - k : 2;
         for (unsigned q = 0; q < m; q++)
-            if (dec_init(&d[q], src[k + q], len[k + q], out[k + q], n[k + q]) != 0) return -1;
+            if (dec_init(&d[q], src[k + q], len[k + q], out[k + q], n[k + q], fuse, k + q) != 0) return -1;
 #ifdef WC_HAVE_AVX2_PATH
         if (use_avx512) {
             avx512_rounds2(lut, &d[0], &d[m - 1]);
@@ -227,5 +288,5 @@ int wc_rans_decode_streams(const uint32_t *lut, unsigned count, const uint8_t *c
 
 int wc_rans_decode_stream(const uint32_t *lut, const uint8_t *src, size_t len, uint8_t *out,
                           size_t n) {
-    return wc_rans_decode_streams(lut, 1, &src, &len, &out, &n);
+    return wc_rans_decode_streams(lut, 1, &src, &len, &out, &n, NULL);
 }

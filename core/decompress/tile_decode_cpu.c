@@ -70,6 +70,12 @@ static wc_status decode_planes(const wc_container *c, uint32_t i, const uint8_t 
         for (unsigned p = 0; p < w; p++)
             plane_ptr[p] = lay->plane_coded[p] ? (w == 1 ? out : scratch + (size_t)p * lay->n)
                                                : payload + lay->raw_offset[p];
+        /* 2-byte elements with one coded plane (BF16's exponent): the streams write elements,
+         * merging in registers; otherwise planes, merged after */
+        int fused = w == 2 && lay->plane_coded[0] + lay->plane_coded[1] == 1;
+        unsigned coded = fused && lay->plane_coded[1];
+        const uint8_t *raw[WC_TILE_MAX_STREAMS];
+        wc_rans_fuse16 fuse = {raw, coded, lay->dtype == WC_DTYPE_F16 || lay->dtype == WC_DTYPE_BF16};
         /* the streams of a plane decode together (two at a time where SIMD allows) */
         for (uint32_t s = 0; s < lay->n_streams && st == WC_OK;) {
             uint32_t p = lay->streams[s].plane, k = 0;
@@ -79,15 +85,17 @@ static wc_status decode_planes(const wc_container *c, uint32_t i, const uint8_t 
             for (; s < lay->n_streams && lay->streams[s].plane == p; s++, k++) {
                 const wc_stream_ref *r = &lay->streams[s];
                 src[k] = payload + r->offset;
-                dst[k] = (uint8_t *)plane_ptr[p] + r->first;
+                dst[k] = fused ? out + 2 * (size_t)r->first : (uint8_t *)plane_ptr[p] + r->first;
+                raw[k] = fused ? plane_ptr[1 - coded] + r->first : NULL;
                 len[k] = r->len;
                 cnt[k] = r->count;
             }
             const uint32_t *lut = wc_container_plane_lut(c, tensor, p);
             if (!lut) st = wc_error_set(err, WC_ERR_NOMEM, "%s: out of memory", c->name);
-            else if (wc_rans_decode_streams(lut, k, src, len, dst, cnt) != 0) st = corrupt(c, i, err);
+            else if (wc_rans_decode_streams(lut, k, src, len, dst, cnt, fused ? &fuse : NULL) != 0)
+                st = corrupt(c, i, err);
         }
-        if (st == WC_OK) wc_planes_merge((wc_dtype)lay->dtype, plane_ptr, lay->n, out);
+        if (st == WC_OK && !fused) wc_planes_merge((wc_dtype)lay->dtype, plane_ptr, lay->n, out);
     }
     free(lay);
     return st;

@@ -197,12 +197,67 @@ static void test_streams_decoded_together(void **state) {
         for (int path = 0; path <= 2; path++) {
             if (wc_rans_force_path(path) != 0) continue;
             for (unsigned k = 0; k < count; k++) memset(dec[k], 0, n[k]);
-            assert_int_equal(wc_rans_decode_streams(lut, count, src, len, dec, n), 0);
+            assert_int_equal(wc_rans_decode_streams(lut, count, src, len, dec, n, NULL), 0);
             for (unsigned k = 0; k < count; k++) assert_memory_equal(dec[k], sym[k], n[k]);
         }
         wc_rans_force_path(-1);
         for (unsigned k = 0; k < count; k++) free(sym[k]), free(enc[k]), free(dec[k]);
     }
+    free(lut);
+}
+
+/* Streams decoded straight into 2-byte elements (wc_rans_fuse16) give the bytes that decoding
+ * the plane and merging it with the raw plane gives, on every decoder path, for either plane
+ * coded, rotated or not, and lengths that end inside a round. */
+static void test_streams_fused_into_elements(void **state) {
+    (void)state;
+    static const size_t lens[] = {WC_RANS_STREAM_SYMBOLS, 4999, 33};
+    enum { COUNT = 3 };
+    uint32_t s = 99;
+    uint32_t *lut = malloc(WC_RANS_PROB_SCALE * 4);
+    uint8_t *sym[COUNT], *enc[COUNT], *rawp[COUNT], *want[COUNT], *got[COUNT];
+    const uint8_t *src[COUNT], *raw[COUNT];
+    size_t len[COUNT], n[COUNT];
+    uint64_t hist[256] = {0};
+    for (unsigned k = 0; k < COUNT; k++) {
+        n[k] = lens[k];
+        sym[k] = malloc(n[k]);
+        rawp[k] = malloc(n[k]);
+        for (size_t i = 0; i < n[k]; i++) {
+            sym[k][i] = (uint8_t)(120 + rng(&s) % 7 + (rng(&s) % 61 == 0) * 90);
+            rawp[k][i] = (uint8_t)rng(&s);
+            hist[sym[k][i]]++;
+        }
+        raw[k] = rawp[k];
+    }
+    wc_rans_freqs f;
+    wc_rans_normalize(hist, &f);
+    wc_rans_build_lut(&f, lut);
+    for (unsigned k = 0; k < COUNT; k++) {
+        enc[k] = malloc(wc_rans_stream_bound(n[k]));
+        len[k] = wc_rans_encode_stream(&f, sym[k], n[k], enc[k]);
+        src[k] = enc[k];
+        want[k] = malloc(2 * n[k]);
+        got[k] = malloc(2 * n[k]);
+    }
+    for (unsigned plane = 0; plane < 2; plane++) {
+        for (int rot = 0; rot < 2; rot++) {
+            wc_dtype d = rot ? WC_DTYPE_BF16 : WC_DTYPE_U16;
+            for (unsigned k = 0; k < COUNT; k++) {
+                const uint8_t *pp[2] = {plane ? raw[k] : sym[k], plane ? sym[k] : raw[k]};
+                wc_planes_merge(d, pp, n[k], want[k]);
+            }
+            wc_rans_fuse16 fuse = {raw, plane, rot};
+            for (int path = 0; path <= 2; path++) {
+                if (wc_rans_force_path(path) != 0) continue;
+                for (unsigned k = 0; k < COUNT; k++) memset(got[k], 0xEE, 2 * n[k]);
+                assert_int_equal(wc_rans_decode_streams(lut, COUNT, src, len, got, n, &fuse), 0);
+                for (unsigned k = 0; k < COUNT; k++) assert_memory_equal(got[k], want[k], 2 * n[k]);
+            }
+            wc_rans_force_path(-1);
+        }
+    }
+    for (unsigned k = 0; k < COUNT; k++) free(sym[k]), free(rawp[k]), free(enc[k]), free(want[k]), free(got[k]);
     free(lut);
 }
 
@@ -215,6 +270,7 @@ int main(void) {
         cmocka_unit_test(test_bad_tables_refused),
         cmocka_unit_test(test_corrupt_stream_never_overreads),
         cmocka_unit_test(test_streams_decoded_together),
+        cmocka_unit_test(test_streams_fused_into_elements),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
