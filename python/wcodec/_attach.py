@@ -200,6 +200,7 @@ class Attached:
                                      list(zip(range(first, len(groups)), pieces)), t))
         self.kept = kept
         self.groups, self.group_modules, self.group_bytes = groups, group_modules, sizes
+        self.group_weight_bytes = [sum(t.size for t in g) for g in groups]  # decoded bytes it brings
         self.compressed_bytes = sum(t.c.coded_bytes(t.begin, t.size) for g in groups for t in g)
         self.kept_bytes = sum(t.size for t in kept)
 
@@ -334,7 +335,7 @@ class Attached:
         self._account()
 
     def _account(self):
-        self.decoded_bytes = self.kept_bytes + sum(sum(t.size for t in self.groups[g]) for g in self._holds.values())
+        self.decoded_bytes = self.kept_bytes + sum(self.group_weight_bytes[g] for g in self._holds.values())
         self.decoded_peak_bytes = max(self.decoded_peak_bytes, self.decoded_bytes)
 
     def _check_grad(self, tensors, args):
