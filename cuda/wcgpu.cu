@@ -5,20 +5,23 @@
  *                 plane (BF16's exponent; any 1-byte dtype) the warp is fused with the plane
  *                 merge: it reads the raw planes' bytes of its elements, rebuilds each element
  *                 in registers and writes it to the output, so those bytes cross global memory
- *                 once. Other tiles' streams write planes to a scratch area.
+ *                 once. Other tiles' streams write planes to a scratch area. A block's warps
+ *                 share one decode table in shared memory (one lookup a symbol).
  *   merge_kernel: the remaining tiles: planes -> elements (rotated back for floats), and raw
  *                 tiles copied.
  *   hash_kernel:  xxh3-64 of each decoded tile, 8 threads a tile, compared with the table;
  *                 skipped where the caller verified the payloads before (resident sets).
  * Jobs address memory as offsets from three bases given at launch (payloads, output, plane
- * scratch): the batch path passes absolute addresses with bases 0; a resident set keeps its jobs
- * on the device and decodes into whatever output the caller gives. The host side parses each
- * tile's layout with the core's wc_tile_layout_parse. */
+ * scratch): the batch path and the loader pass absolute output addresses with output base 0; a
+ * resident set keeps its jobs on the device and decodes into whatever output the caller gives.
+ * The host side parses each tile's layout with the core's wc_tile_layout_parse. */
 #include <cuda_runtime.h>
 #include <stdio.h>
 
 #include <algorithm>
 #include <atomic>
+#include <condition_variable>
+#include <mutex>
 #include <new>
 #include <thread>
 #include <utility>
@@ -49,7 +52,7 @@ struct stream_job {
     uint32_t raw_off[FUSED_MAX_W]; /* fused: raw plane r's bytes (the planes other than this
                                     * stream's, in plane order) at tile_pay + raw_off[r] */
     uint8_t w, plane, rot, fused;  /* fused: element width, this stream's plane, rotate back */
-    uint32_t pad;
+    uint32_t skip;                 /* padding: a block's warps share one table (see shape_streams) */
 };
 
 /* A tile the streams did not finish: planes (from the payload base, or from the scratch base
@@ -70,14 +73,15 @@ struct lut_entry {
     uint32_t *d_lut;
 };
 
+struct wcgpu_loader; /* the loader's pipeline (wcgpu_read_ranges) */
+static void loader_free(wcgpu_loader *L);
+
 struct wcgpu {
     int device;
     cudaStream_t stream;
     char name[320];
     uint8_t *h_pin;       /* payloads up, verdicts and (to_host) tiles down */
     size_t h_pin_cap;
-    uint8_t *h_pin2;      /* the loader's second payload buffer: filled while h_pin is decoded */
-    size_t h_pin2_cap;
     uint8_t *d_buf;       /* payloads | planes | stage | jobs | verdicts */
     size_t d_buf_cap;
     lut_entry *luts;
@@ -87,15 +91,23 @@ struct wcgpu {
     size_t h_out_cap;
     size_t verdict_cap;
     cudaEvent_t ev[4];          /* before rans, after rans, after merge, after hash */
+    wcgpu_loader *loader;       /* made at the first load */
     double kernel_ms[3];        /* per kernel, summed over the last call's batches */
 };
 
 /* ---------------------------------------------------------------- kernels */
 
-/* A decode table as the kernel keeps it in shared memory: slot -> symbol (4096 bytes), then
- * per symbol (freq - 1) | cum << 16 (256 u32). 5 KiB a warp instead of the 16 KiB u32 table. */
-#define DTAB_BYTES (4096u + 256u * 4u)
+/* A block's warps decode streams of one table (shape_streams pads and orders the jobs so), kept
+ * in shared memory as the container's packed form: slot -> sym | (freq - 1) << 8 | (slot - cum)
+ * << 20, so that a round takes one table lookup. (Two lookups, slot -> symbol in a byte table and
+ * symbol -> freq and cum, fitted 5 KiB tables into every warp; the second lookup sat in each
+ * round's dependent chain: docs/BENCHMARKS.md.) */
+#define TAB_SLOTS 4096u
+/* Warps a block: 4 shares a table among few enough streams that padding runs of one table to
+ * whole blocks costs little; 8 (with 4 blocks an SM) measured 2-3% slower. */
+#ifndef WARPS_PER_BLOCK
 #define WARPS_PER_BLOCK 4u
+#endif
 
 template <typename T> __device__ __forceinline__ T rotr1(T v) { return v >> 1 | v << (8 * sizeof(T) - 1); }
 
@@ -117,9 +129,13 @@ __device__ __forceinline__ void load_raw_block(const uint32_t *const *raw, uint3
         }
 }
 
-template <typename T>
-__device__ __forceinline__ void rans_stream(const stream_job &j, const uint8_t *slot_sym,
-                                            const uint32_t *sym_info, uint64_t pay, uint8_t *dst,
+/* One stream, its elements of type T (uint8_t: a plane of symbols, where not fused). PAIR: a
+ * 2-byte float whose coded plane is the high one (BF16's exponent, F16's), one raw plane below it,
+ * rotated back: there one byte permute builds [raw, sym, raw, sym] and its low half shifted right
+ * by one is the element (rotr1 of sym << 8 | raw), where the general path takes about eight
+ * instructions. The rounds of a whole 512-element block run without the end-of-stream checks. */
+template <typename T, bool PAIR>
+__device__ __forceinline__ void rans_stream(const stream_job &j, const uint32_t *tab, uint64_t pay, uint8_t *dst,
                                             uint32_t *verdict, uint32_t lane) {
     constexpr unsigned R = sizeof(T) - 1; /* raw planes beside the coded one */
     const uint8_t *src = reinterpret_cast<const uint8_t *>(pay + j.src);
@@ -131,6 +147,9 @@ __device__ __forceinline__ void rans_stream(const stream_job &j, const uint8_t *
         raw[r] = reinterpret_cast<const uint32_t *>(pay + j.tile_pay + j.raw_off[r] + j.first);
         raw_shift[r] = 8 * p;
     }
+    /* PAIR's permute: bytes (raw, sym, raw, sym); the raw byte is byte lane % 4 of its word, the
+     * symbol byte 0 of the table entry (selector 4) */
+    const uint32_t pair_sel = (lane % 4) | 4u << 4 | (lane % 4) << 8 | 4u << 12;
     uint32_t raw_words = (j.count + 3) / 4, cur[R ? R : 1][4], nxt[R ? R : 1][4];
     load_raw_block<R>(raw, 0, raw_words, lane, cur);
     /* payloads are 64-byte aligned and streams 4-byte aligned within them */
@@ -142,41 +161,51 @@ __device__ __forceinline__ void rans_stream(const stream_job &j, const uint8_t *
     uint32_t base = 0, pos = 0;
     uint32_t win = lane < n_words ? words[lane] : 0;
     uint32_t next = 32 + lane < n_words ? words[32 + lane] : 0;
+    /* one round: element i of this lane (active: i < count, where the block is the last one) */
+    auto round = [&](uint32_t q, uint32_t i, bool active) {
+        /* this round's raw bytes, by shuffle from their words' holders: every lane takes part */
+        uint32_t rw[R ? R : 1];
+#pragma unroll
+        for (int r = 0; r < (int)R; r++) rw[r] = __shfl_sync(0xFFFFFFFFu, cur[r][q / 4], 8 * (q % 4) + lane / 4);
+        bool need = false;
+        if (active) {
+            uint32_t e = tab[x & ((1u << PROB_BITS) - 1)];
+            if (PAIR) {
+                reinterpret_cast<uint16_t *>(dst)[i] = (uint16_t)(__byte_perm(rw[0], e, pair_sel) >> 1);
+            } else if (R == 0) {
+                dst[i] = (uint8_t)e;
+            } else {
+                T v = (T)(e & 0xFF) << (8 * j.plane);
+#pragma unroll
+                for (int r = 0; r < (int)R; r++) v |= (T)(rw[r] >> (8 * (lane % 4)) & 0xFF) << raw_shift[r];
+                reinterpret_cast<T *>(dst)[i] = j.rot ? rotr1(v) : v;
+            }
+            x = ((e >> 8 & 0xFFFu) + 1u) * (x >> PROB_BITS) + (e >> 20);
+            need = x < RANS_L;
+        }
+        uint32_t mask = __ballot_sync(0xFFFFFFFFu, need);
+        uint32_t k = pos + __popc(mask & ((1u << lane) - 1u)); /* < 64 */
+        uint32_t w0 = __shfl_sync(0xFFFFFFFFu, win, k & 31), w1 = __shfl_sync(0xFFFFFFFFu, next, k & 31);
+        if (need) x = x << 16 | (k < 32 ? w0 : w1);
+        pos += __popc(mask);
+        if (pos >= 32) {
+            pos -= 32;
+            base += 32;
+            win = next;
+            next = base + 32 + lane < n_words ? words[base + 32 + lane] : 0;
+        }
+    };
     for (uint32_t blk = 0; blk * RAW_BLOCK < j.count; blk++) {
         load_raw_block<R>(raw, blk + 1, raw_words, lane, nxt);
+        if ((blk + 1) * RAW_BLOCK <= j.count) { /* a whole block: every lane active, no checks */
 #pragma unroll
-        for (uint32_t q = 0; q < RAW_BLOCK / 32; q++) {
-            uint32_t i = blk * RAW_BLOCK + q * 32 + lane;
-            if (i - lane >= j.count) break; /* the whole warp leaves together */
-            T v = 0;
+            for (uint32_t q = 0; q < RAW_BLOCK / 32; q++) round(q, blk * RAW_BLOCK + q * 32 + lane, true);
+        } else {
 #pragma unroll
-            for (int r = 0; r < (int)R; r++) {
-                uint32_t w = __shfl_sync(0xFFFFFFFFu, cur[r][q / 4], 8 * (q % 4) + lane / 4);
-                v |= (T)(w >> (8 * (lane % 4)) & 0xFF) << raw_shift[r];
-            }
-            bool active = i < j.count, need = false;
-            if (active) {
-                uint32_t slot = x & ((1u << PROB_BITS) - 1);
-                uint32_t sym = slot_sym[slot], info = sym_info[sym];
-                if (R == 0) {
-                    dst[i] = (uint8_t)sym;
-                } else {
-                    v |= (T)sym << (8 * j.plane);
-                    reinterpret_cast<T *>(dst)[i] = j.rot ? rotr1(v) : v;
-                }
-                x = ((info & 0xFFFFu) + 1u) * (x >> PROB_BITS) + slot - (info >> 16);
-                need = x < RANS_L;
-            }
-            uint32_t mask = __ballot_sync(0xFFFFFFFFu, need);
-            uint32_t k = pos + __popc(mask & ((1u << lane) - 1u)); /* < 64 */
-            uint32_t w0 = __shfl_sync(0xFFFFFFFFu, win, k & 31), w1 = __shfl_sync(0xFFFFFFFFu, next, k & 31);
-            if (need) x = x << 16 | (k < 32 ? w0 : w1);
-            pos += __popc(mask);
-            if (pos >= 32) {
-                pos -= 32;
-                base += 32;
-                win = next;
-                next = base + 32 + lane < n_words ? words[base + 32 + lane] : 0;
+            for (uint32_t q = 0; q < RAW_BLOCK / 32; q++) {
+                uint32_t i = blk * RAW_BLOCK + q * 32 + lane;
+                if (i - lane >= j.count) break; /* the whole warp leaves together */
+                round(q, i, i < j.count);
             }
         }
 #pragma unroll
@@ -191,37 +220,39 @@ __device__ __forceinline__ void rans_stream(const stream_job &j, const uint8_t *
     if (__any_sync(0xFFFFFFFFu, bad) && lane == 0) atomicOr(&verdict[j.verdict], TILE_BAD_STREAM);
 }
 
-/* Blocks per SM the compiler must leave registers for: 8 caps the kernel at 64 registers (it
- * takes 72 uncapped, spilling 16 bytes capped), 32 warps an SM instead of 28. Side by side on the
- * H200, two rounds: resident decode 766-768 GB/s against 674 uncapped, 646 against 579 with the
- * hash (docs/BENCHMARKS.md). 11 spilled 216 bytes. */
+/* Blocks per SM the compiler must leave registers for: 8 caps the kernel at 64 registers
+ * (40 bytes spilled, in paths BF16 does not take), 32 warps an SM. Side by side on the H200:
+ * 1058 GB/s against 854 with 6 blocks (78 registers, no spill); in the round before, 766 against
+ * 674 uncapped (docs/BENCHMARKS.md). */
 #ifndef WC_RANS_MIN_BLOCKS
 #define WC_RANS_MIN_BLOCKS 8
 #endif
 __global__ void __launch_bounds__(WARPS_PER_BLOCK * 32, WC_RANS_MIN_BLOCKS)
 rans_kernel(const stream_job *jobs, uint32_t n_jobs, uint64_t pay, uint64_t out, uint64_t scratch,
             uint32_t *verdict) {
-    __shared__ __align__(16) uint8_t tabs[WARPS_PER_BLOCK][DTAB_BYTES];
+    __shared__ __align__(16) uint32_t tab[TAB_SLOTS];
     uint32_t wib = threadIdx.x / 32, lane = threadIdx.x % 32;
-    uint32_t warp = blockIdx.x * WARPS_PER_BLOCK + wib;
+    uint32_t warp = blockIdx.x * WARPS_PER_BLOCK + wib; /* n_jobs: whole blocks */
+    /* the block's table into shared memory, 16 bytes a thread a step */
+    const uint4 *src_tab = reinterpret_cast<const uint4 *>(jobs[blockIdx.x * WARPS_PER_BLOCK].lut);
+    for (uint32_t k = threadIdx.x; k < TAB_SLOTS / 4; k += WARPS_PER_BLOCK * 32)
+        reinterpret_cast<uint4 *>(tab)[k] = src_tab[k];
+    __syncthreads();
     if (warp >= n_jobs) return;
     const stream_job j = jobs[warp];
-    /* the table into shared memory: 16 bytes a lane a step */
-    const uint4 *src_tab = reinterpret_cast<const uint4 *>(j.lut);
-    uint4 *dst_tab = reinterpret_cast<uint4 *>(tabs[wib]);
-    for (uint32_t k = lane; k < DTAB_BYTES / 16; k += 32) dst_tab[k] = src_tab[k];
-    __syncwarp();
-    const uint8_t *slot_sym = tabs[wib];
-    const uint32_t *sym_info = reinterpret_cast<const uint32_t *>(tabs[wib] + 4096);
+    if (j.skip) return;
     if (j.len < STATE_BYTES || j.len % 4) {
         if (lane == 0) atomicOr(&verdict[j.verdict], TILE_BAD_STREAM);
         return;
     }
     uint8_t *dst = reinterpret_cast<uint8_t *>((j.fused ? out : scratch) + j.dst);
     switch (j.fused ? j.w : 1) {
-    case 2: rans_stream<uint16_t>(j, slot_sym, sym_info, pay, dst, verdict, lane); break;
-    case 4: rans_stream<uint32_t>(j, slot_sym, sym_info, pay, dst, verdict, lane); break;
-    default: rans_stream<uint8_t>(j, slot_sym, sym_info, pay, dst, verdict, lane); break;
+    case 2:
+        if (j.plane == 1 && j.rot) rans_stream<uint16_t, true>(j, tab, pay, dst, verdict, lane);
+        else rans_stream<uint16_t, false>(j, tab, pay, dst, verdict, lane);
+        break;
+    case 4: rans_stream<uint32_t, false>(j, tab, pay, dst, verdict, lane); break;
+    default: rans_stream<uint8_t, false>(j, tab, pay, dst, verdict, lane); break;
     }
 }
 
@@ -343,6 +374,15 @@ static wc_status fail(wc_error *err, wc_status code, const char *msg) {
     return code;
 }
 
+/* Where a tile's error is reported: "GPU: tile 7 (source bytes a..b): checksum mismatch". */
+static wc_status tile_verdict_error(const wc_container *c, uint32_t tile, uint32_t verdict, wc_error *err) {
+    const wc_tile_info *t = wc_container_tile(c, tile);
+    wc_status st = verdict & TILE_BAD_STREAM ? WC_ERR_FORMAT : WC_ERR_CHECKSUM;
+    return wc_error_set(err, st, "GPU: tile %u (source bytes %llu..%llu): %s", tile,
+                        (unsigned long long)t->src_offset, (unsigned long long)(t->src_offset + t->src_size),
+                        st == WC_ERR_FORMAT ? "corrupt payload" : "checksum mismatch");
+}
+
 extern "C" wc_status wcgpu_open(int device, wcgpu **out, wc_error *err) {
     int count = 0;
     cudaError_t e = cudaGetDeviceCount(&count);
@@ -378,7 +418,7 @@ extern "C" void wcgpu_close(wcgpu *g) {
     for (size_t i = 0; i < g->n_luts; i++) cudaFree(g->luts[i].d_lut);
     free(g->luts);
     cudaFreeHost(g->h_pin);
-    cudaFreeHost(g->h_pin2);
+    loader_free(g->loader);
     cudaFreeHost(g->h_verdict);
     cudaFreeHost(g->h_out);
     cudaFree(g->d_buf);
@@ -420,11 +460,11 @@ static wc_status ensure(wcgpu *g, size_t h_need, size_t d_need, wc_error *err) {
     return WC_OK;
 }
 
-/* The device copy of a decode table (in the kernel's compact form), uploaded once per distinct
- * table (keyed by content). */
+/* The device copy of a decode table (the container's packed form, as the kernel keeps it),
+ * uploaded once per distinct table (keyed by content). */
 static const uint32_t *device_lut(wcgpu *g, const uint32_t *lut, wc_error *err) {
     if (!lut) return fail(err, WC_ERR_NOMEM, "out of memory"), nullptr;
-    uint64_t key = XXH3_64bits(lut, 4096 * sizeof(uint32_t));
+    uint64_t key = XXH3_64bits(lut, TAB_SLOTS * sizeof(uint32_t));
     for (size_t i = 0; i < g->n_luts; i++)
         if (g->luts[i].key == key) return g->luts[i].d_lut;
     if (g->n_luts == g->cap_luts) {
@@ -434,16 +474,9 @@ static const uint32_t *device_lut(wcgpu *g, const uint32_t *lut, wc_error *err) 
         g->luts = l;
         g->cap_luts = cap;
     }
-    uint8_t tab[DTAB_BYTES] = {0};
-    uint32_t *info = reinterpret_cast<uint32_t *>(tab + 4096);
-    for (uint32_t slot = 0; slot < 4096; slot++) {
-        uint32_t e = lut[slot], sym = e & 0xFF, freq = ((e >> 8) & 0xFFF) + 1, cum = slot - (e >> 20);
-        tab[slot] = (uint8_t)sym;
-        info[sym] = (freq - 1) | cum << 16;
-    }
     uint32_t *d;
-    cudaError_t e = cudaMalloc((void **)&d, DTAB_BYTES);
-    if (e == cudaSuccess) e = cudaMemcpy(d, tab, DTAB_BYTES, cudaMemcpyHostToDevice);
+    cudaError_t e = cudaMalloc((void **)&d, TAB_SLOTS * sizeof(uint32_t));
+    if (e == cudaSuccess) e = cudaMemcpy(d, lut, TAB_SLOTS * sizeof(uint32_t), cudaMemcpyHostToDevice);
     if (e != cudaSuccess) return cuda_fail(err, e, "decode table"), nullptr;
     g->luts[g->n_luts++] = {key, d};
     return d;
@@ -525,6 +558,35 @@ static wc_status tile_jobs(wcgpu *g, const wc_container *c, uint32_t tile, const
     return WC_OK;
 }
 
+/* The stream jobs from `from` on, shaped for rans_kernel: a block's warps share one table, so
+ * the jobs go in runs of one table, each run padded with skip jobs to whole blocks; and the blocks
+ * run longest stream first, so that short streams (small tiles, a tensor's last tile) fill the
+ * last wave instead of a long stream starting late and running alone. */
+static void shape_streams(std::vector<stream_job> &s, size_t from) {
+    std::stable_sort(s.begin() + from, s.end(), [](const stream_job &a, const stream_job &b) {
+        return a.lut != b.lut ? a.lut < b.lut : a.count > b.count;
+    });
+    std::vector<stream_job> padded;
+    padded.reserve(s.size() - from + WARPS_PER_BLOCK * 8);
+    for (size_t k = from; k < s.size(); k++) {
+        padded.push_back(s[k]);
+        bool run_ends = k + 1 == s.size() || s[k + 1].lut != s[k].lut;
+        while (run_ends && padded.size() % WARPS_PER_BLOCK) {
+            stream_job pad = s[k];
+            pad.skip = 1;
+            pad.count = 0;
+            padded.push_back(pad);
+        }
+    }
+    std::vector<uint32_t> blocks(padded.size() / WARPS_PER_BLOCK);
+    for (uint32_t b = 0; b < blocks.size(); b++) blocks[b] = b;
+    std::stable_sort(blocks.begin(), blocks.end(), [&](uint32_t a, uint32_t b) {
+        return padded[a * WARPS_PER_BLOCK].count > padded[b * WARPS_PER_BLOCK].count;
+    });
+    s.resize(from);
+    for (uint32_t b : blocks) s.insert(s.end(), padded.begin() + b * WARPS_PER_BLOCK, padded.begin() + (b + 1) * WARPS_PER_BLOCK);
+}
+
 /* Host job arrays packed back to back (each 64-byte aligned) at `to`; returns the bytes. */
 static uint64_t pack_jobs(const job_lists &jl, size_t n_verdicts, uint8_t *to, uint64_t at[4]) {
     uint64_t sz[4] = {jl.s.size() * sizeof(stream_job), jl.m.size() * sizeof(merge_job),
@@ -565,6 +627,13 @@ static wc_status decode_batch(wcgpu *g, const wc_container *c, const uint32_t *t
         st = fail(err, WC_ERR_NOMEM, "out of memory");
     }
     free(lay);
+    if (st == WC_OK) {
+        try {
+            shape_streams(jl.s, 0);
+        } catch (const std::bad_alloc &) {
+            st = fail(err, WC_ERR_NOMEM, "out of memory");
+        }
+    }
     uint64_t at[4];
     uint64_t jobs_bytes = pack_jobs(jl, n, nullptr, at);
     if (st == WC_OK) st = ensure(g, pay + jobs_bytes, pay + planes + stage + jobs_bytes, err);
@@ -641,16 +710,7 @@ static wc_status decode_all(wcgpu *g, const wc_container *c, const uint32_t *til
             if (verdict[k] == TILE_OK) {
                 st = deliver(k, stage_at[k], stage_at[at]);
             } else if (first_bad == WC_OK) {
-                const wc_tile_info *t = wc_container_tile(c, tiles[k]);
-                first_bad = verdict[k] & TILE_BAD_STREAM ? WC_ERR_FORMAT : WC_ERR_CHECKSUM;
-                if (err) {
-                    snprintf(err->msg, sizeof err->msg,
-                             "GPU: tile %u (source bytes %llu..%llu): %s", tiles[k],
-                             (unsigned long long)t->src_offset,
-                             (unsigned long long)(t->src_offset + t->src_size),
-                             first_bad == WC_ERR_FORMAT ? "corrupt payload" : "checksum mismatch");
-                    err->code = first_bad;
-                }
+                first_bad = tile_verdict_error(c, tiles[k], verdict[k], err);
             }
         }
         if (st == WC_OK) st = batch_done(at, m);
@@ -772,86 +832,331 @@ static wc_status read_payloads(const wc_container *c, const uint32_t *tiles, siz
     return st;
 }
 
+/* Runs f with g's device current, then gives the caller's back. */
+template <typename F> static wc_status on_device(wcgpu *g, wc_error *err, F f) {
+    int prev = -1;
+    cudaGetDevice(&prev);
+    cudaError_t e = prev == g->device ? cudaSuccess : cudaSetDevice(g->device);
+    if (e != cudaSuccess) return cuda_fail(err, e, "selecting the device");
+    wc_status st;
+    try {
+        st = f();
+    } catch (const std::bad_alloc &) {
+        st = fail(err, WC_ERR_NOMEM, "out of memory");
+    }
+    if (prev >= 0 && prev != g->device) cudaSetDevice(prev);
+    return st;
+}
+
+/* ---------------------------------------------------------------- the loader
+ *
+ * A pipeline over chunks of consecutive tiles (about LOAD_CHUNK coded bytes each), LOAD_SLOTS
+ * of them in flight, each in a slot of its own (pinned host memory, device memory, a decode
+ * stream): reader threads pread the payloads of the chunks ahead into their slots' pinned
+ * memory; the calling thread builds each chunk's jobs and enqueues its upload on the one copy
+ * stream, then its kernels on the slot's stream. So the copy engine moves one chunk after another
+ * while earlier chunks decode (a chunk's kernels fill only part of the GPU; several slots'
+ * kernels run at once) and later ones are read. Tiles wholly inside a range and landing 64-byte
+ * aligned decode in place; the others (a range's partial first and last tiles) decode into the
+ * slot's stage and are copied. Verdicts come back per chunk and are read at the end. */
+#define LOAD_SLOTS 8u
+#define LOAD_CHUNK (8u << 20)
+#define LOAD_CHUNK_TILES 1024u
+
+struct load_slot {
+    uint8_t *h, *d, *d_scratch;          /* pinned payloads | jobs; device payloads | jobs | stage */
+    size_t h_cap, d_cap, scratch_cap;
+    cudaStream_t s;
+    cudaEvent_t copied, decoded;         /* the slot's last upload, its last decode */
+};
+
+struct wcgpu_loader {
+    cudaStream_t copy;
+    load_slot slot[LOAD_SLOTS];
+};
+
+static void loader_free(wcgpu_loader *L) {
+    if (!L) return;
+    for (load_slot &sl : L->slot) {
+        if (sl.s) cudaStreamSynchronize(sl.s);
+        cudaFreeHost(sl.h);
+        cudaFree(sl.d);
+        cudaFree(sl.d_scratch);
+        if (sl.s) cudaStreamDestroy(sl.s);
+        if (sl.copied) cudaEventDestroy(sl.copied);
+        if (sl.decoded) cudaEventDestroy(sl.decoded);
+    }
+    if (L->copy) cudaStreamDestroy(L->copy);
+    free(L);
+}
+
+/* The loader's streams and events (once per handle), and every slot's room for h and d bytes. */
+static wc_status loader_ready(wcgpu *g, size_t h, size_t d, wc_error *err) {
+    cudaError_t e = cudaSuccess;
+    if (!g->loader) {
+        g->loader = (wcgpu_loader *)calloc(1, sizeof *g->loader);
+        if (!g->loader) return fail(err, WC_ERR_NOMEM, "out of memory");
+        wcgpu_loader *L = g->loader;
+        e = cudaStreamCreateWithFlags(&L->copy, cudaStreamNonBlocking);
+        for (load_slot &sl : L->slot) {
+            if (e == cudaSuccess) e = cudaStreamCreateWithFlags(&sl.s, cudaStreamNonBlocking);
+            /* readers wait on `copied` before refilling a slot: block, do not spin a core they need */
+            if (e == cudaSuccess) e = cudaEventCreateWithFlags(&sl.copied, cudaEventDisableTiming | cudaEventBlockingSync);
+            if (e == cudaSuccess) e = cudaEventCreateWithFlags(&sl.decoded, cudaEventDisableTiming);
+        }
+        if (e != cudaSuccess) {
+            loader_free(g->loader);
+            g->loader = nullptr;
+            return cuda_fail(err, e, "loader streams");
+        }
+    }
+    for (load_slot &sl : g->loader->slot) {
+        if (h > sl.h_cap) {
+            cudaFreeHost(sl.h);
+            sl.h = nullptr, sl.h_cap = 0;
+            if ((e = cudaMallocHost((void **)&sl.h, h)) != cudaSuccess) return cuda_fail(err, e, "pinned loader buffer");
+            sl.h_cap = h;
+        }
+        if (d > sl.d_cap) {
+            cudaFree(sl.d);
+            sl.d = nullptr, sl.d_cap = 0;
+            if ((e = cudaMalloc((void **)&sl.d, d)) != cudaSuccess) return cuda_fail(err, e, "loader device buffer");
+            sl.d_cap = d;
+        }
+    }
+    return WC_OK;
+}
+
+struct load_tile {
+    uint32_t range, tile;
+    uint64_t pay_at;    /* in its slot's payloads */
+    uint64_t stage_at;  /* in its slot's stage, or UINT64_MAX: decoded in place */
+};
+
+struct load_chunk {
+    size_t first, n;    /* tiles */
+    uint64_t pay, jobs, stage;
+};
+
+/* Reader threads' shared state: the calling thread enqueues chunks in order; a reader fills
+ * chunk c's slot only after chunk c - LOAD_SLOTS, the slot's previous user, was uploaded. */
+struct load_state {
+    std::mutex mu;
+    std::condition_variable cv;
+    size_t enqueued = 0;
+    std::vector<uint32_t> left; /* per chunk: tiles not read yet */
+    std::vector<uint32_t> chunk_of;
+    std::atomic<size_t> next{0};
+    bool stop = false;
+    size_t bad = SIZE_MAX;      /* the lowest tile whose read failed */
+    wc_status bad_st = WC_OK;
+    wc_error bad_err = {};
+};
+
+static wc_status load_ranges(wcgpu *g, const wcgpu_range *r, size_t nr, size_t *bad_range, wc_error *err) {
+    /* the tiles, cut into chunks; where each payload and staged tile goes in its slot */
+    std::vector<load_tile> tiles;
+    std::vector<load_chunk> chunks;
+    uint64_t max_pay = 0, max_jobs = 0, max_stage = 0;
+    for (size_t i = 0; i < nr; i++) {
+        const wc_container *c = r[i].c;
+        if (!r[i].len) continue;
+        uint32_t first = wc_container_find_tile(c, r[i].offset), last = wc_container_find_tile(c, r[i].offset + r[i].len - 1);
+        for (uint32_t k = first; k <= last; k++) {
+            const wc_tile_info *t = wc_container_tile(c, k);
+            uint64_t pay = align_up(t->coded_size);
+            if (chunks.empty() || chunks.back().n == LOAD_CHUNK_TILES ||
+                (chunks.back().pay + pay > LOAD_CHUNK && chunks.back().n))
+                chunks.push_back({tiles.size(), 0, 0, 256, 0});
+            load_chunk &ch = chunks.back();
+            bool whole = t->src_offset >= r[i].offset && t->src_offset + t->src_size <= r[i].offset + r[i].len;
+            uintptr_t dst = (uintptr_t)r[i].d_dst + (uintptr_t)(t->src_offset - (whole ? r[i].offset : t->src_offset));
+            bool in_place = whole && dst % ALIGN == 0;
+            tiles.push_back({(uint32_t)i, k, ch.pay, in_place ? UINT64_MAX : ch.stage});
+            ch.n++;
+            ch.pay += pay;
+            if (!in_place) ch.stage += align_up(t->src_size);
+            /* jobs: every stream of every plane, padded to whole blocks at worst, and the rest */
+            ch.jobs += align_up(WARPS_PER_BLOCK * (t->src_size / 65536 + WC_MAX_PLANES + 1) * sizeof(stream_job)) +
+                       sizeof(merge_job) + sizeof(hash_job) + 4 + 3 * ALIGN;
+            max_pay = std::max(max_pay, ch.pay);
+            max_jobs = std::max(max_jobs, ch.jobs);
+            max_stage = std::max(max_stage, ch.stage);
+        }
+    }
+    if (tiles.empty()) return WC_OK;
+    size_t n = tiles.size();
+    if (n > g->verdict_cap) {
+        cudaFreeHost(g->h_verdict);
+        g->verdict_cap = 0;
+        if (cudaMallocHost((void **)&g->h_verdict, n * sizeof *g->h_verdict) != cudaSuccess)
+            return fail(err, WC_ERR_NOMEM, "out of pinned memory for verdicts");
+        g->verdict_cap = n;
+    }
+    wc_status st = loader_ready(g, max_pay + max_jobs, align_up(max_pay + max_jobs) + max_stage, err);
+    if (st != WC_OK) return st;
+    wcgpu_loader *L = g->loader;
+
+    load_state ls;
+    ls.left.resize(chunks.size());
+    ls.chunk_of.resize(n);
+    for (size_t c = 0; c < chunks.size(); c++) {
+        ls.left[c] = (uint32_t)chunks[c].n;
+        for (size_t k = chunks[c].first; k < chunks[c].first + chunks[c].n; k++) ls.chunk_of[k] = (uint32_t)c;
+    }
+    auto reader = [&] {
+        cudaSetDevice(g->device);
+        size_t synced = 0; /* chunks below this one: their slot's previous upload waited for */
+        for (;;) {
+            size_t k = ls.next.fetch_add(1);
+            if (k >= n) break;
+            size_t c = ls.chunk_of[k];
+            if (c >= LOAD_SLOTS && c >= synced) {
+                std::unique_lock<std::mutex> lk(ls.mu);
+                ls.cv.wait(lk, [&] { return ls.stop || ls.enqueued > c - LOAD_SLOTS; });
+                if (ls.stop) break;
+                lk.unlock();
+                cudaEventSynchronize(L->slot[c % LOAD_SLOTS].copied);
+                synced = c + 1;
+            }
+            const load_tile &t = tiles[k];
+            wc_error e = {};
+            wc_status rs = wc_container_read_tile(r[t.range].c, t.tile, L->slot[c % LOAD_SLOTS].h + t.pay_at, &e);
+            std::lock_guard<std::mutex> lk(ls.mu);
+            if (rs != WC_OK && k < ls.bad) ls.bad = k, ls.bad_st = rs, ls.bad_err = e, ls.stop = true;
+            if (--ls.left[c] == 0 || ls.stop) ls.cv.notify_all();
+            if (ls.stop) break;
+        }
+    };
+    unsigned readers = std::thread::hardware_concurrency();
+    readers = readers < 2 ? 1 : readers > 16 ? 8 : readers / 2;
+    if (const char *env = getenv("WCGPU_READERS")) readers = (unsigned)std::max(1, std::min(64, atoi(env)));
+    std::vector<std::thread> pool;
+    for (unsigned w = 0; w < readers; w++) {
+        try {
+            pool.emplace_back(reader);
+        } catch (...) {
+            if (pool.empty()) return fail(err, WC_ERR_NOMEM, "cannot start a reader thread");
+            break;
+        }
+    }
+    wc_tile_layout *lay = (wc_tile_layout *)malloc(sizeof *lay);
+    if (!lay) st = fail(err, WC_ERR_NOMEM, "out of memory");
+    cudaError_t e = cudaSuccess;
+    for (size_t c = 0; c < chunks.size() && st == WC_OK; c++) {
+        const load_chunk &ch = chunks[c];
+        load_slot &sl = L->slot[c % LOAD_SLOTS];
+        {
+            std::unique_lock<std::mutex> lk(ls.mu);
+            ls.cv.wait(lk, [&] { return ls.stop || ls.left[c] == 0; });
+            if (ls.stop) break;
+        }
+        /* jobs: payloads from the slot's device payloads, output at absolute addresses */
+        job_lists jl;
+        uint64_t scratch = 0;
+        uint8_t *d_stage = sl.d + align_up(ch.pay + ch.jobs); /* tiles decode 64-byte aligned */
+        try {
+            for (size_t k = ch.first; k < ch.first + ch.n && st == WC_OK; k++) {
+                const load_tile &t = tiles[k];
+                const wc_container *cc = r[t.range].c;
+                const wc_tile_info *ti = wc_container_tile(cc, t.tile);
+                uint64_t out = t.stage_at == UINT64_MAX ? (uint64_t)r[t.range].d_dst + (ti->src_offset - r[t.range].offset)
+                                                        : (uint64_t)d_stage + t.stage_at;
+                st = tile_jobs(g, cc, t.tile, sl.h + t.pay_at, t.pay_at, out, &scratch, (uint32_t)(k - ch.first),
+                               true, lay, jl, err);
+                if (st != WC_OK && bad_range) *bad_range = t.range;
+            }
+            if (st == WC_OK) shape_streams(jl.s, 0);
+        } catch (const std::bad_alloc &) {
+            st = fail(err, WC_ERR_NOMEM, "out of memory");
+        }
+        if (st != WC_OK) break;
+        uint64_t at[4];
+        uint64_t jobs_bytes = pack_jobs(jl, ch.n, sl.h + ch.pay, at);
+        if (scratch > sl.scratch_cap) { /* tiles with several coded planes: none in BF16 */
+            cudaStreamSynchronize(sl.s);
+            cudaFree(sl.d_scratch);
+            sl.d_scratch = nullptr, sl.scratch_cap = 0;
+            if ((e = cudaMalloc((void **)&sl.d_scratch, scratch + scratch / 4)) != cudaSuccess) break;
+            sl.scratch_cap = scratch + scratch / 4;
+        }
+        /* up on the copy stream once the slot's last decode is done, then decoded on the slot's */
+        uint8_t *d_jobs = sl.d + ch.pay;
+        if ((e = cudaStreamWaitEvent(L->copy, sl.decoded, 0)) != cudaSuccess ||
+            (e = cudaMemcpyAsync(sl.d, sl.h, ch.pay + jobs_bytes, cudaMemcpyHostToDevice, L->copy)) != cudaSuccess ||
+            (e = cudaEventRecord(sl.copied, L->copy)) != cudaSuccess || (e = cudaStreamWaitEvent(sl.s, sl.copied, 0)) != cudaSuccess)
+            break;
+        {
+            std::lock_guard<std::mutex> lk(ls.mu);
+            ls.enqueued = c + 1;
+        }
+        ls.cv.notify_all();
+        launch l = {(const stream_job *)(d_jobs + at[0]), (uint32_t)jl.s.size(),
+                    (const merge_job *)(d_jobs + at[1]), (uint32_t)jl.m.size(), jl.max_merge_n,
+                    (const hash_job *)(d_jobs + at[2]), (uint32_t)jl.h.size(),
+                    (uint64_t)sl.d, 0, (uint64_t)sl.d_scratch, (uint32_t *)(d_jobs + at[3])};
+        if ((e = launch_kernels(l, sl.s, nullptr)) != cudaSuccess) break;
+        for (size_t k = ch.first; k < ch.first + ch.n && e == cudaSuccess; k++) {
+            const load_tile &t = tiles[k];
+            if (t.stage_at == UINT64_MAX) continue;
+            const wcgpu_range &rg = r[t.range];
+            const wc_tile_info *ti = wc_container_tile(rg.c, t.tile);
+            uint64_t from = rg.offset > ti->src_offset ? rg.offset - ti->src_offset : 0;
+            uint64_t to = std::min<uint64_t>(rg.offset + rg.len - ti->src_offset, ti->src_size);
+            e = cudaMemcpyAsync((uint8_t *)rg.d_dst + (ti->src_offset + from - rg.offset), d_stage + t.stage_at + from,
+                                to - from, cudaMemcpyDeviceToDevice, sl.s);
+        }
+        if (e == cudaSuccess)
+            e = cudaMemcpyAsync(g->h_verdict + ch.first, d_jobs + at[3], ch.n * sizeof(uint32_t), cudaMemcpyDeviceToHost, sl.s);
+        if (e == cudaSuccess) e = cudaEventRecord(sl.decoded, sl.s);
+        if (e != cudaSuccess) break;
+    }
+    free(lay);
+    {
+        std::lock_guard<std::mutex> lk(ls.mu);
+        ls.stop = true;
+    }
+    ls.cv.notify_all();
+    for (auto &t : pool) t.join();
+    for (load_slot &sl : L->slot) {
+        cudaError_t se = cudaStreamSynchronize(sl.s);
+        if (e == cudaSuccess) e = se;
+    }
+    if (e == cudaSuccess) e = cudaStreamSynchronize(L->copy);
+    if (st == WC_OK && e != cudaSuccess) st = cuda_fail(err, e, "loading");
+    if (st == WC_OK && ls.bad != SIZE_MAX) {
+        st = ls.bad_st;
+        if (err) *err = ls.bad_err;
+        if (bad_range) *bad_range = tiles[ls.bad].range;
+    }
+    for (size_t k = 0; k < n && st == WC_OK; k++)
+        if (g->h_verdict[k] != TILE_OK) {
+            if (bad_range) *bad_range = tiles[k].range;
+            st = tile_verdict_error(r[tiles[k].range].c, tiles[k].tile, g->h_verdict[k], err);
+        }
+    return st;
+}
+
+extern "C" wc_status wcgpu_read_ranges(wcgpu *g, const wcgpu_range *ranges, size_t n, size_t *bad_range,
+                                       wc_error *err) {
+    for (size_t i = 0; i < n; i++) {
+        uint64_t size = wc_container_source_size(ranges[i].c);
+        if (ranges[i].offset > size || ranges[i].len > size - ranges[i].offset) {
+            if (bad_range) *bad_range = i;
+            return wc_error_set(err, WC_ERR_ARG, "range %zu: bytes %llu..%llu are beyond the source (%llu bytes)", i,
+                                (unsigned long long)ranges[i].offset,
+                                (unsigned long long)(ranges[i].offset + ranges[i].len), (unsigned long long)size);
+        }
+    }
+    return on_device(g, err, [&] { return load_ranges(g, ranges, n, bad_range, err); });
+}
+
 extern "C" wc_status wcgpu_read_range(wcgpu *g, const wc_container *c, uint64_t offset, size_t len,
                                       void *d_dst, wc_error *err) {
     if (offset > wc_container_source_size(c) || len > wc_container_source_size(c) - offset)
         return fail(err, WC_ERR_ARG, "range beyond the source");
-    if (len == 0) return WC_OK;
-    uint32_t first = wc_container_find_tile(c, offset), last = wc_container_find_tile(c, offset + len - 1);
-    size_t n = last - first + 1;
-    uint32_t *tiles = (uint32_t *)malloc(n * sizeof *tiles);
-    const uint8_t **payloads = (const uint8_t **)calloc(n, sizeof *payloads);
-    wc_status st = tiles && payloads ? WC_OK : fail(err, WC_ERR_NOMEM, "out of memory");
-    for (size_t k = 0; k < n && tiles; k++) tiles[k] = first + (uint32_t)k;
-    auto place = [&](size_t k, const uint8_t *src, const uint8_t *) {
-        const wc_tile_info *t = wc_container_tile(c, tiles[k]);
-        uint64_t from = offset > t->src_offset ? offset - t->src_offset : 0;
-        uint64_t to = offset + len < t->src_offset + t->src_size ? offset + len - t->src_offset : t->src_size;
-        cudaError_t e = cudaMemcpyAsync((uint8_t *)d_dst + (t->src_offset + from - offset), src + from,
-                                        to - from, cudaMemcpyDeviceToDevice, g->stream);
-        return e == cudaSuccess ? WC_OK : cuda_fail(err, e, "placing a tile");
-    };
-    /* Batches, and the pinned room the largest needs (payloads, then its jobs: decode_batch's
-     * layout). Two such buffers: batch i+1's payloads are read from the file straight into one
-     * (no copy, no pageable memory) while batch i is uploaded and decoded from the other. */
-    std::vector<std::pair<size_t, size_t>> batches;
-    uint64_t need = 0;
-    for (size_t at = 0; at < n && st == WC_OK;) {
-        /* batches of about 64 MiB, so that reading the next overlaps decoding this one */
-        size_t m = batch_size(c, tiles, at, n, 64ull << 20);
-        uint64_t pay = 0, jobs = 256;
-        for (size_t k = at; k < at + m; k++) {
-            const wc_tile_info *t = wc_container_tile(c, tiles[k]);
-            pay += align_up(t->coded_size);
-            jobs += align_up((t->src_size / 65536 + WC_MAX_PLANES + 1) * sizeof(stream_job)) +
-                    sizeof(merge_job) + sizeof(hash_job) + 4 + 3 * ALIGN;
-        }
-        need = pay + jobs > need ? pay + jobs : need;
-        batches.emplace_back(at, m);
-        at += m;
-    }
-    if (st == WC_OK) st = ensure(g, need, 0, err);
-    if (st == WC_OK && batches.size() > 1) {
-        std::swap(g->h_pin, g->h_pin2);
-        std::swap(g->h_pin_cap, g->h_pin2_cap);
-        st = ensure(g, need, 0, err);
-        std::swap(g->h_pin, g->h_pin2);
-        std::swap(g->h_pin_cap, g->h_pin2_cap);
-    }
-    unsigned readers = std::thread::hardware_concurrency();
-    readers = readers < 2 ? 1 : readers > 16 ? 8 : readers / 2;
-    if (st == WC_OK) st = read_payloads(c, tiles, batches[0].first, batches[0].second, g->h_pin, payloads, readers, err);
-    for (size_t b = 0; b < batches.size() && st == WC_OK; b++) {
-        size_t at = batches[b].first, m = batches[b].second;
-        wc_status next_st = WC_OK;
-        wc_error next_err = {};
-        std::thread next;
-        if (b + 1 < batches.size()) {
-            auto read_next = [&] {
-                next_st = read_payloads(c, tiles, batches[b + 1].first, batches[b + 1].second, g->h_pin2,
-                                        payloads, readers, &next_err);
-            };
-            try {
-                next = std::thread(read_next);
-            } catch (...) {
-                read_next(); /* no thread to spare: read it now, without the overlap */
-            }
-        }
-        st = decode_all(g, c, tiles + at, m, payloads + at, NULL, err,
-                        [&](size_t k, const uint8_t *src, const uint8_t *bs) { return place(at + k, src, bs); },
-                        [](size_t, size_t) { return WC_OK; });
-        if (next.joinable()) next.join();
-        /* decode_all has synchronized the stream: this batch's buffer is free for the one after */
-        std::swap(g->h_pin, g->h_pin2);
-        std::swap(g->h_pin_cap, g->h_pin2_cap);
-        if (st == WC_OK && next_st != WC_OK) {
-            st = next_st;
-            if (err) *err = next_err;
-        }
-    }
-    free(payloads);
-    free(tiles);
-    return st;
+    wcgpu_range r = {c, offset, len, d_dst};
+    return wcgpu_read_ranges(g, &r, 1, nullptr, err);
 }
 
 /* ---------------------------------------------------------------- resident sets */
@@ -887,22 +1192,6 @@ struct wcgpu_set {
     uint32_t *h_verdict = nullptr;          /* pinned */
     uint8_t *d_scratch = nullptr, *d_stage = nullptr;
 };
-
-/* Runs f with g's device current, then gives the caller's back. */
-template <typename F> static wc_status on_device(wcgpu *g, wc_error *err, F f) {
-    int prev = -1;
-    cudaGetDevice(&prev);
-    cudaError_t e = prev == g->device ? cudaSuccess : cudaSetDevice(g->device);
-    if (e != cudaSuccess) return cuda_fail(err, e, "selecting the device");
-    wc_status st;
-    try {
-        st = f();
-    } catch (const std::bad_alloc &) {
-        st = fail(err, WC_ERR_NOMEM, "out of memory");
-    }
-    if (prev >= 0 && prev != g->device) cudaSetDevice(prev);
-    return st;
-}
 
 extern "C" wc_status wcgpu_set_create(wcgpu *g, int keep, wcgpu_set **out, wc_error *err) {
     if (!g || !out || (keep != WCGPU_KEEP_DEVICE && keep != WCGPU_KEEP_HOST))
@@ -1069,6 +1358,7 @@ static wc_status set_finish(wcgpu_set *s, void *payloads, void *d_check, uint64_
                 at += align_up(ti->coded_size);
             }
         }
+        shape_streams(jl.s, gr.s0); /* set_finish runs inside on_device, which catches bad_alloc */
         gr.ns = jl.s.size() - gr.s0, gr.nm = jl.m.size() - gr.m0, gr.nh = jl.h.size() - gr.h0;
         gr.nv = (uint32_t)s->tiles.size() - gr.v0;
         gr.max_merge_n = jl.max_merge_n;

@@ -57,10 +57,33 @@ void wcgpu_last_kernel_split(const wcgpu *g, double ms[3]);
 /*
  * Loader API: decodes source bytes [offset, offset + len) of container c (opened from a file)
  * straight into the device buffer d_dst: for example one tensor, whose range
- * wc_container_tensor() gives. Reads only the tiles the range touches.
+ * wc_container_tensor() gives. Reads only the tiles the range touches, and checks each one's
+ * checksum. On a bad tile returns WC_ERR_CHECKSUM or WC_ERR_FORMAT naming it; the bytes in d_dst
+ * are then unspecified.
  */
 wc_status wcgpu_read_range(wcgpu *g, const wc_container *c, uint64_t offset, size_t len,
                            void *d_dst, wc_error *err);
+
+/* One range of wcgpu_read_ranges: source bytes [offset, offset + len) of c into d_dst. */
+typedef struct wcgpu_range {
+    const wc_container *c;
+    uint64_t offset;
+    size_t len;
+    void *d_dst;
+} wcgpu_range;
+
+/*
+ * The same for n ranges, of one container or several (a sharded model's files), as one pipeline:
+ * reader threads read payloads ahead into pinned buffers, the uploads follow one another on one
+ * copy stream, and each chunk decodes while later ones are read and uploaded, so that for a
+ * model in the page cache the upload link, not the file reads or the kernels, sets the pace.
+ * Tiles landing 64-byte aligned decode in place; others are decoded aside and copied. Reader
+ * threads: half the CPUs (at most 8), or $WCGPU_READERS. The handle keeps its pinned and device
+ * buffers (8 slots of 8 MiB and their jobs) for the next call; wcgpu_close frees them. On error,
+ * *bad_range (if not NULL) is the index of the range it concerns.
+ */
+wc_status wcgpu_read_ranges(wcgpu *g, const wcgpu_range *ranges, size_t n, size_t *bad_range,
+                            wc_error *err);
 
 /*
  * Resident sets: tiles whose payloads stay coded in memory, decoded on demand. For weights kept

@@ -55,10 +55,7 @@ class Container:
     def read_into_gpu(self, offset, size, device_ptr, device):
         """Decodes original bytes [offset, offset + size) on CUDA device `device` (an index)
         straight into device memory at `device_ptr`."""
-        gpu = _gpu(device)
-        err = _lib._Error()
-        with gpu.lock:
-            _lib.check(_lib.wcgpu_read_range(gpu.handle, self._c, offset, size, device_ptr, ctypes.byref(err)), err)
+        read_into_gpu([(self, offset, size, device_ptr)], device)
 
     def coded_bytes(self, offset, size):
         """Coded bytes of the tiles that hold original bytes [offset, offset + size)."""
@@ -76,6 +73,23 @@ class Container:
             raise KeyError(f"{self.path}: no tensor named {name!r}") from None
         b, e = info["data_offsets"]
         return info, self.data_start + b, e - b
+
+
+def read_into_gpu(parts, device):
+    """Decodes every (container, offset, size, device_ptr) of `parts` on CUDA device `device` as
+    one pipeline (wcgpu_read_ranges: the files are read, uploaded and decoded overlapped, one
+    after another with no gap between them). An error names the file it concerns."""
+    parts = [p for p in parts if p[2]]
+    if not parts:
+        return
+    gpu = _gpu(device)  # first: without the CUDA decoder, its clear error
+    ranges = (_lib.GpuRange * len(parts))(*[_lib.GpuRange(c._c, off, size, ptr) for c, off, size, ptr in parts])
+    err, bad = _lib._Error(), ctypes.c_size_t(len(parts))
+    with gpu.lock:
+        st = _lib.wcgpu_read_ranges(gpu.handle, ranges, len(parts), ctypes.byref(bad), ctypes.byref(err))
+    if st:
+        msg = err.msg.decode("utf-8", "replace") or f"wcodec error {st}"
+        raise _lib.WcodecError(f"{parts[bad.value][0].path}: {msg}" if bad.value < len(parts) else msg)
 
 
 def check_size(path, dtype, shape, itemsize, size):

@@ -73,7 +73,10 @@ has_gpu = hasattr(lib, "wcgpu_open")
 if has_gpu:
     wcgpu_open = _fn("wcgpu_open", INT, INT, ctypes.POINTER(P), ERR)
     wcgpu_close = _fn("wcgpu_close", None, P)
-    wcgpu_read_range = _fn("wcgpu_read_range", INT, P, P, U64, SZ, P, ERR)
+    class GpuRange(ctypes.Structure):  # wcgpu_range
+        _fields_ = [("c", P), ("offset", U64), ("len", SZ), ("d_dst", P)]
+
+    wcgpu_read_ranges = _fn("wcgpu_read_ranges", INT, P, ctypes.POINTER(GpuRange), SZ, ctypes.POINTER(SZ), ERR)
     # resident sets (wcodec.torch.attach): payloads kept coded, decoded per group on a stream
     wcgpu_set_create = _fn("wcgpu_set_create", INT, P, INT, ctypes.POINTER(P), ERR)
     wcgpu_set_close = _fn("wcgpu_set_close", None, P)

@@ -6,7 +6,7 @@ import os
 
 import torch
 
-from ._file import Container, check_size
+from ._file import Container, check_size, read_into_gpu
 
 DTYPES = {k: getattr(torch, v) for k, v in {
     "BOOL": "bool", "U8": "uint8", "I8": "int8", "U16": "uint16", "I16": "int16",
@@ -53,20 +53,22 @@ def tensor(c, dtype, shape, begin, size, device):
     return _fill(c, torch.empty(list(shape), dtype=dt, device=device), begin, size, device)
 
 
-def _load(c, device):
+def _plan(c):
+    """The tensors of c by offset, every entry checked against the file before anything is
+    allocated; and the span [lo, hi) of the data area they cover."""
     items = sorted(c.header.items(), key=lambda kv: kv[1]["data_offsets"][0])
-    if device.type != "cuda" or not items:
-        return {k: tensor(c, v["dtype"], v["shape"], c.data_start + v["data_offsets"][0],
-                          v["data_offsets"][1] - v["data_offsets"][0], device) for k, v in items}
-    # On the GPU the whole data area goes as one decode (large batches), and the tensors are
-    # views of it where their offsets allow, copies where they are not aligned to their dtype.
-    for k, v in items:  # every entry consistent, and inside the file, before anything is allocated
+    for k, v in items:
         b, e = v["data_offsets"]
         check_size(c.path, v["dtype"], v["shape"], _itemsize(_dtype(c, v["dtype"])), e - b)
         if not 0 <= b <= e <= c.source_size - c.data_start:
             raise ValueError(f"{c.path}: {k}: data_offsets {v['data_offsets']} are outside the file")
-    lo, hi = items[0][1]["data_offsets"][0], max(v["data_offsets"][1] for _, v in items)
-    block = _fill(c, torch.empty(hi - lo, dtype=torch.uint8, device=device), c.data_start + lo, hi - lo, device)
+    lo = items[0][1]["data_offsets"][0] if items else 0
+    return items, lo, max((v["data_offsets"][1] for _, v in items), default=lo)
+
+
+def _views(c, items, lo, block):
+    """The tensors as views of `block` (their span, decoded) where their offsets allow, copies where
+    they are not aligned to their dtype."""
     out = {}
     for k, v in items:
         b, e = v["data_offsets"]
@@ -76,6 +78,24 @@ def _load(c, device):
             raw = raw.clone()
         out[k] = raw.view(dt).reshape(v["shape"])
     return out
+
+
+def _load_cuda(containers, device):
+    """Every tensor of every container on the CUDA device: each file's data area decoded as one
+    span, all files in one pipeline (files read, uploaded and decoded overlapped)."""
+    plans = [_plan(c) for c in containers]
+    blocks = [torch.empty(hi - lo, dtype=torch.uint8, device=device) for _, lo, hi in plans]
+    read_into_gpu([(c, c.data_start + lo, hi - lo, blk.data_ptr())
+                   for c, (_, lo, hi), blk in zip(containers, plans, blocks)], device.index)
+    return [_views(c, items, lo, blk) for c, (items, lo, _), blk in zip(containers, plans, blocks)]
+
+
+def _load(c, device):
+    if device.type == "cuda":
+        return _load_cuda([c], device)[0]
+    items = sorted(c.header.items(), key=lambda kv: kv[1]["data_offsets"][0])
+    return {k: tensor(c, v["dtype"], v["shape"], c.data_start + v["data_offsets"][0],
+                      v["data_offsets"][1] - v["data_offsets"][0], device) for k, v in items}
 
 
 def load_file(path, device="cpu"):
@@ -100,12 +120,26 @@ def container_paths(path):
 
 def load_dir(path, device="cpu"):
     """Every tensor of every .wcodec container in the folder `path` (a sharded model), as one
-    {name: tensor}; a name found in two shards is an error."""
+    {name: tensor}; a name found in two shards is an error. On a CUDA device the shards go
+    through one pipeline, so that one file's reads overlap another's upload and decode."""
     if not os.path.isdir(path):
         raise FileNotFoundError(f"{path}: not a folder of .wcodec files")
+    d = check_device(device)
+    files = container_paths(path)
+    if d.type == "cuda":
+        containers = []
+        try:
+            for f in files:
+                containers.append(Container(f))
+            parts = _load_cuda(containers, d)
+        finally:
+            for c in containers:
+                c.close()
+    else:
+        parts = [load_file(f, d) for f in files]
     out = {}
-    for f in container_paths(path):
-        for k, t in load_file(f, device).items():
+    for f, part in zip(files, parts):
+        for k, t in part.items():
             if k in out:
                 raise ValueError(f"{f}: tensor {k!r} is in another shard too")
             out[k] = t

@@ -55,7 +55,11 @@ for k in 1 2 3; do cat "$T"/raw/* "$T"/wc/* > /dev/null; done
 $NP -c "import numpy; numpy.ones($raw_bytes * 2, dtype=numpy.uint8)"
 np1=$(PY=$NP load numpy1 "$T/wc" cpu); raw1=$(PY=$NP load raw1 "$T/raw" cpu)
 rows=()
+disk=""
 if [ $has_gpu = 1 ]; then
+  # the storage's own speed: the containers read cold, one stream (what a cold load is bound by)
+  drop; t0=$(date +%s.%N); cat "$T"/wc/*.wcodec > /dev/null; t1=$(date +%s.%N)
+  disk=$(awk -v b="$wc_bytes" -v a="$t0" -v c="$t1" 'BEGIN {printf "%.2f", b / (c - a) / 1e9}')
   for temp in cold warm; do
     [ $temp = cold ] && c=1 || c=0
     w=$(COLD=$c load wcodec "$T/wc" cuda); s=$(COLD=$c load safetensors "$T/raw" cuda)
@@ -80,6 +84,9 @@ machine="$cpu, $(nproc) cores, $(uname -r), $(date -u +%F)"
     echo "| to GPU memory | wcodec.torch.load_dir(cuda), containers | safetensors load_file(cuda), raw files | safetensors load_file(cuda) through wcodecfs | wcodec / safetensors raw |"
     echo "|---|---|---|---|---|"
     printf '%s\n' "${rows[@]}"
+    echo
+    echo "The storage, cold (\`cat\` of the containers after drop_caches): $disk GB/s, so a cold load of the"
+    echo "containers is bound at $(awk -v d="$disk" -v a="$raw_bytes" -v b="$wc_bytes" 'BEGIN {printf "%.2f", d * a / b}') GB/s of tensor bytes (the disk's speed over the container ratio)."
   fi
 } > "$T/section.md"
 cat "$T/section.md"

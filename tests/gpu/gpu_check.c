@@ -208,6 +208,85 @@ static void compare_sets(wcgpu *g, const char *path, const wc_container *c, cons
     cudaStreamDestroy(stream);
 }
 
+/* A copy of the container at `path` with one byte of tile k's payload changed, opened. */
+static wc_container *damaged_copy(const char *path, const wc_container *c, uint32_t k, char *tmp) {
+    const wc_tile_info *t = wc_container_tile(c, k);
+    uint64_t n = wc_container_file_size(c);
+    uint8_t *b = malloc(n);
+    FILE *f = fopen(path, "rb");
+    size_t got = f ? fread(b, 1, n, f) : 0;
+    if (f) fclose(f);
+    int fd = mkstemp(tmp);
+    wc_container *out = NULL;
+    if (got == n && fd >= 0) {
+        b[t->payload_offset + t->coded_size / 2] ^= 0x24;
+        if (write(fd, b, n) == (ssize_t)n) wc_container_open(tmp, &out, NULL);
+    }
+    if (fd >= 0) close(fd);
+    free(b);
+    return out;
+}
+
+/* The loader (wcgpu_read_ranges) against the CPU decode: the whole file in place and at an
+ * unaligned address (every tile decoded aside and copied), a range cut inside tiles, every tensor
+ * as a range of one call, this file and a damaged copy in one call (the bad tile and range named). */
+static void compare_loader(wcgpu *g, const char *path, const wc_container *c, const uint8_t *cpu, uint64_t size) {
+    wc_error err = {0};
+    uint8_t *d, *host = malloc(size + 1);
+    cudaMalloc((void **)&d, 2 * size + 128);
+    for (unsigned shift = 0; shift <= 1; shift++) {
+        cudaMemset(d, 0, 2 * size + 128);
+        wc_status st = wcgpu_read_range(g, c, 0, size, d + 64 + shift, &err);
+        cudaMemcpy(host, d + 64 + shift, size, cudaMemcpyDeviceToHost);
+        CHECK(st == WC_OK && memcmp(host, cpu, size) == 0, "%s: loader, whole file at +%u: %s", path, shift,
+              st == WC_OK ? "bytes differ" : err.msg);
+    }
+    if (size > 2) {
+        wc_status st = wcgpu_read_range(g, c, 1, size - 2, d, &err);
+        cudaMemcpy(host, d, size - 2, cudaMemcpyDeviceToHost);
+        CHECK(st == WC_OK && memcmp(host, cpu + 1, size - 2) == 0, "%s: loader, bytes 1..size-1: %s", path,
+              st == WC_OK ? "bytes differ" : err.msg);
+    }
+    uint32_t nt = wc_container_tensor_count(c);
+    wcgpu_range *r = malloc((nt + 2) * sizeof *r);
+    size_t nr = 0;
+    for (uint32_t i = 0; i < nt; i++) {
+        const wc_tensor_info *t = wc_container_tensor(c, i);
+        r[nr++] = (wcgpu_range){c, t->src_offset, t->src_size, d + t->src_offset};
+    }
+    cudaMemset(d, 0, size);
+    wc_status st = wcgpu_read_ranges(g, r, nr, NULL, &err);
+    cudaMemcpy(host, d, size, cudaMemcpyDeviceToHost);
+    int same = 1;
+    for (uint32_t i = 0; i < nt && same; i++) {
+        const wc_tensor_info *t = wc_container_tensor(c, i);
+        same = memcmp(host + t->src_offset, cpu + t->src_offset, t->src_size) == 0;
+    }
+    CHECK(st == WC_OK && same, "%s: loader, %u tensors in one call: %s", path, nt, st == WC_OK ? "bytes differ" : err.msg);
+    /* a damaged copy after the good file: the error names the copy's range and the tile */
+    uint32_t k = wc_container_tile_count(c) / 2;
+    char tmp[] = "/tmp/gpu_check.XXXXXX";
+    wc_container *bad = wc_container_tile(c, k)->coded_size >= 2 ? damaged_copy(path, c, k, tmp) : NULL;
+    if (bad) {
+        wcgpu_range two[2] = {{c, 0, size, d}, {bad, 0, size, d + size + 64}};
+        size_t bad_range = 99;
+        char want[32];
+        snprintf(want, sizeof want, "tile %u ", k);
+        st = wcgpu_read_ranges(g, two, 2, &bad_range, &err);
+        cudaMemcpy(host, d, size, cudaMemcpyDeviceToHost);
+        CHECK((st == WC_ERR_CHECKSUM || st == WC_ERR_FORMAT) && bad_range == 1 && strstr(err.msg, want),
+              "%s: loader, damaged tile %u of the second file not named: %s (range %zu)", path, k, err.msg, bad_range);
+        CHECK(memcmp(host, cpu, size) == 0, "%s: loader, the good file beside a damaged one differs", path);
+        wc_container_close(bad);
+        unlink(tmp);
+    }
+    wcgpu_range beyond = {c, size, 1, d};
+    CHECK(wcgpu_read_ranges(g, &beyond, 1, NULL, &err) == WC_ERR_ARG, "%s: loader, a range beyond the source is refused", path);
+    free(r);
+    free(host);
+    cudaFree(d);
+}
+
 static void compare(wcgpu *g, const char *path) {
     wc_error err = {0};
     wc_container *c;
@@ -271,6 +350,7 @@ static void compare(wcgpu *g, const char *path) {
         CHECK(st == WC_OK && memcmp(gpu, cpu + t->src_offset, t->src_size) == 0,
               "%s: loader API, tensor %u: %s", path, ti, st == WC_OK ? "bytes differ" : err.msg);
     }
+    compare_loader(g, path, c, cpu, size);
     compare_sets(g, path, c, cpu, size);
     printf("# %s: %u tiles, %llu bytes: GPU == CPU\n", path, n, (unsigned long long)size);
     cudaFree(d);
@@ -367,6 +447,18 @@ static int bench(wcgpu *g, const char *path, const char *orig) {
         if (t1 - t0 < best_load) best_load = t1 - t0;
         if (t2 - t1 < best_raw) best_raw = t2 - t1;
     }
+    /* the upload link's own figure: the raw bytes from pinned memory */
+    double best_pinned = 1e9;
+    uint8_t *pinned;
+    if (cudaMallocHost((void **)&pinned, size) == cudaSuccess) {
+        memcpy(pinned, host, size);
+        for (int r = 0; r < 3; r++) {
+            double t0 = now();
+            cudaMemcpy(d2, pinned, size, cudaMemcpyHostToDevice);
+            if (now() - t0 < best_pinned) best_pinned = now() - t0;
+        }
+        cudaFreeHost(pinned);
+    }
     printf("device: %s\nsource_bytes: %llu\ntiles: %u\n", wcgpu_device_name(g), (unsigned long long)size, n);
     printf("gpu_decode_kernels_GBps: %.1f\n", size / best_k / 1e9);
     printf("gpu_kernel_ms_rans_merge_hash: %.2f %.2f %.2f\n", split[0], split[1], split[2]);
@@ -375,6 +467,12 @@ static int bench(wcgpu *g, const char *path, const char *orig) {
     printf("gpu_resident_decode_no_hash_GBps: %.1f\n", size / best_set[0] / 1e9);
     printf("gpu_resident_decode_with_hash_GBps: %.1f\n", size / best_set[1] / 1e9);
     printf("loader_container_to_device_s: %.4f\nloader_raw_read_plus_copy_s: %.4f\n", best_load, best_raw);
+    printf("loader_GBps: %.1f\npinned_h2d_raw_GBps: %.1f\n", size / best_load / 1e9, size / best_pinned / 1e9);
+    /* the loader's last output against the raw file's bytes: a benchmark of wrong bytes is void */
+    uint8_t *back = malloc(size);
+    cudaMemcpy(back, d, size, cudaMemcpyDeviceToHost);
+    printf("loader_bytes_equal: %s\n", memcmp(back, host, size) ? "NO" : "yes");
+    free(back);
     free(host);
     cudaFree(d);
     cudaFree(d2);
