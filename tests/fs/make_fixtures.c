@@ -55,12 +55,44 @@ static int write_big(const char *dir) {
     return rc;
 }
 
+/* Many small tensors of several dtypes (each its own tables, most a single short tile): the GPU
+ * decoder's job shaping and the loader's chunking under stress. */
+static int write_many_small(const char *dir) {
+    static const char *dt[] = {"BF16", "F16", "F32", "I8", "U8", "F8_E4M3", "I32"};
+    enum { N = 1500 };
+    fx_tensor *ts = calloc(N, sizeof *ts);
+    uint8_t **bufs = calloc(N, sizeof *bufs);
+    char (*names)[16] = calloc(N, sizeof *names);
+    int rc = -1;
+    if (!ts || !bufs || !names) goto out;
+    uint32_t r = 12345;
+    for (int i = 0; i < N; i++) {
+        r = r * 1103515245u + 12345u;
+        const char *d = dt[i % 7];
+        unsigned w = wc_dtype_width(wc_dtype_from_name(d));
+        uint64_t n = 1 + (r >> 8) % 4000;
+        if (!(bufs[i] = malloc(n * w))) goto out;
+        fx_fill(d, bufs[i], n, (uint32_t)i + 100);
+        snprintf(names[i], sizeof names[i], "t.%d", i);
+        ts[i] = (fx_tensor){names[i], d, 1, {n}, bufs[i], n * w};
+    }
+    char path[4096];
+    snprintf(path, sizeof path, "%s/many_small.safetensors", dir);
+    rc = fx_write_safetensors(path, ts, N, NULL);
+out:
+    for (int i = 0; bufs && i < N; i++) free(bufs[i]);
+    free(bufs);
+    free(ts);
+    free(names);
+    return rc;
+}
+
 int main(int argc, char **argv) {
     if (argc != 2) {
         fprintf(stderr, "usage: make_fixtures OUTDIR\n");
         return 2;
     }
-    if (write_all_dtypes(argv[1]) || write_edge(argv[1]) || write_big(argv[1])) {
+    if (write_all_dtypes(argv[1]) || write_edge(argv[1]) || write_big(argv[1]) || write_many_small(argv[1])) {
         perror("make_fixtures");
         return 1;
     }
