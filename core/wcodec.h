@@ -19,6 +19,7 @@
 #include <signal.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -154,12 +155,64 @@ typedef struct {
 typedef struct wc_container wc_container;
 
 /*
- * Opens a container: reads and checks its header and tables (checksums, every bound), keeps
- * the file open for tile reads. The table is small (about 40 bytes a tile); tile payloads are
+ * Sources: where a container's bytes come from. The container reader asks its source for byte
+ * ranges and never knows whether they come from a disk or a network (the style of SQLite's VFS):
+ * a local file (wc_source_open_file, here in core), an HTTP(S) or S3 object (net/wcnet.h), or
+ * a cache in front of another source.
+ */
+typedef struct wc_source wc_source;
+typedef struct {
+    /* Reads exactly len bytes at off into buf; may be called from many threads at once. WC_OK,
+     * or WC_ERR_IO (or WC_ERR_FORMAT for a range past the end) with a message naming the source. */
+    wc_status (*read_at)(wc_source *s, uint64_t off, size_t len, void *buf, wc_error *err);
+    void (*close)(wc_source *s); /* frees the source itself */
+} wc_source_ops;
+
+struct wc_source {
+    const wc_source_ops *ops;
+    uint64_t size;          /* the object's size, fixed when it was opened */
+    char identity[192];     /* the version read: "file:dev:ino:size:mtime" or the object's ETag */
+    char name[1024];        /* for messages: the path or the URL (never a credential) */
+    unsigned mode;          /* permission bits a decoded copy gets (0644 where the source has none) */
+    struct timespec mtime;  /* modification time; tv_sec 0 where the source has none */
+};
+
+/* For sources' read_at: WC_OK if [off, off + len) lies within s, else WC_ERR_FORMAT saying so. */
+wc_status wc_source_check_range(const wc_source *s, uint64_t off, size_t len, wc_error *err);
+/* A local file as a source. WC_ERR_IO naming the path if it cannot be opened. */
+wc_status wc_source_open_file(const char *path, wc_source **out, wc_error *err);
+
+/*
+ * Opens `name` as a source: a URL (http://, https://, s3://) through the opener the net module
+ * registers (wcnet_register_urls; the wcodec tool and libwcodec.so do), anything else as a local
+ * file (write "./http://x" for a local file of that name). A URL without an opener registered
+ * is WC_ERR_ARG.
+ */
+wc_status wc_source_open(const char *name, wc_source **out, wc_error *err);
+typedef wc_status (*wc_url_opener)(const char *url, wc_source **out, wc_error *err);
+void wc_source_set_url_opener(wc_url_opener opener);
+/* 1 if name is a URL wc_source_open hands to the URL opener. */
+int wc_source_is_url(const char *name);
+
+static inline wc_status wc_source_read(wc_source *s, uint64_t off, size_t len, void *buf, wc_error *err) {
+    return s->ops->read_at(s, off, len, buf, err);
+}
+static inline void wc_source_close(wc_source *s) {
+    if (s) s->ops->close(s);
+}
+
+/*
+ * Opens a container (a path, or a URL: see wc_source_open): reads and checks its header and
+ * tables (checksums, every bound), keeps the source open for tile reads. The table is small (about 40 bytes a tile); tile payloads are
  * read on demand. Returns WC_ERR_IO, WC_ERR_FORMAT, WC_ERR_VERSION, WC_ERR_CHECKSUM or
  * WC_ERR_NOMEM with a message naming the file. Close with wc_container_close.
  */
 wc_status wc_container_open(const char *path, wc_container **out, wc_error *err);
+/* The same over any source (wc_source_open names a file or a URL): the container owns src from
+ * here on, on failure too, and closes it. */
+wc_status wc_container_open_source(wc_source *src, wc_container **out, wc_error *err);
+/* The source a container reads its payloads from (NULL for one parsed from memory); borrowed. */
+wc_source *wc_container_source(const wc_container *c);
 
 /*
  * Same checks as wc_container_open on bytes already in memory: `buf` holds the first

@@ -200,6 +200,11 @@ static int judge(CURL *h, CURLcode cc, const sink *s, const char *what, uint64_t
     } else if (ranged && (off != 0 || s->overflow)) {
         return wc_error_set(err, WC_ERR_IO, "%s: the server does not answer range requests", what), A_FAIL;
     }
+    if (ranged && start == off && s->got < len && total == start + s->got && !(ver && ver->pinned)) {
+        *rc = -ERANGE; /* the object ends before the range does */
+        return wc_error_set(err, WC_ERR_IO, "%s: %" PRIu64 " bytes, shorter than the %zu asked for at %" PRIu64,
+                            what, total, len, off), A_FAIL;
+    }
     if (ranged && (start != off || s->got != len))
         return wc_error_set(err, WC_ERR_IO, "%s: asked for %zu bytes at %" PRIu64 ", got %zu at %" PRIu64
                             " (object of %" PRIu64 " bytes)", what, len, off, s->got, start, total), A_FAIL;

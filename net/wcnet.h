@@ -6,6 +6,7 @@
  * credential), caller-owned outputs. Calls that move bytes return 0 or a negative errno:
  *   -ENOENT  the server said 404          -EACCES  it said 401 or 403
  *   -ESTALE  the object is no longer the version pinned (412, another ETag or size)
+ *   -ERANGE  the object (not yet pinned) ends before the range asked for
  *   -EIO     anything else, once retries are spent (5xx, a refused or stalled connection)
  * A wcnet may be used from many threads at once; at most `connections` requests are in flight.
  */
@@ -67,6 +68,26 @@ typedef struct {
  */
 int wcnet_get(wcnet *n, const char *path, uint64_t off, size_t len, void *buf, wcnet_version *ver,
               wc_error *err);
+
+/* ---- one object as a container source (wcodec.h's wc_source) ---- */
+
+/*
+ * Opens the object at `url` ("https://host/dir/model.wcodec", "s3://bucket/prefix/model.wcodec")
+ * as a source, pinned to the version its first read sees: a later read of a replaced object is
+ * an error naming the URL, never bytes of another version. Opening makes two GETs (64 bytes, to
+ * learn size and ETag; then up to the first 1 MiB, kept: a container's header and tables). opts
+ * NULL: wcnet_opts_from_env. A 404, 403, an unreachable server: WC_ERR_IO with the URL and why.
+ */
+wc_status wcnet_source_open(const char *url, const wcnet_opts *opts, wc_source **out, wc_error *err);
+/* Options from the environment, as the AWS CLI reads them: the S3 endpoint from
+ * $AWS_ENDPOINT_URL_S3 or $AWS_ENDPOINT_URL (an S3-compatible store; unset: AWS), the region
+ * from $AWS_REGION or $AWS_DEFAULT_REGION; a private CA's PEM file from $WCODEC_CA_FILE;
+ * $WCODEC_RETRY_TIME and $WCODEC_STALL_TIMEOUT (seconds) for retry_time and stall_timeout. The
+ * strings are the environment's (valid while it is unchanged). */
+void wcnet_opts_from_env(wcnet_opts *o);
+/* Makes wc_source_open (and so wc_container_open, and every tool built on it) open http://,
+ * https:// and s3:// names with wcnet_source_open and the environment's options. */
+void wcnet_register_urls(void);
 
 /* Counters for the daemon's stats file. */
 typedef struct {

@@ -51,6 +51,12 @@ static int convert_one(convert_ctx *cx, const char *src, const char *dst) {
     if (cx->progress) fputs("\r\033[K", stderr);
     if (st != WC_OK) return cli_fail_err(&err);
     uint64_t in = file_size(src), out = to_stdout(dst) ? 0 : file_size(dst);
+    if (wc_source_is_url(src)) { /* its size is not asked for again: a URL costs a round trip */
+        cx->files++;
+        cx->out_bytes += out;
+        if (!cx->quiet && !to_stdout(dst)) fprintf(stderr, "%s -> %s: %llu bytes\n", src, dst, (unsigned long long)out);
+        return 0;
+    }
     if (to_stdout(dst)) {
         wc_container_summary sum;
         if (wc_container_peek(src, &sum, NULL) == WC_OK) out = sum.source_size;
@@ -107,8 +113,10 @@ static void print_help(int encode) {
     else
         printf("usage: wcodec decode [options] SRC DST\n"
                "\n"
-               "SRC a container: DST gets the original .safetensors bytes. SRC a directory:\n"
-               "every *.wcodec becomes *.safetensors, other files are copied.\n"
+               "SRC a container (a path, or a URL: http(s)://host/path/x.wcodec or\n"
+               "s3://bucket/key, see 'wcodec --help'): DST gets the original .safetensors\n"
+               "bytes. SRC a directory: every *.wcodec becomes *.safetensors, other files are\n"
+               "copied.\n"
                "Every tile checksum and the whole-file checksum are checked; on any error\n"
                "nothing is left at DST.\n"
                "\n"
@@ -161,6 +169,11 @@ static int convert_main(int argc, char **argv, int encode) {
     const char *src = argv[optind], *dst = argv[optind + 1];
     cx.progress = !cx.quiet && isatty(2);
     struct stat sb;
+    if (!encode && wc_source_is_url(src)) { /* one container by its URL */
+        if (to_stdout(dst) && isatty(STDOUT_FILENO))
+            return cli_fail("refusing to write binary data to a terminal; redirect or pipe it");
+        return convert_one(&cx, src, dst);
+    }
     if (stat(src, &sb) != 0) return cli_fail("%s: no such file or directory", src);
     if (to_stdout(dst) && (encode || S_ISDIR(sb.st_mode)))
         return cli_fail("DST '-' (standard output) is for decoding one container");

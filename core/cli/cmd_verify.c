@@ -20,7 +20,8 @@ int cmd_verify(int argc, char **argv) {
         case 'h':
             printf("usage: wcodec verify [options] FILE.wcodec [ORIGINAL.safetensors]\n"
                    "\n"
-                   "Decodes every tile of FILE.wcodec and checks the header, table, tile and\n"
+                   "Decodes every tile of FILE.wcodec (a path or a URL, see 'wcodec --help')\n"
+                   "and checks the header, table, tile and\n"
                    "whole-file checksums; with ORIGINAL, also compares every byte with it.\n"
                    "Exit status 0 when all holds, 1 on the first problem (named on stderr).\n"
                    "\n"

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "wcnet.h"
 
 volatile sig_atomic_t cli_cancel;
 
@@ -28,6 +29,11 @@ static const char usage[] =
     "  bench FILE        encode and decode speed and ratio of a .safetensors file\n"
     "  manifest DIR      (re)write DIR/" WC_MANIFEST_NAME ", the file list an HTTP mount\n"
     "                    reads (encode writes it for a directory)\n"
+    "\n"
+    "A container may be named by its URL: http://host/path/x.wcodec, https://..., or\n"
+    "s3://bucket/key (credentials, region and endpoint as for the AWS CLI:\n"
+    "AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, ~/.aws/credentials, AWS_REGION,\n"
+    "AWS_ENDPOINT_URL; WCODEC_CA_FILE names a private CA's certificates).\n"
     "\n"
     "'wcodec COMMAND --help' for a command's options; 'wcodec --version' the release.\n"
     "Exit status: 0 on success, 1 on any\n"
@@ -120,6 +126,7 @@ int main(int argc, char **argv) {
         return 1;
     }
     const char *cmd = argv[1];
+    wcnet_register_urls(); /* containers may be named by http://, https:// or s3:// URLs */
     if (!strcmp(cmd, "-h") || !strcmp(cmd, "--help") || !strcmp(cmd, "help")) {
         fputs(usage, stdout);
         return 0;

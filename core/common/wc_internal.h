@@ -120,7 +120,7 @@ typedef struct {
 
 struct wc_container {
     char *name;
-    int fd; /* -1 when parsed from memory */
+    wc_source *src; /* NULL when parsed from memory */
     uint64_t file_size;
     uint64_t source_size;
     uint64_t source_checksum;

@@ -183,7 +183,6 @@ wc_status wc_container_parse(const uint8_t *buf, size_t buf_len, uint64_t file_s
 
     wc_container *c = calloc(1, sizeof *c);
     if (!c) return wc_error_set(err, WC_ERR_NOMEM, "%s: out of memory", name);
-    c->fd = -1;
     c->file_size = file_size;
     c->source_size = hf.source_size;
     c->source_checksum = hf.source_checksum;
@@ -220,63 +219,44 @@ fail:
     return st;
 }
 
-/* pread until len bytes are in, across short reads and EINTR; 0, or -1 with errno (0 at an
- * unexpected end of file). */
-static int read_at(int fd, uint8_t *buf, size_t len, uint64_t off) {
-    for (size_t pos = 0; pos < len;) {
-        ssize_t r = pread(fd, buf + pos, len - pos, (off_t)(off + pos));
-        if (r < 0 && errno == EINTR) continue;
-        if (r <= 0) {
-            if (r == 0) errno = 0;
-            return -1;
-        }
-        pos += (size_t)r;
-    }
-    return 0;
+/* Reads and checks the 64-byte header of src. */
+static wc_status read_header(wc_source *src, header_fields *hf, wc_error *err) {
+    uint8_t h[WC_HEADER_SIZE] = {0};
+    /* a short object is reported by its size, before any byte of h is looked at */
+    if (src->size < sizeof h) return parse_header(h, src->size, src->name, hf, err);
+    wc_status st = wc_source_read(src, 0, sizeof h, h, err);
+    return st != WC_OK ? st : parse_header(h, src->size, src->name, hf, err);
 }
 
-static const char *read_error(void) { return errno ? strerror(errno) : "unexpected end of file"; }
-
-/* Reads and checks the 64-byte header of the open file fd; *file_size receives its size. */
-static wc_status read_header(int fd, const char *path, header_fields *hf, uint64_t *file_size,
-                             wc_error *err) {
-    struct stat sb;
-    uint8_t h[WC_HEADER_SIZE];
-    ssize_t got = fstat(fd, &sb) == 0 ? pread(fd, h, sizeof h, 0) : -1;
-    if (got < 0) return wc_error_set(err, WC_ERR_IO, "%s: %s", path, strerror(errno));
-    *file_size = (uint64_t)sb.st_size;
-    /* a short file is reported by its size, before any byte of h is looked at */
-    return parse_header(h, got == (ssize_t)sizeof h ? *file_size : (uint64_t)got, path, hf, err);
-}
-
-wc_status wc_container_open(const char *path, wc_container **out, wc_error *err) {
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return wc_error_set(err, WC_ERR_IO, "%s: %s", path, strerror(errno));
+wc_status wc_container_open_source(wc_source *src, wc_container **out, wc_error *err) {
     uint8_t *buf = NULL;
     header_fields hf;
-    uint64_t file_size;
-    wc_status st = read_header(fd, path, &hf, &file_size, err);
+    wc_status st = read_header(src, &hf, err);
     if (st != WC_OK) goto done;
     size_t len = (size_t)(WC_HEADER_SIZE + hf.tables_size);
     if (!(buf = malloc(len))) {
-        st = wc_error_set(err, WC_ERR_NOMEM, "%s: out of memory for %zu bytes of tables", path, len);
+        st = wc_error_set(err, WC_ERR_NOMEM, "%s: out of memory for %zu bytes of tables", src->name, len);
         goto done;
     }
-    if (read_at(fd, buf, len, 0) != 0) {
-        st = wc_error_set(err, WC_ERR_IO, "%s: reading tables: %s", path, read_error());
-        goto done;
-    }
+    if ((st = wc_source_read(src, 0, len, buf, err)) != WC_OK) goto done;
     wc_container *c;
-    if ((st = wc_container_parse(buf, len, file_size, path, &c, err)) != WC_OK)
-        goto done;
-    c->fd = fd;
-    fd = -1;
+    if ((st = wc_container_parse(buf, len, src->size, src->name, &c, err)) != WC_OK) goto done;
+    c->src = src;
+    src = NULL;
     *out = c;
 done:
     free(buf);
-    if (fd >= 0) close(fd);
+    wc_source_close(src);
     return st;
 }
+
+wc_status wc_container_open(const char *path, wc_container **out, wc_error *err) {
+    wc_source *src;
+    wc_status st = wc_source_open(path, &src, err);
+    return st != WC_OK ? st : wc_container_open_source(src, out, err);
+}
+
+wc_source *wc_container_source(const wc_container *c) { return c->src; }
 
 wc_status wc_container_tables_extent(const uint8_t *head, size_t head_len, uint64_t file_size,
                                      uint64_t *len, wc_error *err) {
@@ -289,12 +269,13 @@ wc_status wc_container_tables_extent(const uint8_t *head, size_t head_len, uint6
 }
 
 wc_status wc_container_peek(const char *path, wc_container_summary *out, wc_error *err) {
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return wc_error_set(err, WC_ERR_IO, "%s: %s", path, strerror(errno));
+    wc_source *src;
+    wc_status st = wc_source_open(path, &src, err);
+    if (st != WC_OK) return st;
     header_fields hf;
-    uint64_t file_size;
-    wc_status st = read_header(fd, path, &hf, &file_size, err);
-    close(fd);
+    uint64_t file_size = src->size;
+    st = read_header(src, &hf, err);
+    wc_source_close(src);
     if (st != WC_OK) return st;
     *out = (wc_container_summary){.file_size = file_size,
                                   .source_size = hf.source_size,
@@ -308,7 +289,7 @@ wc_status wc_container_peek(const char *path, wc_container_summary *out, wc_erro
 
 void wc_container_close(wc_container *c) {
     if (!c) return;
-    if (c->fd >= 0) close(c->fd);
+    wc_source_close(c->src);
     if (c->tensors)
         for (uint32_t i = 0; i < c->n_tensors; i++)
             for (unsigned p = 0; p < WC_MAX_PLANES; p++) {
@@ -359,10 +340,11 @@ uint32_t wc_container_find_tile(const wc_container *c, uint64_t offset) {
 }
 
 wc_status wc_container_read_tile(const wc_container *c, uint32_t i, uint8_t *buf, wc_error *err) {
-    if (c->fd < 0 || i >= c->n_tiles)
-        return wc_error_set(err, WC_ERR_ARG, "%s: no file or no tile %u", c->name, i);
+    if (!c->src || i >= c->n_tiles)
+        return wc_error_set(err, WC_ERR_ARG, "%s: no source or no tile %u", c->name, i);
     const wc_tile_info *t = &c->tiles[i];
-    if (read_at(c->fd, buf, t->coded_size, t->payload_offset) != 0)
-        return wc_error_set(err, WC_ERR_IO, "%s: reading tile %u: %s", c->name, i, read_error());
+    wc_error e = {0};
+    if (wc_source_read(c->src, t->payload_offset, t->coded_size, buf, &e) != WC_OK)
+        return wc_error_set(err, WC_ERR_IO, "%s (reading tile %u)", e.msg, i);
     return WC_OK;
 }

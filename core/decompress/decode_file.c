@@ -43,6 +43,10 @@ static wc_status decode_all(const wc_container *c, const wc_decode_opts *opts, c
             break;
         }
         size_t len = c->source_size - pos < cap ? (size_t)(c->source_size - pos) : cap;
+        if (pos + len < c->source_size) { /* end at a tile's start: no tile decoded (or fetched) twice */
+            const wc_tile_info *t = &c->tiles[wc_container_find_tile(c, pos + len)];
+            if (t->src_offset > pos) len = (size_t)(t->src_offset - pos);
+        }
         if ((st = wc_container_read_range_mt(c, pos, len, buf, opts->threads, err)) != WC_OK) break;
         wc_hasher_update(h, buf, len);
         if ((st = sink(arg, pos, buf, len, err)) != WC_OK) break;
@@ -104,15 +108,15 @@ wc_status wc_decode_file(const char *src, const char *dst, const wc_decode_opts 
     wc_container *c;
     wc_status st = wc_container_open(src, &c, err);
     if (st != WC_OK) return st;
-    struct stat sb;
     wc_outfile o;
-    if (fstat(c->fd, &sb) != 0) {
-        st = wc_error_set(err, WC_ERR_IO, "%s: %s", src, strerror(errno));
-    } else if ((st = wc_out_open(&o, dst, opts->overwrite, err)) == WC_OK) {
+    /* the copy gets the container's mode and mtime (a URL's Last-Modified; now where none) */
+    const wc_source *s = c->src;
+    struct timespec mtime = s->mtime.tv_sec ? s->mtime : (struct timespec){0, UTIME_OMIT};
+    if ((st = wc_out_open(&o, dst, opts->overwrite, err)) == WC_OK) {
         if (ftruncate(o.fd, (off_t)c->source_size) != 0)
             st = wc_error_set(err, WC_ERR_IO, "%s: %s", dst, strerror(errno));
         if (st == WC_OK) st = decode_all(c, opts, sink_write, &o, err);
-        if (st == WC_OK) st = wc_out_commit(&o, sb.st_mode, &sb.st_mtim, err);
+        if (st == WC_OK) st = wc_out_commit(&o, s->mode ? s->mode : 0644, &mtime, err);
         else wc_out_abort(&o);
     }
     wc_container_close(c);

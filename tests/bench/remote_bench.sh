@@ -44,7 +44,7 @@ ip netns exec "$NS" ip link set "$N" up
 ip netns exec "$NS" ip link set lo up
 # the server's side: every byte to the client leaves through the bucket
 ip netns exec "$NS" tc qdisc add dev "$N" root tbf rate "$RATE" burst 256kb latency 100ms
-. tests/net/nginx_conf.sh
+. tests/net/servers.sh
 nginx_conf "$T/ng" <<EOF
   log_format ranges '\$uri \$status \$body_bytes_sent';
   access_log $T/ng/logs/access.log ranges;

@@ -20,20 +20,14 @@ cleanup() {
   rm -rf "$T"
 }
 trap cleanup EXIT
-pass=0; fail=0; skip=0
-ok() { echo "ok - $1"; pass=$((pass+1)); }
-no() { echo "not ok - $1"; fail=$((fail+1)); [ -f "$T/err" ] && sed 's/^/#   /' "$T/err" | tail -5; }
-t() { local name=$1; shift; if "$@" >"$T/out" 2>"$T/err"; then ok "$name"; else no "$name"; fi; }
-t_fails() { local name=$1; shift; if "$@" >"$T/out" 2>"$T/err"; then no "$name (succeeded)"; else ok "$name"; fi; }
-said() { if grep -q "$2" "$T/err"; then ok "$1"; else no "$1"; fi; } # said NAME PATTERN: of the last command
+. "$HERE/harness.sh" # t, t_fails, said, ok, no; pass, fail, skip
 stat_of() { awk -F': ' -v k="$2" '$1==k {print $2}' "$1/.wcodecfs-stats"; }
 umnt() { for i in $(seq 50); do mountpoint -q "$1" || return 0; fusermount3 -u "$1" 2>/dev/null; sleep 0.1; done; return 1; }
 mnt() { # mnt URL MNT [opts]
   mkdir -p "$2"; MNTS+=("$2")
   "$FS" "$1" "$2" -o "log=$T/wcfs.log${3:+,$3}" 2>"$T/mount.log"
 }
-free_port() { "$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
-wait_port() { for i in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done; return 1; }
+. "$HERE/servers.sh" # nginx_conf, free_port, wait_port, s3_up, s3_put
 
 if [ ! -e /dev/fuse ]; then echo "# /dev/fuse missing: skipped"; echo "0 passed, 0 failed, 1 skipped"; exit 0; fi
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
@@ -55,9 +49,7 @@ cp "$T/www/enc/big_bf16.wcodec" "$T/www/enc/broken.wcodec" # answered 500 at mou
 # ---- nginx: a fast port, a slow one (limit_rate) for a transfer cut mid-read, and https with
 # a certificate of our own
 P1=$(free_port); P2=$(free_port); P5=$(free_port)
-openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=127.0.0.1 -addext subjectAltName=IP:127.0.0.1 \
-  -keyout "$T/key.pem" -out "$T/cert.pem" 2>/dev/null
-. "$HERE/nginx_conf.sh"
+make_cert "$T"
 nginx_conf "$T/ng" <<EOF
   log_format ranges '\$uri \$status \$body_bytes_sent "\$http_range"';
   access_log $T/ng/logs/access.log ranges;
@@ -70,8 +62,8 @@ nginx_conf "$T/ng" <<EOF
   server { listen 127.0.0.1:$P2; root $T/www; limit_rate 2m; }
   server { listen 127.0.0.1:$P5 ssl; root $T/www; ssl_certificate $T/cert.pem; ssl_certificate_key $T/key.pem; }
 EOF
-ng_start() { "$NGINX" -p "$T/ng" -c "$T/ng/nginx.conf" 2>"$T/ng/start.log" && wait_port "$P1" && wait_port "$P2"; }
-ng_stop() { kill "$(cat "$T/ng/nginx.pid")" 2>/dev/null; for i in $(seq 50); do [ -f "$T/ng/nginx.pid" ] || return 0; sleep 0.1; done; }
+ng_start() { nginx_start "$T/ng" "$P1" "$P2"; }
+ng_stop() { nginx_stop "$T/ng"; }
 t "nginx serves the encoded folder" ng_start
 URL=http://127.0.0.1:$P1/enc/
 ALOG=$T/ng/logs/access.log
@@ -192,15 +184,10 @@ if [ ! -x "$S3RVER" ]; then
   echo "# s3rver missing ($S3RVER; mount-scripts/install-deps.sh installs it): S3 tests skipped"
   skip=1
 else
-  P3=$(free_port); P4=$(free_port)
-  mkdir -p "$T/s3data"
-  "$S3RVER" -d "$T/s3data" -a 127.0.0.1 -p "$P3" --silent --configure-bucket models >"$T/s3rver.log" 2>&1 & PIDS+=($!)
   # s3rver knows the key id S3RVER; the check holds the secret
-  "$PY" "$HERE/sigv4_proxy.py" "$P4" "$P3" S3RVER S3CRETKEY >"$T/proxy.log" 2>&1 & PIDS+=($!)
-  if wait_port "$P3" && wait_port "$P4"; then ok "s3rver and the signature check up"; else no "s3rver and the signature check up"; fi
-  EP=http://127.0.0.1:$P4
-  put() { curl -sS -f --aws-sigv4 "aws:amz:us-east-1:s3" --user S3RVER:S3CRETKEY \
-            -H "x-amz-content-sha256: UNSIGNED-PAYLOAD" -T "$1" "$EP/models/$(printf %s "$2" | sed 's/ /%20/g')"; }
+  if s3_up "$S3RVER" "$T/s3data" models; then ok "s3rver and the signature check up"; else no "s3rver and the signature check up"; fi
+  EP=$S3_EP
+  put() { s3_put "$1" "models/$2"; }
   uploaded=0
   for f in $(cd "$T/www/enc" && find . -type f ! -name 'broken.wcodec' ! -name '*space*' | sed 's|^\./||'); do
     put "$T/www/enc/$f" "llama/$f" && uploaded=$((uploaded+1))

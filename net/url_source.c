@@ -1,0 +1,115 @@
+/* url_source.c - one HTTP(S) or S3 object as a wc_source: every read one ranged GET, pinned to
+ * the version first seen (ETag and size), so that an object replaced while it is read is an
+ * error and never a mix of two versions. Opening fetches the object's first bytes (its header
+ * and, mostly, its tables) in one GET and keeps them; no byte after them is fetched twice. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "wcnet.h"
+
+#define PREFIX_MAX (1u << 20) /* kept from the first GET: a container's header and tables */
+
+typedef struct {
+    wc_source s;
+    wcnet *n;
+    char *key;           /* the object, relative to n's root */
+    wcnet_version ver;   /* pinned at open; read-only after, so reads may run at once */
+    uint8_t *prefix;     /* the object's first prefix_len bytes */
+    size_t prefix_len;
+} url_source;
+
+static wc_status url_read_at(wc_source *s, uint64_t off, size_t len, void *buf, wc_error *err) {
+    url_source *u = (url_source *)s;
+    wc_status st = wc_source_check_range(s, off, len, err);
+    if (st != WC_OK) return st;
+    if (off < u->prefix_len) { /* what the first GET brought is not fetched again */
+        size_t have = u->prefix_len - off < len ? (size_t)(u->prefix_len - off) : len;
+        memcpy(buf, u->prefix + off, have);
+        off += have, len -= have, buf = (uint8_t *)buf + have;
+        if (!len) return WC_OK;
+    }
+    wc_error e = {0};
+    int rc = wcnet_get(u->n, u->key, off, len, buf, &u->ver, &e);
+    if (rc == 0) return WC_OK;
+    return wc_error_set(err, WC_ERR_IO, "%s", e.msg);
+}
+
+static void url_close(wc_source *s) {
+    url_source *u = (url_source *)s;
+    wcnet_close(u->n);
+    free(u->key);
+    free(u->prefix);
+    free(u);
+}
+
+static const wc_source_ops url_ops = {url_read_at, url_close};
+
+void wcnet_opts_from_env(wcnet_opts *o) {
+    memset(o, 0, sizeof *o);
+    o->s3_endpoint = getenv("AWS_ENDPOINT_URL_S3");
+    if (!o->s3_endpoint || !*o->s3_endpoint) o->s3_endpoint = getenv("AWS_ENDPOINT_URL");
+    o->ca_file = getenv("WCODEC_CA_FILE");
+    if (o->ca_file && !*o->ca_file) o->ca_file = NULL;
+    const char *v;
+    if ((v = getenv("WCODEC_RETRY_TIME")) && atoi(v) > 0) o->retry_time = (unsigned)atoi(v);
+    if ((v = getenv("WCODEC_STALL_TIMEOUT")) && atoi(v) > 0) o->stall_timeout = (unsigned)atoi(v);
+}
+
+wc_status wcnet_source_open(const char *url, const wcnet_opts *opts, wc_source **out, wc_error *err) {
+    const char *slash = strrchr(url, '/'), *scheme_end = strstr(url, "://");
+    if (!scheme_end || !slash || slash < scheme_end + 3 || !slash[1])
+        return wc_error_set(err, WC_ERR_ARG, "%.300s: not the URL of an object (http(s)://host/path/name or "
+                            "s3://bucket/key)", url);
+    if (!strncmp(url, "http", 4) && !strchr(scheme_end + 3, '/'))
+        return wc_error_set(err, WC_ERR_ARG, "%.300s: no object named in the URL", url);
+    url_source *u = calloc(1, sizeof *u);
+    char *root = u ? strndup(url, (size_t)(slash - url) + 1) : NULL;
+    if (!u || !root || !(u->key = strdup(slash + 1))) {
+        free(root);
+        if (u) free(u->key);
+        free(u);
+        return wc_error_set(err, WC_ERR_NOMEM, "out of memory");
+    }
+    u->s.ops = &url_ops;
+    wcnet_opts env;
+    if (!opts) wcnet_opts_from_env(&env);
+    wc_status st = wcnet_open(root, opts ? opts : &env, &u->n, err);
+    free(root);
+    if (st != WC_OK) {
+        free(u->key);
+        free(u);
+        return st;
+    }
+    snprintf(u->s.name, sizeof u->s.name, "%s%s", wcnet_display_url(u->n), u->key);
+    /* a container's 64-byte header pins the version and tells the size; then the first bytes
+     * in one GET */
+    uint8_t head[64];
+    wc_error e = {0};
+    int rc = wcnet_get(u->n, u->key, 0, sizeof head, head, &u->ver, &e);
+    if (rc == -ERANGE) wc_error_set(&e, WC_ERR_FORMAT, "%s: too short for a container", u->s.name);
+    if (rc == 0) {
+        u->s.size = u->ver.size;
+        u->prefix_len = u->s.size < PREFIX_MAX ? (size_t)u->s.size : PREFIX_MAX;
+        if (!(u->prefix = malloc(u->prefix_len ? u->prefix_len : 1))) rc = -ENOMEM;
+        else rc = wcnet_get(u->n, u->key, 0, u->prefix_len, u->prefix, &u->ver, &e);
+        if (rc == -ENOMEM) wc_error_set(&e, WC_ERR_NOMEM, "%s: out of memory", u->s.name);
+    }
+    if (rc != 0) {
+        st = wc_error_set(err, e.code == WC_ERR_NOMEM || e.code == WC_ERR_FORMAT ? e.code : WC_ERR_IO, "%s", e.msg);
+        url_close(&u->s);
+        return st;
+    }
+    snprintf(u->s.identity, sizeof u->s.identity, "url:%s:%llu", u->ver.etag, (unsigned long long)u->s.size);
+    u->s.mode = 0644;
+    *out = &u->s;
+    return WC_OK;
+}
+
+static wc_status open_url_from_env(const char *url, wc_source **out, wc_error *err) {
+    return wcnet_source_open(url, NULL, out, err);
+}
+
+void wcnet_register_urls(void) { wc_source_set_url_opener(open_url_from_env); }

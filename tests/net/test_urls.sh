@@ -1,0 +1,164 @@
+#!/usr/bin/env bash
+# test_urls.sh BUILD_DIR - containers named by URL, without a mount: `wcodec info|verify|decode`
+# and the Python package (wcodec.numpy, safe_open) reading http://, https:// (a private CA) and
+# s3:// objects served on loopback by servers this script starts (tests/net/servers.sh), and the
+# faults: 404, 403, an object that is not a container, a truncated one, a server that stops
+# mid-read, an object replaced mid-read: one clear line (exit 1 / WcodecError naming the URL)
+# within a bounded time, and nothing left at the destination. Ends with 'N passed, N failed'.
+set -u
+B=$(realpath "${1:?usage: test_urls.sh BUILD_DIR}")
+HERE=$(cd "$(dirname "$0")" && pwd); ROOT=$(cd "$HERE/../.." && pwd)
+W=$B/wcodec
+S3RVER=$ROOT/.deps/npm/node_modules/.bin/s3rver
+T=$(mktemp -d /tmp/wc-urls.XXXXXX); chmod 755 "$T" # nginx workers run as another user
+PIDS=()
+cleanup() {
+  [ -f "$T/ng/nginx.pid" ] && kill "$(cat "$T/ng/nginx.pid")" 2>/dev/null
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
+  [ -n "${KEEP:-}" ] && return; rm -rf "$T"
+}
+trap cleanup EXIT
+. "$HERE/servers.sh"
+. "$HERE/harness.sh" # t, t_fails, said, ok, no; pass, fail, skip
+one_line() { if [ "$(wc -l < "$T/err")" = 1 ]; then ok "$1"; else no "$1 ($(wc -l < "$T/err") lines)"; fi; }
+NP=/usr/bin/python3; [ -x "$NP" ] && "$NP" -c "import numpy" 2>/dev/null || NP=python3
+NGINX=$(command -v nginx || echo /usr/sbin/nginx)
+if [ ! -x "$NGINX" ]; then echo "# nginx missing (mount-scripts/install-deps.sh installs it)"; echo "0 passed, 1 failed"; exit 1; fi
+
+mkdir -p "$T/orig" "$T/www"
+"$B/tests/make_fixtures" "$T/orig" >/dev/null || { echo "make_fixtures failed"; exit 1; }
+"$W" encode -q -j 2 "$T/orig" "$T/www/enc" || { echo "encode failed"; exit 1; }
+echo '{"not": "a container"}' > "$T/www/enc/config.wcodec"
+head -c 3000000 "$T/www/enc/big_bf16.wcodec" > "$T/www/enc/truncated.wcodec"
+cp "$T/www/enc/big_bf16.wcodec" "$T/www/enc/replaced.wcodec"
+P1=$(free_port); P2=$(free_port); P5=$(free_port)
+make_cert "$T"
+nginx_conf "$T/ng" <<EOF
+  log_format ranges '\$uri \$status \$body_bytes_sent "\$http_range"';
+  access_log $T/ng/logs/access.log ranges;
+  server { listen 127.0.0.1:$P1; root $T/www; location = /enc/denied.wcodec { return 403; } }
+  server { listen 127.0.0.1:$P2; root $T/www; limit_rate 1m; }
+  server { listen 127.0.0.1:$P5 ssl; root $T/www; ssl_certificate $T/cert.pem; ssl_certificate_key $T/key.pem; }
+EOF
+ng_start() { nginx_start "$T/ng" "$P1" "$P2"; }
+ng_stop() { nginx_stop "$T/ng"; }
+t "nginx up" ng_start
+U=http://127.0.0.1:$P1/enc
+ALOG=$T/ng/logs/access.log
+export WCODEC_RETRY_TIME=2 WCODEC_STALL_TIMEOUT=2 # the fault cases end within seconds
+
+# ---- the CLI over HTTP
+t "wcodec info URL" "$W" info "$U/big_bf16.wcodec"
+cp "$T/out" "$T/info"
+t "it lists the tensors" grep -q "layers.1.weight" "$T/info"
+for f in big_bf16 all_dtypes many_small edge; do
+  t "wcodec decode URL: $f identical" sh -c "'$W' decode -q '$U/$f.wcodec' '$T/$f.out' && cmp '$T/$f.out' '$T/orig/$f.safetensors'"
+done
+t "wcodec decode URL - (standard output) identical" sh -c "'$W' decode '$U/big_bf16.wcodec' - | cmp - '$T/orig/big_bf16.safetensors'"
+: > "$ALOG"
+t "wcodec verify URL ORIGINAL" "$W" verify "$U/all_dtypes.wcodec" "$T/orig/all_dtypes.safetensors"
+got=$(awk '$1 == "/enc/all_dtypes.wcodec" {s += $3} END {print s + 0}' "$ALOG"); size=$(stat -c %s "$T/www/enc/all_dtypes.wcodec")
+t "verify read each byte once ($got bytes fetched of $size: the 64-byte header twice, alignment gaps never)" \
+  test "$got" -le $((size + 64)) -a "$got" -ge $((size * 99 / 100))
+t "no range asked for twice" test -z "$(awk '$1 == "/enc/all_dtypes.wcodec" {print $4}' "$ALOG" | sort | uniq -d)"
+
+# ---- faults: one line, exit 1, the URL named, nothing left behind
+t_fails "a 404" "$W" decode -q "$U/nothing.wcodec" "$T/x.safetensors"
+said "says HTTP 404 and names the URL" "$U/nothing.wcodec: HTTP 404"
+one_line "in one line"
+t "and leaves nothing" test ! -e "$T/x.safetensors"
+t_fails "a 403" "$W" verify "$U/denied.wcodec"
+said "says HTTP 403" "denied.wcodec: HTTP 403"
+t_fails "an object that is not a container" "$W" info "$U/config.wcodec"
+said "says so, naming it" "config.wcodec: too short for a container"
+one_line "in one line"
+t_fails "a truncated container" "$W" decode -q "$U/truncated.wcodec" "$T/x.safetensors"
+said "says so, naming it" "truncated.wcodec"
+t "and leaves nothing" test ! -e "$T/x.safetensors"
+t_fails "a server that is not there" "$W" info "http://127.0.0.1:1/x.wcodec"
+said "says why" "127.0.0.1:1/x.wcodec: .*onnect"
+t_fails "a URL naming no object" "$W" info "http://127.0.0.1:$P1"
+said "says so" "not the URL of an object"
+# the server stops mid-read (1 MB/s port): the decode ends within the bound, nothing half-written
+start=$(date +%s)
+"$W" decode -q -j 2 "http://127.0.0.1:$P2/enc/big_bf16.wcodec" "$T/x.safetensors" 2>"$T/derr" & D=$!
+sleep 1; ng_stop; wait $D; rc=$?; took=$(( $(date +%s) - start ))
+t "the server stopped mid-read: exit 1 (rc $rc) within 20 s ($took s)" test "$rc" = 1 -a "$took" -le 20
+cp "$T/derr" "$T/err"; one_line "in one line"
+said "naming the URL" "127.0.0.1:$P2/enc/big_bf16.wcodec"
+t "and nothing left at the destination" test ! -e "$T/x.safetensors"
+t "nginx back" ng_start
+# the object replaced mid-read: never a mix of two versions
+"$W" decode -q -j 2 "http://127.0.0.1:$P2/enc/replaced.wcodec" "$T/x.safetensors" 2>"$T/derr" & D=$!
+sleep 1; cp "$T/www/enc/all_dtypes.wcodec" "$T/www/enc/.new"; mv "$T/www/enc/.new" "$T/www/enc/replaced.wcodec"
+wait $D; rc=$?
+t "an object replaced mid-read: exit 1 (rc $rc)" test "$rc" = 1
+cp "$T/derr" "$T/err"
+said "says it changed on the server" "replaced.wcodec: changed on the server"
+t "and nothing left at the destination" test ! -e "$T/x.safetensors"
+
+# ---- https with a private CA
+t_fails "https: a certificate no CA vouches for is refused" "$W" info "https://127.0.0.1:$P5/enc/edge.wcodec"
+said "saying why" "certificate"
+t "https: trusted with WCODEC_CA_FILE" env WCODEC_CA_FILE="$T/cert.pem" "$W" verify "https://127.0.0.1:$P5/enc/big_bf16.wcodec" "$T/orig/big_bf16.safetensors"
+
+# ---- the Python package (the interpreter with numpy; libwcodec.so is not built under the sanitizers)
+export WCODEC_LIBRARY=$B/libwcodec.so PYTHONPATH=$ROOT/python
+if [ ! -f "$B/libwcodec.so" ]; then echo "# $B/libwcodec.so missing (a sanitizer build): Python checks skipped"; else
+t "python: Container(URL) reads the original bytes" "$NP" - "$U/all_dtypes.wcodec" "$T/orig/all_dtypes.safetensors" <<'PY'
+import sys, wcodec
+c = wcodec.Container(sys.argv[1])
+assert bytes(c.read(0, c.source_size)) == open(sys.argv[2], "rb").read()
+c.close()
+PY
+t "python: numpy.load_file(URL) equals the local container's (I8, F32, U8...)" "$NP" - "$U/many_small.wcodec" "$T/www/enc/many_small.wcodec" <<'PY'
+import sys, wcodec
+with wcodec.safe_open(sys.argv[1], framework="numpy") as f, wcodec.safe_open(sys.argv[2], framework="numpy") as g:
+    assert list(f.keys()) == list(g.keys())
+    ks = [k for k in f.keys() if k.split(".")[1] and int(k.split(".")[1]) % 7 in (2, 3, 4, 6)]  # F32 I8 U8 I32
+    assert len(ks) > 500 and all(f.get_tensor(k).tobytes() == g.get_tensor(k).tobytes() for k in ks)
+PY
+if "$NP" -c "import torch" 2>/dev/null; then
+  t "python: torch.load_file(URL) equals the local container's (BF16)" "$NP" - "$U/big_bf16.wcodec" "$T/www/enc/big_bf16.wcodec" <<'PY'
+import sys, torch, wcodec.torch
+a, b = wcodec.torch.load_file(sys.argv[1]), wcodec.torch.load_file(sys.argv[2])
+assert sorted(a) == sorted(b) and all(torch.equal(a[k], b[k]) for k in a)
+PY
+fi
+t "python: a 404 raises WcodecError naming the URL" "$NP" - "$U/nothing.wcodec" <<'PY'
+import sys, wcodec.numpy
+try:
+    wcodec.numpy.load_file(sys.argv[1])
+    sys.exit("no error")
+except wcodec.WcodecError as e:
+    assert sys.argv[1] in str(e) and "404" in str(e), str(e)
+PY
+fi
+
+# ---- S3: s3rver behind the signature check
+if [ ! -x "$S3RVER" ]; then
+  echo "# s3rver missing ($S3RVER; mount-scripts/install-deps.sh installs it): S3 tests skipped"
+  skip=1
+else
+  if s3_up "$S3RVER" "$T/s3data" models; then ok "s3rver and the signature check up"; else no "s3rver and the signature check up"; fi
+  for f in big_bf16 all_dtypes; do s3_put "$T/www/enc/$f.wcodec" "models/llama/$f.wcodec"; done
+  export AWS_ENDPOINT_URL=$S3_EP AWS_ACCESS_KEY_ID=S3RVER AWS_SECRET_ACCESS_KEY=S3CRETKEY
+  t "s3: wcodec verify s3://models/llama/big_bf16.wcodec ORIGINAL" "$W" verify s3://models/llama/big_bf16.wcodec "$T/orig/big_bf16.safetensors"
+  t "s3: wcodec decode identical" sh -c "'$W' decode -q s3://models/llama/all_dtypes.wcodec '$T/s3.out' && cmp '$T/s3.out' '$T/orig/all_dtypes.safetensors'"
+  [ -f "$B/libwcodec.so" ] && t "s3: python Container(s3://...) reads the original bytes" "$NP" - s3://models/llama/all_dtypes.wcodec "$T/orig/all_dtypes.safetensors" <<'PY'
+import sys, wcodec
+c = wcodec.Container(sys.argv[1])
+assert bytes(c.read(0, c.source_size)) == open(sys.argv[2], "rb").read()
+c.close()
+PY
+  t_fails "s3: a wrong secret" env AWS_SECRET_ACCESS_KEY=WRONGSECRET "$W" info s3://models/llama/big_bf16.wcodec
+  said "s3: says HTTP 403" "HTTP 403"
+  t "s3: without the secret in the message" sh -c "! grep -q WRONGSECRET '$T/err'"
+  t_fails "s3: a missing key" "$W" info s3://models/llama/nothing.wcodec
+  said "s3: says HTTP 404" "nothing.wcodec: HTTP 404"
+  t_fails "s3: no credentials at all" env -u AWS_ACCESS_KEY_ID -u AWS_SECRET_ACCESS_KEY HOME="$T" AWS_SHARED_CREDENTIALS_FILE="$T/none" "$W" info s3://models/llama/big_bf16.wcodec
+  said "s3: says so" "no AWS credentials"
+fi
+
+echo "$pass passed, $fail failed$([ "$skip" = 0 ] || echo ", $skip skipped")"
+[ "$fail" = 0 ]
