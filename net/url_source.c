@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "net_internal.h"
 #include "wcnet.h"
 
 #define PREFIX_MAX (1u << 20) /* kept from the first GET: a container's header and tables */
@@ -58,25 +59,35 @@ void wcnet_opts_from_env(wcnet_opts *o) {
     if ((v = getenv("WCODEC_STALL_TIMEOUT")) && atoi(v) > 0) o->stall_timeout = (unsigned)atoi(v);
 }
 
-wc_status wcnet_source_open(const char *url, const wcnet_opts *opts, wc_source **out, wc_error *err) {
+/* The root (up to and with the last '/') and the object name after it, of an object URL. */
+static wc_status split_url(const char *url, char **root, const char **key, wc_error *err) {
     const char *slash = strrchr(url, '/'), *scheme_end = strstr(url, "://");
-    if (!scheme_end || !slash || slash < scheme_end + 3 || !slash[1])
+    if (!scheme_end || !slash || slash < scheme_end + 3)
+        return wc_error_set(err, WC_ERR_ARG, "%.300s: not an http://, https:// or s3:// URL", url);
+    if (!(*root = strndup(url, (size_t)(slash - url) + 1))) return wc_error_set(err, WC_ERR_NOMEM, "out of memory");
+    *key = slash + 1;
+    return WC_OK;
+}
+
+wc_status wcnet_source_open(const char *url, const wcnet_opts *opts, wc_source **out, wc_error *err) {
+    char *root = NULL;
+    const char *key = "";
+    const char *host = strstr(url, "://");
+    if (!host || (!strncmp(url, "http", 4) && !strchr(host + 3, '/')) || !*(strrchr(url, '/') + 1))
         return wc_error_set(err, WC_ERR_ARG, "%.300s: not the URL of an object (http(s)://host/path/name or "
                             "s3://bucket/key)", url);
-    if (!strncmp(url, "http", 4) && !strchr(scheme_end + 3, '/'))
-        return wc_error_set(err, WC_ERR_ARG, "%.300s: no object named in the URL", url);
+    wc_status st = split_url(url, &root, &key, err);
+    if (st != WC_OK) return st;
     url_source *u = calloc(1, sizeof *u);
-    char *root = u ? strndup(url, (size_t)(slash - url) + 1) : NULL;
-    if (!u || !root || !(u->key = strdup(slash + 1))) {
+    if (!u || !(u->key = strdup(key))) {
         free(root);
-        if (u) free(u->key);
         free(u);
         return wc_error_set(err, WC_ERR_NOMEM, "out of memory");
     }
     u->s.ops = &url_ops;
     wcnet_opts env;
     if (!opts) wcnet_opts_from_env(&env);
-    wc_status st = wcnet_open(root, opts ? opts : &env, &u->n, err);
+    st = wcnet_open(root, opts ? opts : &env, &u->n, err);
     free(root);
     if (st != WC_OK) {
         free(u->key);
@@ -107,6 +118,49 @@ wc_status wcnet_source_open(const char *url, const wcnet_opts *opts, wc_source *
     *out = &u->s;
     return WC_OK;
 }
+
+wc_status wcnet_list_folder(const char *url, wc_manifest **out, wc_error *err) {
+    wcnet_opts o;
+    wcnet_opts_from_env(&o);
+    wcnet *n;
+    wc_status st = wcnet_open(url, &o, &n, err);
+    if (st != WC_OK) return st;
+    int rc = wcnet_list(n, out, err);
+    wcnet_close(n);
+    return rc ? (err && err->code ? err->code : WC_ERR_IO) : WC_OK;
+}
+
+wc_status wcnet_fetch_object(const char *url, size_t max, uint8_t **out, size_t *len, wc_error *err) {
+    char *root = NULL;
+    const char *key = "";
+    wc_status st = split_url(url, &root, &key, err);
+    if (st != WC_OK) return st;
+    wcnet_opts o;
+    wcnet_opts_from_env(&o);
+    wcnet *n;
+    st = wcnet_open(root, &o, &n, err);
+    free(root);
+    if (st != WC_OK) return st;
+    char *enc = wcnet_encode(key, 1), *full = NULL, *what = NULL;
+    int rc = -ENOMEM;
+    if (enc && asprintf(&full, "%s%s", n->base, enc) >= 0 && asprintf(&what, "%s%s", wcnet_display_url(n), key) >= 0)
+        rc = wcnet_fetch(n, full, what, 0, 0, NULL, out, len, max, NULL, err);
+    else
+        wc_error_set(err, WC_ERR_NOMEM, "out of memory");
+    if (rc == 0 && *len >= max) {
+        free(*out);
+        *out = NULL;
+        rc = -EFBIG;
+        wc_error_set(err, WC_ERR_IO, "%s: larger than %zu bytes", what, max);
+    }
+    free(enc);
+    free(full);
+    free(what);
+    wcnet_close(n);
+    return rc ? (err && err->code ? err->code : WC_ERR_IO) : WC_OK;
+}
+
+void wcnet_free(void *p) { free(p); }
 
 static wc_status open_url_from_env(const char *url, wc_source **out, wc_error *err) {
     return wcnet_source_open(url, NULL, out, err);

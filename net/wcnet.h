@@ -85,6 +85,13 @@ wc_status wcnet_source_open(const char *url, const wcnet_opts *opts, wc_source *
  * $WCODEC_RETRY_TIME and $WCODEC_STALL_TIMEOUT (seconds) for retry_time and stall_timeout. The
  * strings are the environment's (valid while it is unchanged). */
 void wcnet_opts_from_env(wcnet_opts *o);
+/* The folder at `url` ("https://host/model/": its wcodec-manifest.json; "s3://bucket/prefix":
+ * ListObjectsV2) as a manifest, with the environment's options. Free with wc_manifest_free. */
+wc_status wcnet_list_folder(const char *url, wc_manifest **out, wc_error *err);
+/* The whole object at `url` (a config.json) in a malloc'd *out of *len bytes (free with
+ * wcnet_free); WC_ERR_IO if it is max bytes or more, or cannot be fetched (the URL named). */
+wc_status wcnet_fetch_object(const char *url, size_t max, uint8_t **out, size_t *len, wc_error *err);
+void wcnet_free(void *p);
 /* Makes wc_source_open (and so wc_container_open, and every tool built on it) open http://,
  * https:// and s3:// names with wcnet_source_open and the environment's options. */
 void wcnet_register_urls(void);

@@ -1,5 +1,6 @@
 /* cmd_convert.c - `wcodec encode` and `wcodec decode`: one file, or a directory tree. */
 #define _GNU_SOURCE
+#include <errno.h>
 #include <getopt.h>
 #include <stdlib.h>
 #include <string.h>
@@ -7,7 +8,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../common/wc_internal.h" /* wc_outfile: atomic output files */
 #include "cli.h"
+#include "wcnet.h"
 
 typedef struct {
     int encode; /* 1 = encode, 0 = decode */
@@ -91,6 +94,67 @@ static int tree_entry(const char *src_file, const char *dst_dir, const char *nam
     return rc;
 }
 
+/* mkdir -p of the folders above `path`. */
+static int make_parents(const char *path) {
+    char *p = strdup(path);
+    if (!p) return cli_fail("out of memory");
+    for (char *s = strchr(p + 1, '/'); s; s = strchr(s + 1, '/')) {
+        *s = 0;
+        if (mkdir(p, 0755) != 0 && errno != EEXIST) {
+            int rc = cli_fail("%s: %s", p, strerror(errno));
+            free(p);
+            return rc;
+        }
+        *s = '/';
+    }
+    free(p);
+    return 0;
+}
+
+/* A plain file of a remote folder (config.json, the tokenizer) fetched whole to dst, atomically. */
+static int fetch_to_file(const char *url, const char *dst, int overwrite) {
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    wc_error err = {0};
+    wc_outfile o;
+    if (wcnet_fetch_object(url, (size_t)1 << 30, &buf, &len, &err) != WC_OK) return cli_fail_err(&err);
+    wc_status st = wc_out_open(&o, dst, overwrite, &err);
+    if (st == WC_OK && (st = wc_out_pwrite(&o, buf, len, 0, &err)) == WC_OK)
+        st = wc_out_commit(&o, 0644, &(struct timespec){0, UTIME_OMIT}, &err);
+    else if (st == WC_OK)
+        wc_out_abort(&o);
+    wcnet_free(buf);
+    return st == WC_OK ? 0 : cli_fail_err(&err);
+}
+
+/* `wcodec decode URL/ DST`: the folder by its listing; containers decoded, other files fetched. */
+static int decode_folder_url(convert_ctx *cx, const char *url, const char *dst) {
+    wc_manifest *m;
+    wc_error err = {0};
+    if (wcnet_list_folder(url, &m, &err) != WC_OK) return cli_fail_err(&err);
+    int rc = 0;
+    const char *sep = cli_has_suffix(url, "/") ? "" : "/";
+    for (size_t i = 0; i < m->n && !rc; i++) {
+        const char *p = m->files[i].path;
+        int coded = cli_has_suffix(p, ".wcodec");
+        if (!strcmp(p, WC_MANIFEST_NAME) || cli_has_suffix(p, "/" WC_MANIFEST_NAME)) continue; /* as a local decode */
+        char *from = NULL, *to = NULL;
+        if (asprintf(&from, "%s%s%s", url, sep, p) < 0 ||
+            asprintf(&to, "%s/%.*s%s", dst, (int)(strlen(p) - (coded ? strlen(".wcodec") : 0)), p,
+                     coded ? ".safetensors" : "") < 0)
+            rc = cli_fail("out of memory");
+        else if (cli_cancel)
+            rc = cli_fail("cancelled");
+        else if (!(rc = make_parents(to)))
+            rc = coded ? convert_one(cx, from, to) : fetch_to_file(from, to, cx->overwrite);
+        free(from);
+        free(to);
+    }
+    wc_manifest_free(m);
+    if (!rc && !cx->quiet) fprintf(stderr, "%u containers decoded from %s\n", cx->files, url);
+    return rc;
+}
+
 static void print_help(int encode) {
     if (encode)
         printf("usage: wcodec encode [options] SRC DST\n"
@@ -115,8 +179,9 @@ static void print_help(int encode) {
                "\n"
                "SRC a container (a path, or a URL: http(s)://host/path/x.wcodec or\n"
                "s3://bucket/key, see 'wcodec --help'): DST gets the original .safetensors\n"
-               "bytes. SRC a directory: every *.wcodec becomes *.safetensors, other files are\n"
-               "copied.\n"
+               "bytes. SRC a directory (or a folder's URL: https://host/model/ listed by its\n"
+               "" WC_MANIFEST_NAME ", s3://bucket/prefix): every *.wcodec becomes\n"
+               "*.safetensors, other files are copied.\n"
                "Every tile checksum and the whole-file checksum are checked; on any error\n"
                "nothing is left at DST.\n"
                "\n"
@@ -169,7 +234,11 @@ static int convert_main(int argc, char **argv, int encode) {
     const char *src = argv[optind], *dst = argv[optind + 1];
     cx.progress = !cx.quiet && isatty(2);
     struct stat sb;
-    if (!encode && wc_source_is_url(src)) { /* one container by its URL */
+    if (!encode && wc_source_is_url(src)) { /* one container by its URL, or a folder */
+        if (!cli_has_suffix(src, ".wcodec")) {
+            if (to_stdout(dst)) return cli_fail("DST '-' (standard output) is for decoding one container");
+            return decode_folder_url(&cx, src, dst);
+        }
         if (to_stdout(dst) && isatty(STDOUT_FILENO))
             return cli_fail("refusing to write binary data to a terminal; redirect or pipe it");
         return convert_one(&cx, src, dst);

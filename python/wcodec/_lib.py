@@ -68,6 +68,22 @@ wc_container_find_tile = _fn("wc_container_find_tile", U32, P, U64)
 wc_container_tile = _fn("wc_container_tile", ctypes.POINTER(TileInfo), P, U32)
 wc_container_read_range_mt = _fn("wc_container_read_range_mt", INT, P, U64, SZ, P, ctypes.c_uint, ERR)
 
+# URLs (net/): an HTTP folder's manifest or an S3 prefix's listing, and small whole objects.
+class ManifestEntry(ctypes.Structure):  # wc_manifest_entry
+    _fields_ = [("path", ctypes.c_char_p), ("size", ctypes.c_uint64), ("mtime", ctypes.c_int64),
+                ("xxh3", ctypes.c_uint64)]
+
+
+class Manifest(ctypes.Structure):  # wc_manifest
+    _fields_ = [("n", SZ), ("files", ctypes.POINTER(ManifestEntry))]
+
+
+wcnet_list_folder = _fn("wcnet_list_folder", INT, ctypes.c_char_p, ctypes.POINTER(ctypes.POINTER(Manifest)), ERR)
+wc_manifest_free = _fn("wc_manifest_free", None, ctypes.POINTER(Manifest))
+wcnet_fetch_object = _fn("wcnet_fetch_object", INT, ctypes.c_char_p, SZ, ctypes.POINTER(ctypes.c_void_p),
+                         ctypes.POINTER(SZ), ERR)
+wcnet_free = _fn("wcnet_free", None, ctypes.c_void_p)
+
 # The CUDA decoder is in the library only where it was built with CUDA.
 has_gpu = hasattr(lib, "wcgpu_open")
 if has_gpu:

@@ -10,11 +10,13 @@ with its parameters on the meta device (no memory, no random init), then its wei
 compressed and decoded block by block at each forward (wcodec.torch.attach)."""
 import contextlib
 import os
+import tempfile
 import warnings
 
 import torch
 from torch import nn
 
+from . import _url
 from . import torch as wtorch
 
 
@@ -90,7 +92,7 @@ def _assign(model, state, path):
 
 def from_pretrained(cls, path, device="cpu", keep=None, **kwargs):
     """A transformers model of class `cls` (a model class or an Auto class) from the folder `path`
-    of containers, on `device`, in eval mode.
+    of containers (or its URL: https://host/model/, s3://bucket/model), on `device`, in eval mode.
 
     keep=None loads every weight decoded; keep="gpu" or "host" attaches them instead
     (wcodec.torch.attach: the model then holds its weights compressed, on the GPU or in pinned
@@ -100,7 +102,7 @@ def from_pretrained(cls, path, device="cpu", keep=None, **kwargs):
     import transformers
 
     d = wtorch.check_device(device)
-    config = kwargs.pop("config", None) or transformers.AutoConfig.from_pretrained(path)
+    config = kwargs.pop("config", None) or _config(transformers.AutoConfig, path, "config.json")
     attach_kw = {k: kwargs.pop(k) for k in ("decoded", "verify") if k in kwargs}
     model = _build(cls, config, kwargs)
     _buffers_to(model, d)
@@ -111,7 +113,26 @@ def from_pretrained(cls, path, device="cpu", keep=None, **kwargs):
     missing = [n for n, p in model.named_parameters() if p.device.type == "meta"]
     if missing:
         raise ValueError(f"{path}: no tensor {missing[0]!r} ({len(missing)} parameters missing)")
-    gen = os.path.join(path, "generation_config.json")
-    if os.path.exists(gen) and getattr(model, "generation_config", None) is not None:
-        model.generation_config = transformers.GenerationConfig.from_pretrained(path)
+    if getattr(model, "generation_config", None) is not None:
+        gen = _config(transformers.GenerationConfig, path, "generation_config.json", missing_ok=True)
+        if gen is not None:
+            model.generation_config = gen
     return model.eval()
+
+
+def _config(kind, path, name, missing_ok=False):
+    """kind.from_pretrained of the folder `path`, or of its URL (the one file fetched into a
+    temporary folder); None where missing_ok and the file is not there."""
+    if not _url.is_url(path):
+        if missing_ok and not os.path.exists(os.path.join(path, name)):
+            return None
+        return kind.from_pretrained(path)
+    names = {p for p, _ in _url.list_folder(path)}
+    if name not in names:
+        if missing_ok:
+            return None
+        raise FileNotFoundError(f"{_url.join(path, name)}: not in the folder's listing")
+    with tempfile.TemporaryDirectory() as t:
+        with open(os.path.join(t, name), "wb") as f:
+            f.write(_url.fetch(_url.join(path, name)))
+        return kind.from_pretrained(t)

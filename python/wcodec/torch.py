@@ -6,6 +6,7 @@ import os
 
 import torch
 
+from . import _url
 from ._file import Container, check_size, read_into_gpu
 
 DTYPES = {k: getattr(torch, v) for k, v in {
@@ -109,7 +110,15 @@ def load_file(path, device="cpu"):
 
 
 def container_paths(path):
-    """[path] for a container, the folder's *.wcodec files (sorted) for a folder."""
+    """[path] for a container, the folder's *.wcodec files (sorted) for a folder; a URL of a
+    folder (ending in '/', or an s3:// prefix) by its listing."""
+    if _url.is_url(path):
+        if path.endswith(".wcodec"):
+            return [path]
+        files = [_url.join(path, p) for p, _ in _url.list_folder(path) if p.endswith(".wcodec") and "/" not in p]
+        if not files:
+            raise FileNotFoundError(f"{path}: no .wcodec files")
+        return files
     if not os.path.isdir(path):
         return [os.fspath(path)]
     files = sorted(glob.glob(os.path.join(os.fspath(path), "*.wcodec")))
@@ -119,10 +128,11 @@ def container_paths(path):
 
 
 def load_dir(path, device="cpu"):
-    """Every tensor of every .wcodec container in the folder `path` (a sharded model), as one
-    {name: tensor}; a name found in two shards is an error. On a CUDA device the shards go
+    """Every tensor of every .wcodec container in the folder `path` (a sharded model; or its URL:
+    https://host/model/, s3://bucket/model), as one {name: tensor}; a name found in two shards is
+    an error. On a CUDA device the shards go
     through one pipeline, so that one file's reads overlap another's upload and decode."""
-    if not os.path.isdir(path):
+    if not _url.is_url(path) and not os.path.isdir(path):
         raise FileNotFoundError(f"{path}: not a folder of .wcodec files")
     d = check_device(device)
     files = container_paths(path)

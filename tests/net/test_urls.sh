@@ -28,6 +28,29 @@ if [ ! -x "$NGINX" ]; then echo "# nginx missing (mount-scripts/install-deps.sh 
 mkdir -p "$T/orig" "$T/www"
 "$B/tests/make_fixtures" "$T/orig" >/dev/null || { echo "make_fixtures failed"; exit 1; }
 "$W" encode -q -j 2 "$T/orig" "$T/www/enc" || { echo "encode failed"; exit 1; }
+# a small sharded model (two .safetensors of F32, I8 and BF16 tensors, a config.json), encoded with
+# its manifest: the folder forms
+mkdir -p "$T/model"
+"$NP" - "$T/model" <<'PY' || { echo "model failed"; exit 1; }
+import json, struct, sys, numpy as np
+rng = np.random.default_rng(0)
+def save(path, tensors):
+    hdr, blobs, pos = {}, [], 0
+    for name, (dt, arr) in tensors.items():
+        b = arr.tobytes()
+        hdr[name] = {"dtype": dt, "shape": list(arr.shape), "data_offsets": [pos, pos + len(b)]}
+        blobs.append(b); pos += len(b)
+    j = json.dumps(hdr).encode(); j += b" " * (-len(j) % 8)
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(j)) + j + b"".join(blobs))
+bf16 = lambda a: (a.astype(np.float32).view(np.uint32) >> 16).astype(np.uint16)
+save(sys.argv[1] + "/model-00001-of-00002.safetensors",
+     {"embed.weight": ("BF16", bf16(rng.normal(0, 0.02, (512, 256)))), "norm.weight": ("F32", np.ones(256, np.float32))})
+save(sys.argv[1] + "/model-00002-of-00002.safetensors",
+     {"head.weight": ("BF16", bf16(rng.normal(0, 0.02, (300, 256)))), "q.weight": ("I8", rng.integers(-20, 20, (128, 64), dtype=np.int8))})
+open(sys.argv[1] + "/config.json", "w").write('{"model_type": "test"}')
+PY
+"$W" encode -q "$T/model" "$T/www/model" || { echo "encode failed"; exit 1; }
 echo '{"not": "a container"}' > "$T/www/enc/config.wcodec"
 head -c 3000000 "$T/www/enc/big_bf16.wcodec" > "$T/www/enc/truncated.wcodec"
 cp "$T/www/enc/big_bf16.wcodec" "$T/www/enc/replaced.wcodec"
@@ -61,6 +84,9 @@ got=$(awk '$1 == "/enc/all_dtypes.wcodec" {s += $3} END {print s + 0}' "$ALOG");
 t "verify read each byte once ($got bytes fetched of $size: the 64-byte header twice, alignment gaps never)" \
   test "$got" -le $((size + 64)) -a "$got" -ge $((size * 99 / 100))
 t "no range asked for twice" test -z "$(awk '$1 == "/enc/all_dtypes.wcodec" {print $4}' "$ALOG" | sort | uniq -d)"
+
+t "wcodec decode FOLDER-URL/ DIR: the model folder, containers decoded and files fetched" \
+  sh -c "'$W' decode -q 'http://127.0.0.1:$P1/model/' '$T/model.out' && diff -r '$T/model' '$T/model.out'"
 
 # ---- faults: one line, exit 1, the URL named, nothing left behind
 t_fails "a 404" "$W" decode -q "$U/nothing.wcodec" "$T/x.safetensors"
@@ -119,6 +145,12 @@ with wcodec.safe_open(sys.argv[1], framework="numpy") as f, wcodec.safe_open(sys
     assert len(ks) > 500 and all(f.get_tensor(k).tobytes() == g.get_tensor(k).tobytes() for k in ks)
 PY
 if "$NP" -c "import torch" 2>/dev/null; then
+  t "python: torch.load_dir(FOLDER-URL) equals load_dir of the local folder" "$NP" - "http://127.0.0.1:$P1/model/" "$T/www/model" <<'PY'
+import sys, torch, wcodec.torch
+a, b = wcodec.torch.load_dir(sys.argv[1]), wcodec.torch.load_dir(sys.argv[2])
+assert sorted(a) == sorted(b) == ["embed.weight", "head.weight", "norm.weight", "q.weight"], sorted(a)
+assert all(torch.equal(a[k], b[k]) for k in a)
+PY
   t "python: torch.load_file(URL) equals the local container's (BF16)" "$NP" - "$U/big_bf16.wcodec" "$T/www/enc/big_bf16.wcodec" <<'PY'
 import sys, torch, wcodec.torch
 a, b = wcodec.torch.load_file(sys.argv[1]), wcodec.torch.load_file(sys.argv[2])
@@ -142,6 +174,7 @@ if [ ! -x "$S3RVER" ]; then
 else
   if s3_up "$S3RVER" "$T/s3data" models; then ok "s3rver and the signature check up"; else no "s3rver and the signature check up"; fi
   for f in big_bf16 all_dtypes; do s3_put "$T/www/enc/$f.wcodec" "models/llama/$f.wcodec"; done
+  for f in $(cd "$T/www/model" && ls); do s3_put "$T/www/model/$f" "models/m/$f"; done
   export AWS_ENDPOINT_URL=$S3_EP AWS_ACCESS_KEY_ID=S3RVER AWS_SECRET_ACCESS_KEY=S3CRETKEY
   t "s3: wcodec verify s3://models/llama/big_bf16.wcodec ORIGINAL" "$W" verify s3://models/llama/big_bf16.wcodec "$T/orig/big_bf16.safetensors"
   t "s3: wcodec decode identical" sh -c "'$W' decode -q s3://models/llama/all_dtypes.wcodec '$T/s3.out' && cmp '$T/s3.out' '$T/orig/all_dtypes.safetensors'"
@@ -150,6 +183,13 @@ import sys, wcodec
 c = wcodec.Container(sys.argv[1])
 assert bytes(c.read(0, c.source_size)) == open(sys.argv[2], "rb").read()
 c.close()
+PY
+  t "s3: wcodec decode s3://models/m DIR: the model folder" sh -c "'$W' decode -q s3://models/m '$T/s3model' && diff -r '$T/model' '$T/s3model'"
+  [ -f "$B/libwcodec.so" ] && "$NP" -c "import torch" 2>/dev/null &&
+    t "s3: python torch.load_dir(s3://models/m) equals the local folder's" "$NP" - s3://models/m "$T/www/model" <<'PY'
+import sys, torch, wcodec.torch
+a, b = wcodec.torch.load_dir(sys.argv[1]), wcodec.torch.load_dir(sys.argv[2])
+assert sorted(a) == sorted(b) and len(a) == 4 and all(torch.equal(a[k], b[k]) for k in a)
 PY
   t_fails "s3: a wrong secret" env AWS_SECRET_ACCESS_KEY=WRONGSECRET "$W" info s3://models/llama/big_bf16.wcodec
   said "s3: says HTTP 403" "HTTP 403"
