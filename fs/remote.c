@@ -75,9 +75,53 @@ static int push_node(size_t *cap, wcfs_rnode n) {
     return 0;
 }
 
-/* Fetches and checks a container's header and tables, pinning its version. */
+static int finish_open(wcfs *fs, wcfs_file *f, const wc_manifest_entry *e);
+
+/* With a disk cache: a container's tables kept there, under what the listing says of its version
+ * (path, size, mtime, the manifest's xxh3), with the ETag they were fetched under: a remount, or
+ * another daemon sharing the cache, whose listing says the same, parses them from disk and
+ * fetches nothing for them. The entry is [ETag, 128 bytes][header and tables]. Returns 1 on a hit
+ * (f->c parsed, r->ver pinned to the stored ETag: a replaced object still fails its tiles' GETs). */
+#define TABLES_SLOT UINT32_MAX
+static int tables_from_disk(wcfs *fs, wcfs_file *f, const wc_manifest_entry *e, const char *id) {
+    uint8_t *blob;
+    size_t len;
+    if (!fs->disk || !wcnet_cache_get_alloc(fs->disk, id, TABLES_SLOT, &blob, &len)) return 0;
+    struct wcfs_rfile *r = f->r;
+    int ok = len > sizeof r->ver.etag &&
+             wc_container_parse(blob + sizeof r->ver.etag, len - sizeof r->ver.etag, e->size, e->path, &f->c, NULL) == WC_OK;
+    if (ok) {
+        memcpy(r->ver.etag, blob, sizeof r->ver.etag);
+        r->ver.etag[sizeof r->ver.etag - 1] = 0;
+        r->ver.size = e->size;
+        r->ver.pinned = 1;
+    }
+    free(blob);
+    return ok;
+}
+
+static void tables_to_disk(wcfs *fs, const struct wcfs_rfile *r, const char *id, const uint8_t *tables, size_t len) {
+    uint8_t *blob = fs->disk ? malloc(sizeof r->ver.etag + len) : NULL;
+    if (!blob) return;
+    memcpy(blob, r->ver.etag, sizeof r->ver.etag);
+    memcpy(blob + sizeof r->ver.etag, tables, len);
+    wcnet_cache_put(fs->disk, id, TABLES_SLOT, blob, sizeof r->ver.etag + len);
+    free(blob);
+}
+
+/* Fetches and checks a container's header and tables (or finds them in the disk cache), pinning
+ * its version. */
 static int open_container(wcfs *fs, wcfs_file *f, const wc_manifest_entry *e, wc_error *err) {
     struct wcfs_rfile *r = f->r;
+    char *tables_id = NULL;
+    if (asprintf(&tables_id, "%s%s#tables#%llu#%lld#%016llx", wcnet_display_url(fs->net), e->path,
+                 (unsigned long long)e->size, (long long)e->mtime, (unsigned long long)e->xxh3) < 0)
+        return -ENOMEM;
+    if (tables_from_disk(fs, f, e, tables_id)) {
+        free(tables_id);
+        atomic_fetch_add(&fs->stats.tables_from_disk, 1);
+        return finish_open(fs, f, e);
+    }
     size_t first = e->size < FIRST_GET ? (size_t)e->size : FIRST_GET;
     uint8_t *buf = malloc(first ? first : 1);
     int rc = buf ? wcnet_get(fs->net, e->path, 0, first, buf, &r->ver, err) : -ENOMEM;
@@ -90,8 +134,15 @@ static int open_container(wcfs *fs, wcfs_file *f, const wc_manifest_entry *e, wc
     }
     if (rc == 0 && wc_container_parse(buf, need > first ? (size_t)need : first, r->ver.size, e->path, &f->c, err) != WC_OK)
         rc = -EIO;
+    if (rc == 0) tables_to_disk(fs, r, tables_id, buf, (size_t)need);
     free(buf);
-    if (rc) return rc;
+    free(tables_id);
+    return rc ? rc : finish_open(fs, f, e);
+}
+
+/* What an opened container needs beyond its tables: per tile state, its disk cache name. */
+static int finish_open(wcfs *fs, wcfs_file *f, const wc_manifest_entry *e) {
+    struct wcfs_rfile *r = f->r;
     uint32_t n = wc_container_tile_count(f->c);
     r->in_flight = calloc(n ? n : 1, 1);
     r->staged = calloc(n ? n : 1, sizeof *r->staged);

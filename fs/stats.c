@@ -41,12 +41,13 @@ char *wcfs_stats_text(wcfs *fs, size_t *len) {
         char *more = NULL;
         n = asprintf(&more, "%snet_requests: %llu\nnet_bytes: %llu\nnet_retries: %llu\nnet_failures: %llu\n"
                      "disk_cache_hits: %llu\ndisk_cache_misses: %llu\ndisk_cache_bad: %llu\n"
-                     "disk_cache_bytes: %llu\ndisk_cache_entries: %llu\ndisk_cache_evicted: %llu\n", text,
+                     "disk_cache_bytes: %llu\ndisk_cache_entries: %llu\ndisk_cache_evicted: %llu\n"
+                     "tables_from_disk_cache: %llu\n", text,
                      (unsigned long long)ns.requests, (unsigned long long)ns.bytes,
                      (unsigned long long)ns.retries, (unsigned long long)ns.failures,
                      (unsigned long long)ds.hits, (unsigned long long)ds.misses, (unsigned long long)ds.bad,
                      (unsigned long long)ds.bytes, (unsigned long long)ds.entries,
-                     (unsigned long long)ds.evicted);
+                     (unsigned long long)ds.evicted, (unsigned long long)fs->stats.tables_from_disk);
         free(text);
         if (n < 0) return NULL;
         text = more;

@@ -35,6 +35,7 @@ typedef struct {
     atomic_uint_fast64_t decode_ns_cpu, decode_ns_gpu, cache_hits, cache_misses, cache_waits;
     atomic_uint_fast64_t cache_evictions, cache_used_once, readahead_tiles, tile_errors, uncached_tiles;
     atomic_uint_fast64_t cache_bytes, cache_peak, push_bytes, push_errors, push_skipped;
+    atomic_uint_fast64_t tables_from_disk; /* remote: containers whose tables the disk cache held */
     uint64_t index_reused, index_built, containers_failed;
 } wcfs_stats;
 

@@ -202,7 +202,21 @@ static int read_all(int fd, void *buf, size_t len) {
     return 0;
 }
 
-int wcnet_cache_get(wcnet_cache *c, const char *object, uint32_t tile, void *buf, size_t len) {
+/* The checked entry at fd (its header first) into buf, or a malloc'd *out when buf is NULL. */
+static int read_entry(int fd, void *buf, size_t len, uint8_t **out, size_t *out_len) {
+    uint8_t h[HEADER_SIZE];
+    if (fd < 0 || read_all(fd, h, sizeof h) != 0 || memcmp(h, MAGIC, 4) || h[4] != 1) return 0;
+    uint64_t have = *(uint64_t *)(void *)(h + 8);
+    if (buf ? have != len : have > (1ull << 31)) return 0;
+    uint8_t *b = buf ? buf : malloc(have ? (size_t)have : 1);
+    int ok = b && read_all(fd, b, (size_t)have) == 0 && XXH3_64bits(b, (size_t)have) == *(uint64_t *)(void *)(h + 16);
+    if (!buf && ok) *out = b, *out_len = (size_t)have;
+    else if (!buf) free(b);
+    return ok;
+}
+
+static int get_entry(wcnet_cache *c, const char *object, uint32_t tile, void *buf, size_t len, uint8_t **out,
+                     size_t *out_len) {
     uint64_t key = key_of(object, tile);
     char path[4200];
     path_of(c, key, path, sizeof path);
@@ -211,11 +225,8 @@ int wcnet_cache_get(wcnet_cache *c, const char *object, uint32_t tile, void *buf
     if (!known) c->st.misses++;
     pthread_mutex_unlock(&c->lock);
     if (!known) return 0;
-    uint8_t h[HEADER_SIZE];
     int fd = open(path, O_RDONLY | O_CLOEXEC);
-    int ok = fd >= 0 && read_all(fd, h, sizeof h) == 0 && !memcmp(h, MAGIC, 4) && h[4] == 1 &&
-             *(uint64_t *)(void *)(h + 8) == len && read_all(fd, buf, len) == 0 &&
-             XXH3_64bits(buf, len) == *(uint64_t *)(void *)(h + 16);
+    int ok = read_entry(fd, buf, len, out, out_len);
     if (fd >= 0) close(fd);
     pthread_mutex_lock(&c->lock);
     entry *e = find(c, key);
@@ -231,6 +242,14 @@ int wcnet_cache_get(wcnet_cache *c, const char *object, uint32_t tile, void *buf
     pthread_mutex_unlock(&c->lock);
     if (ok) utimensat(AT_FDCWD, path, NULL, 0); /* recency, for the next mount */
     return ok;
+}
+
+int wcnet_cache_get(wcnet_cache *c, const char *object, uint32_t tile, void *buf, size_t len) {
+    return get_entry(c, object, tile, buf, len, NULL, NULL);
+}
+
+int wcnet_cache_get_alloc(wcnet_cache *c, const char *object, uint32_t tile, uint8_t **out, size_t *len) {
+    return get_entry(c, object, tile, NULL, 0, out, len);
 }
 
 void wcnet_cache_put(wcnet_cache *c, const char *object, uint32_t tile, const void *buf, size_t len) {

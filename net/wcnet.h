@@ -118,6 +118,8 @@ void wcnet_cache_close(wcnet_cache *c);
 int wcnet_cache_has(wcnet_cache *c, const char *object, uint32_t tile);
 /* 1 and len bytes in buf on a checked hit, 0 on a miss. */
 int wcnet_cache_get(wcnet_cache *c, const char *object, uint32_t tile, void *buf, size_t len);
+/* The same for an entry of unknown length: 1 and a malloc'd *out of *len bytes on a checked hit. */
+int wcnet_cache_get_alloc(wcnet_cache *c, const char *object, uint32_t tile, uint8_t **out, size_t *len);
 /* Stores a copy; a failure (a full disk) only loses the entry. */
 void wcnet_cache_put(wcnet_cache *c, const char *object, uint32_t tile, const void *buf, size_t len);
 typedef struct {

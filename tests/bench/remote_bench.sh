@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # remote_bench.sh [BUILD_DIR] - a model folder over a throttled link: wcodecfs mounting the
-# encoded folder by URL against curl fetching the raw .safetensors files, same link, same run.
+# encoded folder by URL, `wcodec decode URL/ DIR`, and the Python package decoding the containers
+# by URL, against curl (and Python's urllib) fetching the raw .safetensors files, same link, same run.
 #
 # The link is real: nginx runs in a network namespace of its own, reached over a veth pair
 # whose server side is shaped by tc's token bucket to RATE (default 1600mbit = 200 MB/s), so
@@ -63,8 +64,14 @@ mount_read() { # mount the encoded folder by URL, read every file, unmount
   "$B/wcodecfs" http://10.203.0.2:8080/enc/ "$T/m" -o cache_size=512M
   for f in $files; do cat "$T/m/$f" > /dev/null; done
   fusermount3 -u "$T/m"; }
+# the Python package and the wcodec tool on the folder's URL, no mount (the interpreter with numpy)
+PY=/usr/bin/python3; $PY -c "import numpy" 2>/dev/null || PY=$NP
+echo "$files" | grep safetensors > "$T/list"
+py_url() { WCODEC_LIBRARY=$B/libwcodec.so PYTHONPATH=python $PY tests/bench/py_load.py url http://10.203.0.2:8080/enc/ > /dev/null; }
+py_rawurl() { WCODEC_LIBRARY=$B/libwcodec.so PYTHONPATH=python $PY tests/bench/py_load.py rawurl http://10.203.0.2:8080/raw/ "$T/list" > /dev/null; }
+decode_url() { rm -rf "$T/dec"; "$B/wcodec" decode -q http://10.203.0.2:8080/enc/ "$T/dec"; }
 declare -A secs
-for what in curl_raw mount_read; do
+for what in curl_raw mount_read py_rawurl py_url decode_url; do
   for r in $(seq "$REPS"); do
     sync; echo 3 > /proc/sys/vm/drop_caches 2>/dev/null || true
     a=$(now); $what; z=$(now)
@@ -97,6 +104,11 @@ echo "remote_bench: $SHARDS shards of use-lite.bf16 x $COPIES (real BF16 weights
 printf '| %-44s | %8s | %8s |\n' "whole folder over the link" "seconds" "MB/s"
 printf '| %-44s | %8.2f | %8s |\n' "curl, the raw .safetensors files" "${secs[curl_raw]}" "$(mbs "$raw_bytes" "${secs[curl_raw]}")"
 printf '| %-44s | %8.2f | %8s |\n' "wcodecfs mount by URL (mount + read + umount)" "${secs[mount_read]}" "$(mbs "$raw_bytes" "${secs[mount_read]}")"
+printf '| %-44s | %8.2f | %8s |\n' "wcodec decode URL/ DIR (the folder, to disk)" "${secs[decode_url]}" "$(mbs "$raw_bytes" "${secs[decode_url]}")"
+printf '| %-44s | %8.2f | %8s |\n' "Python: raw files fetched (urllib) into memory" "${secs[py_rawurl]}" "$(mbs "$raw_bytes" "${secs[py_rawurl]}")"
+printf '| %-44s | %8.2f | %8s |\n' "Python: wcodec.Container(URL) decoded to memory" "${secs[py_url]}" "$(mbs "$raw_bytes" "${secs[py_url]}")"
 printf 'mount / curl speed: %.2fx (target >= 1.4x; the bytes alone allow %.2fx)\n' \
   "$(echo "${secs[curl_raw]} / ${secs[mount_read]}" | bc -l)" "$(echo "$raw_bytes / $enc_bytes" | bc -l)"
+printf 'wcodec decode URL / curl: %.2fx; Python URL / Python raw fetch: %.2fx (targets >= 1.4x)\n' \
+  "$(echo "${secs[curl_raw]} / ${secs[decode_url]}" | bc -l)" "$(echo "${secs[py_rawurl]} / ${secs[py_url]}" | bc -l)"
 echo "one tensor ($name, $tlen raw bytes): fetched $fetched bytes; its tiles are $coded coded bytes"

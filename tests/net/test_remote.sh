@@ -116,8 +116,11 @@ DC=$T/dc
 t "mount with a disk cache" mnt "$URL" "$M" "disk_cache=$DC"
 t "first read through it" cmp "$T/orig/big_bf16.safetensors" "$M/big_bf16.safetensors"
 umnt "$M"
-t "remount with the same disk cache" mnt "$URL" "$M" "disk_cache=$DC"
 : > "$ALOG"
+t "remount with the same disk cache" mnt "$URL" "$M" "disk_cache=$DC"
+t "the remount fetched no container's tables: only the listing ($(grep -c '\.wcodec ' "$ALOG") container GETs)" \
+  test "$(grep -c '\.wcodec ' "$ALOG")" = 0 -a "$(grep -c 'wcodec-manifest.json' "$ALOG")" = 1
+t "every container's tables came from the disk cache" test "$(stat_of "$M" tables_from_disk_cache)" = "$(stat_of "$M" containers)"
 t "read again" cmp "$T/orig/big_bf16.safetensors" "$M/big_bf16.safetensors"
 t "no tile fetched: all from disk ($(grep -c big_bf16 "$ALOG") GETs)" test "$(grep -c big_bf16 "$ALOG")" = 0
 t "disk cache hits counted" test "$(stat_of "$M" disk_cache_hits)" -ge 20
@@ -204,6 +207,13 @@ else
   t "s3: replaced object" put "$T/www/enc/all_dtypes.wcodec" "llama/big_bf16.wcodec"
   t_fails "s3: reading the replaced object fails" dd if="$S/big_bf16.safetensors" of=/dev/null bs=1M iflag=direct
   said "s3: with EIO" "Input/output error"
+  umnt "$S"
+  t "s3: mount with a disk cache" mnt "s3://models/llama" "$S" "s3_endpoint=$EP,disk_cache=$T/s3dc"
+  umnt "$S"
+  t "s3: a second mount with it" mnt "s3://models/llama" "$S" "s3_endpoint=$EP,disk_cache=$T/s3dc"
+  t "s3: it fetched no table: one request, the listing ($(stat_of "$S" net_requests))" test "$(stat_of "$S" net_requests)" = 1
+  t "s3: every container's tables from the disk cache" test "$(stat_of "$S" tables_from_disk_cache)" = "$(stat_of "$S" containers)"
+  t "s3 (tables from disk): the replaced object's new version served" cmp "$T/orig/all_dtypes.safetensors" "$S/big_bf16.safetensors"
   umnt "$S"
   unset AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY
   printf '[default]\naws_access_key_id = WRONG\naws_secret_access_key = WRONG\n\n[test]\n# the profile used\naws_access_key_id = S3RVER\naws_secret_access_key = S3CRETKEY\n' > "$T/credentials"
