@@ -1,4 +1,5 @@
-/* net_internal.h - what http.c and s3.c share. */
+/* net_internal.h - what root.c, http.c, s3.c and url_source.c share: root.c opens and lists
+ * (HTTP or S3), s3.c signs and lists S3, both over http.c's transport; none calls back up. */
 #ifndef WCNET_INTERNAL_H
 #define WCNET_INTERNAL_H
 
