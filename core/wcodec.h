@@ -166,6 +166,9 @@ typedef struct {
      * or WC_ERR_IO (or WC_ERR_FORMAT for a range past the end) with a message naming the source. */
     wc_status (*read_at)(wc_source *s, uint64_t off, size_t len, void *buf, wc_error *err);
     void (*close)(wc_source *s); /* frees the source itself */
+    /* Optional (NULL: nothing to gain): the reader will soon read [off, off + len); a source that
+     * fetches in runs may fetch it along with its next miss. */
+    void (*advise)(wc_source *s, uint64_t off, uint64_t len);
 } wc_source_ops;
 
 struct wc_source {
@@ -213,6 +216,9 @@ wc_status wc_container_open(const char *path, wc_container **out, wc_error *err)
 wc_status wc_container_open_source(wc_source *src, wc_container **out, wc_error *err);
 /* The source a container reads its payloads from (NULL for one parsed from memory); borrowed. */
 wc_source *wc_container_source(const wc_container *c);
+/* Tells c's source that tiles first..last will be read soon (their payloads' span). Returns 1 if
+ * the source takes advice (fetches in runs: a remote object), 0 if it has none to take. */
+int wc_container_advise(const wc_container *c, uint32_t first, uint32_t last);
 
 /*
  * Same checks as wc_container_open on bytes already in memory: `buf` holds the first

@@ -52,3 +52,9 @@ void wcfs_log(const char *fmt, ...) {
     else if (!log_file) syslog(LOG_WARNING, "%s", line);
     pthread_mutex_unlock(&lock);
 }
+
+void wcfs_log_result(atomic_int *last, int rc, const char *what, const char *msg) {
+    int was = atomic_exchange(last, rc);
+    if (rc && rc != was) wcfs_log("%s; serving %s", msg, rc == -ENOENT ? "ENOENT" : rc == -EACCES ? "EACCES" : "EIO");
+    else if (!rc && was) wcfs_log("%s: answering again", what);
+}

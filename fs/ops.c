@@ -343,6 +343,27 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) {
  * than one writev may carry (many tiny tensors) is copied into one buffer instead. */
 #define IOV_MAX_TILES 256u
 
+/* Read-ahead past tiles first..last, for a source that fetches in runs (a remote object): it is
+ * told the window, and the window stops one tile into the next tensor, so that a tensor read
+ * alone fetches its own tiles and one more; a reader going on through the file moves the window
+ * with it. Other sources: `ahead` as it is. Returns the tiles to read ahead. */
+static uint32_t advise_source(wcfs_file *f, uint32_t first, uint32_t last, uint32_t ahead) {
+    const wc_source *src = wc_container_source(f->c);
+    if (!src || !src->ops->advise) return ahead;
+    const wc_tile_info *t = wc_container_tile(f->c, last);
+    uint32_t end = last + ahead, n = wc_container_tile_count(f->c);
+    if (t->tensor != WC_TENSOR_NONE) {
+        const wc_tensor_info *ti = wc_container_tensor(f->c, t->tensor);
+        if (end > ti->first_tile + ti->tile_count) end = ti->first_tile + ti->tile_count;
+    } else if (end > last + 1) {
+        end = last + 1;
+    }
+    if (end < last) end = last;
+    if (end >= n) end = n - 1;
+    wc_container_advise(f->c, first, end);
+    return end - last;
+}
+
 static void read_container(fuse_req_t req, handle *h, size_t size, off_t off) {
     wcfs_file *f = h->f;
     wcfs_cache *c = g_fs.cache;
@@ -388,7 +409,7 @@ static void read_container(fuse_req_t req, handle *h, size_t size, off_t off) {
             wcfs_push(f, h->ino, &h->pushed, end + g_fs.kernel_readahead,
                       end + g_fs.kernel_readahead + (run < g_fs.push ? run : g_fs.push));
     }
-    if (f->r) ahead = wcfs_remote_window(f, first, last, ahead) - last;
+    ahead = advise_source(f, first, last, ahead);
     if (g_fs.gpu_active && last - first + 1 + ahead >= g_fs.gpu_min_batch) {
         wcfs_cache_prefetch_range(c, f, first, last + ahead); /* one GPU batch */
     } else {

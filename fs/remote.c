@@ -1,10 +1,7 @@
-/* remote.c - a mount of an http(s):// or s3:// root: the tree from its listing, containers'
- * tables fetched once at mount, tile payloads fetched as reads need them.
- *
- * A payload is read from the disk cache, else fetched with the tiles after it that the
- * reader is about to want (the window read_container names) in one ranged GET; the extra
- * payloads wait in memory ("staged") for the decode workers that will ask for them, and go
- * to the disk cache. One fetch per tile at a time: a second asker waits for the first. */
+/* remote.c - a mount of an http(s):// or s3:// root: the tree from its listing, and each
+ * container opened at mount on a source of net/ (wcnet_object_source: its tables fetched once,
+ * or found in the disk cache; its tiles fetched in runs as reads need them), so that from then
+ * on the filesystem reads it as it reads a local one. Plain files are read by range. */
 #define _GNU_SOURCE
 #include <dirent.h>
 #include <errno.h>
@@ -15,7 +12,6 @@
 
 #include "wcfs.h"
 
-#define STAGE_MAX (128u << 20) /* fetched payloads not yet decoded */
 #define FIRST_GET (256u << 10) /* the first GET of a container: its header and, mostly, tables */
 
 typedef struct wcfs_rnode {
@@ -32,27 +28,10 @@ typedef struct wcfs_rnode {
 
 struct wcfs_rfile {
     char *key;
-    char *cache_id; /* the version, for the disk cache */
-    wcnet_version ver;
-    uint8_t *in_flight; /* per tile */
-    uint8_t **staged;   /* per tile */
-    atomic_uint want_first, want_last;
-    atomic_int last_rc;
 };
 
 static wcfs_rnode *nodes; /* sorted by path */
 static size_t n_nodes;
-static pthread_mutex_t r_lock = PTHREAD_MUTEX_INITIALIZER;
-static pthread_cond_t r_cond = PTHREAD_COND_INITIALIZER;
-static uint64_t staged_bytes; /* including what runs in flight will stage */
-
-/* One log line when a remote object starts failing (naming the URL and why), one when it
- * works again: not one per tile. */
-static void note_result(atomic_int *last, int rc, const char *what, const wc_error *err) {
-    int was = atomic_exchange(last, rc);
-    if (rc && rc != was) wcfs_log("%s; serving %s", err->msg, rc == -ENOENT ? "ENOENT" : rc == -EACCES ? "EACCES" : "EIO");
-    else if (!rc && was) wcfs_log("%s: answering again", what);
-}
 
 static int cmp_node(const void *a, const void *b) {
     return strcmp(((const wcfs_rnode *)a)->path, ((const wcfs_rnode *)b)->path);
@@ -75,81 +54,95 @@ static int push_node(size_t *cap, wcfs_rnode n) {
     return 0;
 }
 
-static int finish_open(wcfs *fs, wcfs_file *f, const wc_manifest_entry *e);
-
 /* With a disk cache: a container's tables kept there, under what the listing says of its version
  * (path, size, mtime, the manifest's xxh3), with the ETag they were fetched under: a remount, or
- * another daemon sharing the cache, whose listing says the same, parses them from disk and
- * fetches nothing for them. The entry is [ETag, 128 bytes][header and tables]. Returns 1 on a hit
- * (f->c parsed, r->ver pinned to the stored ETag: a replaced object still fails its tiles' GETs). */
+ * another daemon sharing the cache, whose listing says the same, finds them on disk and fetches
+ * nothing for them. The entry is [ETag, 128 bytes][header and tables]. On a hit *tables (malloc'd)
+ * and *ver (pinned to the stored ETag: a replaced object still fails its tiles' GETs). */
 #define TABLES_SLOT UINT32_MAX
-static int tables_from_disk(wcfs *fs, wcfs_file *f, const wc_manifest_entry *e, const char *id) {
+static int tables_from_disk(wcfs *fs, const wc_manifest_entry *e, const char *id, uint8_t **tables, size_t *len,
+                            wcnet_version *ver) {
     uint8_t *blob;
-    size_t len;
-    if (!fs->disk || !wcnet_cache_get_alloc(fs->disk, id, TABLES_SLOT, &blob, &len)) return 0;
-    struct wcfs_rfile *r = f->r;
-    int ok = len > sizeof r->ver.etag &&
-             wc_container_parse(blob + sizeof r->ver.etag, len - sizeof r->ver.etag, e->size, e->path, &f->c, NULL) == WC_OK;
-    if (ok) {
-        memcpy(r->ver.etag, blob, sizeof r->ver.etag);
-        r->ver.etag[sizeof r->ver.etag - 1] = 0;
-        r->ver.size = e->size;
-        r->ver.pinned = 1;
+    size_t n;
+    if (!fs->disk || !wcnet_cache_get_alloc(fs->disk, id, TABLES_SLOT, &blob, &n)) return 0;
+    if (n <= sizeof ver->etag) {
+        free(blob);
+        return 0;
     }
-    free(blob);
-    return ok;
+    memcpy(ver->etag, blob, sizeof ver->etag);
+    ver->etag[sizeof ver->etag - 1] = 0;
+    ver->size = e->size;
+    ver->pinned = 1;
+    *len = n - sizeof ver->etag;
+    memmove(blob, blob + sizeof ver->etag, *len);
+    *tables = blob;
+    return 1;
 }
 
-static void tables_to_disk(wcfs *fs, const struct wcfs_rfile *r, const char *id, const uint8_t *tables, size_t len) {
-    uint8_t *blob = fs->disk ? malloc(sizeof r->ver.etag + len) : NULL;
+static void tables_to_disk(wcfs *fs, const wcnet_version *ver, const char *id, const uint8_t *tables, size_t len) {
+    uint8_t *blob = fs->disk ? malloc(sizeof ver->etag + len) : NULL;
     if (!blob) return;
-    memcpy(blob, r->ver.etag, sizeof r->ver.etag);
-    memcpy(blob + sizeof r->ver.etag, tables, len);
-    wcnet_cache_put(fs->disk, id, TABLES_SLOT, blob, sizeof r->ver.etag + len);
+    memcpy(blob, ver->etag, sizeof ver->etag);
+    memcpy(blob + sizeof ver->etag, tables, len);
+    wcnet_cache_put(fs->disk, id, TABLES_SLOT, blob, sizeof ver->etag + len);
     free(blob);
 }
 
-/* Fetches and checks a container's header and tables (or finds them in the disk cache), pinning
- * its version. */
-static int open_container(wcfs *fs, wcfs_file *f, const wc_manifest_entry *e, wc_error *err) {
-    struct wcfs_rfile *r = f->r;
-    char *tables_id = NULL;
-    if (asprintf(&tables_id, "%s%s#tables#%llu#%lld#%016llx", wcnet_display_url(fs->net), e->path,
-                 (unsigned long long)e->size, (long long)e->mtime, (unsigned long long)e->xxh3) < 0)
-        return -ENOMEM;
-    if (tables_from_disk(fs, f, e, tables_id)) {
-        free(tables_id);
+/* Fetches a container's header and tables (pinning its version), or finds them on disk. */
+static int fetch_tables(wcfs *fs, const wc_manifest_entry *e, const char *tables_id, uint8_t **out, size_t *out_len,
+                        wcnet_version *ver, wc_error *err) {
+    if (tables_from_disk(fs, e, tables_id, out, out_len, ver)) {
         atomic_fetch_add(&fs->stats.tables_from_disk, 1);
-        return finish_open(fs, f, e);
+        return 0;
     }
     size_t first = e->size < FIRST_GET ? (size_t)e->size : FIRST_GET;
     uint8_t *buf = malloc(first ? first : 1);
-    int rc = buf ? wcnet_get(fs->net, e->path, 0, first, buf, &r->ver, err) : -ENOMEM;
+    int rc = buf ? wcnet_get(fs->net, e->path, 0, first, buf, ver, err) : -ENOMEM;
     uint64_t need = 0;
-    if (rc == 0 && wc_container_tables_extent(buf, first, r->ver.size, &need, err) != WC_OK) rc = -EIO;
+    if (rc == 0 && wc_container_tables_extent(buf, first, ver->size, &need, err) != WC_OK) rc = -EIO;
     if (rc == 0 && need > first) {
         uint8_t *more = realloc(buf, (size_t)need);
         if (!more) rc = -ENOMEM;
-        else buf = more, rc = wcnet_get(fs->net, e->path, first, (size_t)(need - first), buf + first, &r->ver, err);
+        else buf = more, rc = wcnet_get(fs->net, e->path, first, (size_t)(need - first), buf + first, ver, err);
     }
-    if (rc == 0 && wc_container_parse(buf, need > first ? (size_t)need : first, r->ver.size, e->path, &f->c, err) != WC_OK)
-        rc = -EIO;
-    if (rc == 0) tables_to_disk(fs, r, tables_id, buf, (size_t)need);
-    free(buf);
-    free(tables_id);
-    return rc ? rc : finish_open(fs, f, e);
+    if (rc) {
+        free(buf);
+        return rc;
+    }
+    *out = buf;
+    *out_len = need > first ? (size_t)need : first;
+    tables_to_disk(fs, ver, tables_id, buf, (size_t)need);
+    return 0;
 }
 
-/* What an opened container needs beyond its tables: per tile state, its disk cache name. */
-static int finish_open(wcfs *fs, wcfs_file *f, const wc_manifest_entry *e) {
-    struct wcfs_rfile *r = f->r;
-    uint32_t n = wc_container_tile_count(f->c);
-    r->in_flight = calloc(n ? n : 1, 1);
-    r->staged = calloc(n ? n : 1, sizeof *r->staged);
-    if (!r->in_flight || !r->staged ||
-        asprintf(&r->cache_id, "%s%s#%s#%llu#%lld", wcnet_display_url(fs->net), e->path, r->ver.etag,
-                 (unsigned long long)r->ver.size, (long long)e->mtime) < 0)
+/* Opens a container on its object source: the tables parsed from what was fetched, the tiles
+ * fetched in runs from here on (net/object_source.c). */
+static int open_container(wcfs *fs, wcfs_file *f, const wc_manifest_entry *e, wc_error *err) {
+    char *tables_id = NULL, *cache_id = NULL;
+    uint8_t *tables = NULL;
+    size_t len = 0;
+    wcnet_version ver = {0};
+    if (asprintf(&tables_id, "%s%s#tables#%llu#%lld#%016llx", wcnet_display_url(fs->net), e->path,
+                 (unsigned long long)e->size, (long long)e->mtime, (unsigned long long)e->xxh3) < 0)
         return -ENOMEM;
+    int rc = fetch_tables(fs, e, tables_id, &tables, &len, &ver, err);
+    free(tables_id);
+    if (rc) return rc;
+    wc_source *src = NULL;
+    rc = asprintf(&cache_id, "%s%s#%s#%llu#%lld", wcnet_display_url(fs->net), e->path, ver.etag,
+                  (unsigned long long)ver.size, (long long)e->mtime) < 0 ? -ENOMEM : 0;
+    if (rc == 0 && wcnet_object_source(fs->net, e->path, &ver, tables, len, fs->disk, cache_id, g_fs.fetch_size, &src,
+                                       err) != WC_OK)
+        rc = -ENOMEM;
+    free(tables);
+    free(cache_id);
+    if (rc) return rc;
+    if (wc_container_open_source(src, &f->c, err) != WC_OK) return -EIO; /* src closed with it */
+    if (wcnet_object_source_bind(src, f->c, err) != WC_OK) {
+        wc_container_close(f->c);
+        f->c = NULL;
+        return -ENOMEM;
+    }
     f->source_size = wc_container_source_size(f->c);
     f->tables_checksum = wc_container_tables_checksum(f->c);
     return 0;
@@ -242,9 +235,6 @@ int wcfs_remote_scan(wcfs *fs) {
                 wcfs_log("warning: skipping %s: %s", e->path, job.errs[k - 1].msg);
                 fs->stats.containers_failed++;
                 wc_container_close(f->c);
-                free(f->r->in_flight);
-                free(f->r->staged);
-                free(f->r->cache_id);
                 free(f->r->key);
                 free(f->r);
                 continue;
@@ -341,114 +331,16 @@ ssize_t wcfs_remote_read_plain(wcfs_rnode *n, char *buf, size_t size, off_t off)
         if (!n->ver.pinned) n->ver = ver;
         pthread_mutex_unlock(&n->pin_lock);
     }
-    note_result(&n->last_rc, rc, n->path, &err);
+    wcfs_log_result(&n->last_rc, rc, n->path, err.msg);
     if (rc == -ENOENT || rc == -EACCES || rc == 0) return rc ? rc : (ssize_t)size;
     return -EIO;
-}
-
-uint32_t wcfs_remote_window(wcfs_file *f, uint32_t first, uint32_t last, uint32_t ahead) {
-    /* read-ahead stops one tile into the next tensor: a tensor read alone fetches its own
-     * tiles and one more; a reader going on through the file moves the window with it */
-    const wc_tile_info *t = wc_container_tile(f->c, last);
-    uint32_t end = last + ahead, n = wc_container_tile_count(f->c);
-    if (t->tensor != WC_TENSOR_NONE) {
-        const wc_tensor_info *ti = wc_container_tensor(f->c, t->tensor);
-        if (end > ti->first_tile + ti->tile_count) end = ti->first_tile + ti->tile_count;
-    } else if (end > last + 1) {
-        end = last + 1;
-    }
-    if (end < last) end = last;
-    if (end >= n) end = n - 1;
-    atomic_store(&f->r->want_first, first);
-    atomic_store(&f->r->want_last, end);
-    return end;
-}
-
-static uint64_t span(const wc_container *c, uint32_t a, uint32_t b) {
-    return wc_container_tile(c, b)->payload_offset + wc_container_tile(c, b)->coded_size -
-           wc_container_tile(c, a)->payload_offset;
-}
-
-static void drop_staged(wcfs *fs) {
-    for (size_t i = 0; i < fs->n_files; i++) {
-        struct wcfs_rfile *r = fs->files[i].r;
-        for (uint32_t t = 0, n = wc_container_tile_count(fs->files[i].c); t < n; t++)
-            if (r->staged[t]) {
-                staged_bytes -= wc_container_tile(fs->files[i].c, t)->coded_size;
-                free(r->staged[t]);
-                r->staged[t] = NULL;
-            }
-    }
-}
-
-int wcfs_remote_payload(wcfs_file *f, uint32_t t, uint8_t *buf, wc_error *err) {
-    struct wcfs_rfile *r = f->r;
-    const wc_container *c = f->c;
-    size_t coded = wc_container_tile(c, t)->coded_size;
-    if (g_fs.disk && wcnet_cache_get(g_fs.disk, r->cache_id, t, buf, coded)) return 0;
-    pthread_mutex_lock(&r_lock);
-    for (;;) {
-        if (r->staged[t]) {
-            memcpy(buf, r->staged[t], coded);
-            free(r->staged[t]);
-            r->staged[t] = NULL;
-            staged_bytes -= coded;
-            pthread_mutex_unlock(&r_lock);
-            return 0;
-        }
-        if (!r->in_flight[t]) break;
-        pthread_cond_wait(&r_cond, &r_lock);
-    }
-    /* the run: this tile, and the wanted ones after it that nobody has or is fetching */
-    uint32_t u = t, wf = atomic_load(&r->want_first), wl = atomic_load(&r->want_last);
-    if (staged_bytes + g_fs.fetch_size > STAGE_MAX) drop_staged(&g_fs); /* left by readers gone */
-    while (t >= wf && u + 1 <= wl && !r->in_flight[u + 1] && !r->staged[u + 1] &&
-           span(c, t, u + 1) <= g_fs.fetch_size && staged_bytes + span(c, t + 1, u + 1) <= STAGE_MAX &&
-           !(g_fs.disk && wcnet_cache_has(g_fs.disk, r->cache_id, u + 1)))
-        u++;
-    uint64_t reserved = u > t ? span(c, t + 1, u) : 0;
-    staged_bytes += reserved;
-    memset(r->in_flight + t, 1, u - t + 1);
-    pthread_mutex_unlock(&r_lock);
-
-    uint64_t off = wc_container_tile(c, t)->payload_offset;
-    size_t len = (size_t)span(c, t, u);
-    uint8_t *run = u > t ? malloc(len) : buf;
-    int rc = run ? wcnet_get(g_fs.net, r->key, off, len, run, &r->ver, err) : -ENOMEM;
-
-    pthread_mutex_lock(&r_lock);
-    staged_bytes -= reserved;
-    memset(r->in_flight + t, 0, u - t + 1);
-    for (uint32_t k = t + 1; rc == 0 && k <= u; k++) {
-        const wc_tile_info *ti = wc_container_tile(c, k);
-        if ((r->staged[k] = malloc(ti->coded_size ? ti->coded_size : 1))) {
-            memcpy(r->staged[k], run + (ti->payload_offset - off), ti->coded_size);
-            staged_bytes += ti->coded_size;
-        }
-    }
-    pthread_cond_broadcast(&r_cond);
-    pthread_mutex_unlock(&r_lock);
-
-    if (rc == 0 && run != buf) memcpy(buf, run, coded);
-    for (uint32_t k = t; rc == 0 && g_fs.disk && k <= u; k++) {
-        const wc_tile_info *ti = wc_container_tile(c, k);
-        wcnet_cache_put(g_fs.disk, r->cache_id, k, run + (ti->payload_offset - off), ti->coded_size);
-    }
-    if (run != buf) free(run);
-    note_result(&r->last_rc, rc, f->presented, err);
-    return rc;
 }
 
 void wcfs_remote_free(wcfs *fs) {
     for (size_t i = 0; i < fs->n_files; i++) {
         struct wcfs_rfile *r = fs->files[i].r;
         if (!r) continue;
-        for (uint32_t t = 0, n = fs->files[i].c ? wc_container_tile_count(fs->files[i].c) : 0; t < n; t++)
-            free(r->staged[t]);
-        free(r->staged);
-        free(r->in_flight);
         free(r->key);
-        free(r->cache_id);
         free(r);
     }
     for (size_t i = 0; i < n_nodes; i++) free_node(&nodes[i]);

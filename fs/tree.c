@@ -103,9 +103,11 @@ wcfs_file *wcfs_lookup(wcfs *fs, const char *presented) {
 }
 
 wc_status wcfs_file_read_payload(wcfs_file *f, uint32_t tile, uint8_t *buf, wc_error *err) {
-    if (!f->r) return wc_container_read_tile(f->c, tile, buf, err);
     wc_error local = {0};
-    return wcfs_remote_payload(f, tile, buf, err ? err : &local) == 0 ? WC_OK : WC_ERR_IO;
+    if (!err) err = &local;
+    wc_status st = wc_container_read_tile(f->c, tile, buf, err); /* whatever the source */
+    if (f->r) wcfs_log_result(&f->fetch_rc, st == WC_OK ? 0 : -EIO, f->presented, err->msg);
+    return st;
 }
 
 int wcfs_file_open(wcfs_file *f) {

@@ -25,7 +25,8 @@ typedef struct {
     wc_container *c;      /* opened on first open(2); NULL before, or if it failed */
     int open_failed;
     atomic_int index_doubted; /* the index gave a wrong tile once: logged, then not again */
-    struct wcfs_rfile *r; /* a remote container's fetch state (remote.c); NULL for a local one */
+    struct wcfs_rfile *r; /* a remote container (remote.c: its object key); NULL for a local one */
+    atomic_int fetch_rc;  /* remote: the last payload read's result, for wcfs_log_result */
     int64_t mtime;        /* remote: from the listing */
     _Atomic(atomic_uint_fast64_t *) read_stamps; /* push.c: per chunk, the last read of it */
 } wcfs_file;
@@ -88,8 +89,6 @@ wcfs_rnode *wcfs_remote_plain(const char *path);          /* a plain file, or NU
 ssize_t wcfs_remote_read_plain(wcfs_rnode *n, char *buf, size_t size, off_t off); /* bytes or -errno */
 /* The last tile a read of tiles first..last (with `ahead` more wanted) should decode, and
  * the window fetches may coalesce over. */
-uint32_t wcfs_remote_window(wcfs_file *f, uint32_t first, uint32_t last, uint32_t ahead);
-int wcfs_remote_payload(wcfs_file *f, uint32_t tile, uint8_t *buf, wc_error *err); /* 0 / -errno */
 
 /* cache.c: the decoded-tile cache and its decode workers */
 typedef struct wcfs_cache wcfs_cache;
@@ -156,6 +155,9 @@ int wcfs_log_open(const char *path);
 void wcfs_log_detached(void);
 void wcfs_log_close(void);
 void wcfs_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* One line when something (`what`) starts failing (msg, and the errno served: rc < 0), one
+ * when it works again (rc 0): not one per tile. *last holds the previous rc. */
+void wcfs_log_result(atomic_int *last, int rc, const char *what, const char *msg);
 
 /* stats.c */
 char *wcfs_stats_text(wcfs *fs, size_t *len); /* malloc'd */

@@ -46,7 +46,7 @@ static void url_close(wc_source *s) {
     free(u);
 }
 
-static const wc_source_ops url_ops = {url_read_at, url_close};
+static const wc_source_ops url_ops = {url_read_at, url_close, NULL};
 
 void wcnet_opts_from_env(wcnet_opts *o) {
     memset(o, 0, sizeof *o);

@@ -19,6 +19,7 @@
 #include "wcodec.h"
 
 typedef struct wcnet wcnet;
+typedef struct wcnet_cache wcnet_cache; /* the disk cache, below */
 
 typedef struct {
     unsigned connections;     /* requests in flight at once, each on a kept-alive connection; 0 = 8 */
@@ -85,6 +86,20 @@ wc_status wcnet_source_open(const char *url, const wcnet_opts *opts, wc_source *
  * $WCODEC_RETRY_TIME and $WCODEC_STALL_TIMEOUT (seconds) for retry_time and stall_timeout. The
  * strings are the environment's (valid while it is unchanged). */
 void wcnet_opts_from_env(wcnet_opts *o);
+/*
+ * An object of a mounted root as a source, fetching tiles in runs (the mount's read path):
+ * `key` under n's root, pinned to *ver, its first prefix_len bytes (header and tables, fetched
+ * or from the disk cache) given, tiles kept in `disk` (or NULL) under cache_id, runs of at most
+ * fetch_size bytes. n must outlive the source. Then open the container on it
+ * (wc_container_open_source, which reads the tables from the prefix) and bind it: from then on a
+ * whole tile's read is served from the disk cache, from payloads an earlier run staged, or by
+ * a GET of it and of the tiles after it within what wc_container_advise named.
+ */
+wc_status wcnet_object_source(wcnet *n, const char *key, const wcnet_version *ver, const uint8_t *prefix,
+                              size_t prefix_len, wcnet_cache *disk, const char *cache_id, size_t fetch_size,
+                              wc_source **out, wc_error *err);
+wc_status wcnet_object_source_bind(wc_source *s, const wc_container *c, wc_error *err);
+
 /* The folder at `url` ("https://host/model/": its wcodec-manifest.json; "s3://bucket/prefix":
  * ListObjectsV2) as a manifest, with the environment's options. Free with wc_manifest_free. */
 wc_status wcnet_list_folder(const char *url, wc_manifest **out, wc_error *err);
@@ -104,7 +119,6 @@ void wcnet_get_stats(const wcnet *n, wcnet_stats *out);
 
 /* ---- the disk cache of fetched tile payloads ---- */
 
-typedef struct wcnet_cache wcnet_cache;
 
 /*
  * Opens (creating) the cache directory `dir`, holding at most `budget` bytes: the oldest used

@@ -258,6 +258,13 @@ wc_status wc_container_open(const char *path, wc_container **out, wc_error *err)
 
 wc_source *wc_container_source(const wc_container *c) { return c->src; }
 
+int wc_container_advise(const wc_container *c, uint32_t first, uint32_t last) {
+    if (!c->src || !c->src->ops->advise || first > last || last >= c->n_tiles) return 0;
+    uint64_t a = c->tiles[first].payload_offset, b = c->tiles[last].payload_offset + c->tiles[last].coded_size;
+    c->src->ops->advise(c->src, a, b - a);
+    return 1;
+}
+
 wc_status wc_container_tables_extent(const uint8_t *head, size_t head_len, uint64_t file_size,
                                      uint64_t *len, wc_error *err) {
     header_fields hf;
