@@ -1,9 +1,12 @@
 /* url_source.c - one HTTP(S) or S3 object as a wc_source: every read one ranged GET, pinned to
  * the version first seen (ETag and size), so that an object replaced while it is read is an
- * error and never a mix of two versions. Opening fetches the object's first bytes (its header
- * and, mostly, its tables) in one GET and keeps them; no byte after them is fetched twice. */
+ * error and never a mix of two versions. Opening fetches the 64-byte header (the pin); the first
+ * read past it fetches the object's first bytes (its tables, mostly) in one GET and keeps them;
+ * no byte after them is fetched twice. With $WCODEC_DISK_CACHE every read goes through the disk
+ * cache first (cached_source, below): a second run reads nothing but the pin. */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,21 +21,42 @@ typedef struct {
     wcnet *n;
     char *key;           /* the object, relative to n's root */
     wcnet_version ver;   /* pinned at open; read-only after, so reads may run at once */
-    uint8_t *prefix;     /* the object's first prefix_len bytes */
+    uint8_t head[64];    /* the object's first 64 bytes, from the pinning GET */
+    pthread_mutex_t lock;
+    uint8_t *prefix;     /* the object's first prefix_len bytes, fetched at the first read past head */
     size_t prefix_len;
 } url_source;
+
+static int fetch_prefix(url_source *u, wc_error *err) {
+    pthread_mutex_lock(&u->lock);
+    int rc = 0;
+    if (!u->prefix) {
+        size_t len = u->s.size < PREFIX_MAX ? (size_t)u->s.size : PREFIX_MAX;
+        uint8_t *p = malloc(len ? len : 1);
+        rc = p ? wcnet_get(u->n, u->key, 0, len, p, &u->ver, err) : -ENOMEM;
+        if (rc == 0) u->prefix = p, u->prefix_len = len;
+        else free(p);
+    }
+    pthread_mutex_unlock(&u->lock);
+    return rc;
+}
 
 static wc_status url_read_at(wc_source *s, uint64_t off, size_t len, void *buf, wc_error *err) {
     url_source *u = (url_source *)s;
     wc_status st = wc_source_check_range(s, off, len, err);
     if (st != WC_OK) return st;
+    wc_error e = {0};
+    if (off + len <= sizeof u->head) {
+        memcpy(buf, u->head + off, len);
+        return WC_OK;
+    }
+    if (off < PREFIX_MAX && fetch_prefix(u, &e) != 0) return wc_error_set(err, WC_ERR_IO, "%s", e.msg);
     if (off < u->prefix_len) { /* what the first GET brought is not fetched again */
         size_t have = u->prefix_len - off < len ? (size_t)(u->prefix_len - off) : len;
         memcpy(buf, u->prefix + off, have);
         off += have, len -= have, buf = (uint8_t *)buf + have;
         if (!len) return WC_OK;
     }
-    wc_error e = {0};
     int rc = wcnet_get(u->n, u->key, off, len, buf, &u->ver, &e);
     if (rc == 0) return WC_OK;
     return wc_error_set(err, WC_ERR_IO, "%s", e.msg);
@@ -41,6 +65,7 @@ static wc_status url_read_at(wc_source *s, uint64_t off, size_t len, void *buf, 
 static void url_close(wc_source *s) {
     url_source *u = (url_source *)s;
     wcnet_close(u->n);
+    pthread_mutex_destroy(&u->lock);
     free(u->key);
     free(u->prefix);
     free(u);
@@ -85,29 +110,23 @@ wc_status wcnet_source_open(const char *url, const wcnet_opts *opts, wc_source *
         return wc_error_set(err, WC_ERR_NOMEM, "out of memory");
     }
     u->s.ops = &url_ops;
+    pthread_mutex_init(&u->lock, NULL);
     wcnet_opts env;
     if (!opts) wcnet_opts_from_env(&env);
     st = wcnet_open(root, opts ? opts : &env, &u->n, err);
     free(root);
     if (st != WC_OK) {
+        pthread_mutex_destroy(&u->lock);
         free(u->key);
         free(u);
         return st;
     }
     snprintf(u->s.name, sizeof u->s.name, "%s%s", wcnet_display_url(u->n), u->key);
-    /* a container's 64-byte header pins the version and tells the size; then the first bytes
-     * in one GET */
-    uint8_t head[64];
+    /* a container's 64-byte header pins the version and tells the size */
     wc_error e = {0};
-    int rc = wcnet_get(u->n, u->key, 0, sizeof head, head, &u->ver, &e);
+    int rc = wcnet_get(u->n, u->key, 0, sizeof u->head, u->head, &u->ver, &e);
     if (rc == -ERANGE) wc_error_set(&e, WC_ERR_FORMAT, "%s: too short for a container", u->s.name);
-    if (rc == 0) {
-        u->s.size = u->ver.size;
-        u->prefix_len = u->s.size < PREFIX_MAX ? (size_t)u->s.size : PREFIX_MAX;
-        if (!(u->prefix = malloc(u->prefix_len ? u->prefix_len : 1))) rc = -ENOMEM;
-        else rc = wcnet_get(u->n, u->key, 0, u->prefix_len, u->prefix, &u->ver, &e);
-        if (rc == -ENOMEM) wc_error_set(&e, WC_ERR_NOMEM, "%s: out of memory", u->s.name);
-    }
+    if (rc == 0) u->s.size = u->ver.size;
     if (rc != 0) {
         st = wc_error_set(err, e.code == WC_ERR_NOMEM || e.code == WC_ERR_FORMAT ? e.code : WC_ERR_IO, "%s", e.msg);
         url_close(&u->s);
@@ -162,8 +181,67 @@ wc_status wcnet_fetch_object(const char *url, size_t max, uint8_t **out, size_t 
 
 void wcnet_free(void *p) { free(p); }
 
+/* ---- the disk cache in front of any source: every read's bytes kept under the source's name,
+ * identity (ETag and size: another version misses), offset and length, checked on use */
+typedef struct {
+    wc_source s;
+    wc_source *inner;
+    wcnet_cache *c;
+} cached_source;
+
+static wc_status cached_read_at(wc_source *s, uint64_t off, size_t len, void *buf, wc_error *err) {
+    cached_source *cs = (cached_source *)s;
+    char id[sizeof s->name + sizeof s->identity + 48];
+    snprintf(id, sizeof id, "%s#%s#%llu+%zu", s->name, s->identity, (unsigned long long)off, len);
+    if (wcnet_cache_get(cs->c, id, 0, buf, len)) return WC_OK;
+    wc_status st = wc_source_read(cs->inner, off, len, buf, err);
+    if (st == WC_OK) wcnet_cache_put(cs->c, id, 0, buf, len);
+    return st;
+}
+
+static void cached_close(wc_source *s) {
+    wc_source_close(((cached_source *)s)->inner);
+    free(s);
+}
+
+static const wc_source_ops cached_ops = {cached_read_at, cached_close, NULL};
+
+wc_status wcnet_cached_source(wc_source *inner, wcnet_cache *c, wc_source **out, wc_error *err) {
+    cached_source *cs = calloc(1, sizeof *cs);
+    if (!cs) {
+        wc_source_close(inner);
+        return wc_error_set(err, WC_ERR_NOMEM, "out of memory");
+    }
+    cs->s = *inner;
+    cs->s.ops = &cached_ops;
+    cs->inner = inner;
+    cs->c = c;
+    *out = &cs->s;
+    return WC_OK;
+}
+
+static wcnet_cache *env_cache;
+static wc_error env_cache_err;
+
+static void open_env_cache(void) {
+    const char *dir = getenv("WCODEC_DISK_CACHE"), *size = getenv("WCODEC_DISK_CACHE_SIZE");
+    uint64_t budget = 10ull << 30;
+    if (!dir || !*dir) return;
+    if (size && *size && wc_parse_size(size, &budget) != 0) {
+        wc_error_set(&env_cache_err, WC_ERR_ARG, "WCODEC_DISK_CACHE_SIZE=%.100s: not a size", size);
+        return;
+    }
+    wcnet_cache_open(dir, budget, &env_cache, &env_cache_err);
+}
+
 static wc_status open_url_from_env(const char *url, wc_source **out, wc_error *err) {
-    return wcnet_source_open(url, NULL, out, err);
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, open_env_cache);
+    if (env_cache_err.code) return wc_error_set(err, env_cache_err.code, "%s", env_cache_err.msg);
+    wc_source *s;
+    wc_status st = wcnet_source_open(url, NULL, &s, err);
+    if (st != WC_OK || !env_cache) return st == WC_OK ? (*out = s, WC_OK) : st;
+    return wcnet_cached_source(s, env_cache, out, err);
 }
 
 void wcnet_register_urls(void) { wc_source_set_url_opener(open_url_from_env); }

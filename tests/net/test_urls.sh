@@ -84,6 +84,16 @@ got=$(awk '$1 == "/enc/all_dtypes.wcodec" {s += $3} END {print s + 0}' "$ALOG");
 t "verify read each byte once ($got bytes fetched of $size: the 64-byte header twice, alignment gaps never)" \
   test "$got" -le $((size + 64)) -a "$got" -ge $((size * 99 / 100))
 t "no range asked for twice" test -z "$(awk '$1 == "/enc/all_dtypes.wcodec" {print $4}' "$ALOG" | sort | uniq -d)"
+# the disk cache (WCODEC_DISK_CACHE): a second run fetches the 64-byte pin and nothing else
+t "verify with WCODEC_DISK_CACHE" env WCODEC_DISK_CACHE="$T/dc" "$W" verify "$U/all_dtypes.wcodec" "$T/orig/all_dtypes.safetensors"
+: > "$ALOG"
+t "verify again through it" env WCODEC_DISK_CACHE="$T/dc" "$W" verify "$U/all_dtypes.wcodec" "$T/orig/all_dtypes.safetensors"
+got=$(awk '$1 == "/enc/all_dtypes.wcodec" {s += $3} END {print s + 0}' "$ALOG")
+t "the second run fetched the pin alone ($got bytes)" test "$got" = 64
+printf 'X' | dd of="$(find "$T/dc" -type f ! -name '.*' | head -1)" bs=1 seek=100 conv=notrunc 2>/dev/null
+t "a damaged cache entry is fetched again: verify still OK" env WCODEC_DISK_CACHE="$T/dc" "$W" verify "$U/all_dtypes.wcodec" "$T/orig/all_dtypes.safetensors"
+t_fails "WCODEC_DISK_CACHE_SIZE that is not a size" env WCODEC_DISK_CACHE="$T/dc" WCODEC_DISK_CACHE_SIZE=lots "$W" info "$U/all_dtypes.wcodec"
+said "says so" "WCODEC_DISK_CACHE_SIZE=lots: not a size"
 
 t "wcodec decode FOLDER-URL/ DIR: the model folder, containers decoded and files fetched" \
   sh -c "'$W' decode -q 'http://127.0.0.1:$P1/model/' '$T/model.out' && diff -r '$T/model' '$T/model.out'"
