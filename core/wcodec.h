@@ -177,6 +177,8 @@ struct wc_source {
     char identity[192];     /* the version read: "file:dev:ino:size:mtime" or the object's ETag */
     char name[1024];        /* for messages: the path or the URL (never a credential) */
     unsigned mode;          /* permission bits a decoded copy gets (0644 where the source has none) */
+    unsigned concurrency;   /* reads worth having in flight at once (0 or 1: a disk; a URL: its
+                             * connections): readers of many tiles use at least this many threads */
     struct timespec mtime;  /* modification time; tv_sec 0 where the source has none */
 };
 

@@ -134,6 +134,7 @@ wc_status wcnet_source_open(const char *url, const wcnet_opts *opts, wc_source *
     }
     snprintf(u->s.identity, sizeof u->s.identity, "url:%s:%llu", u->ver.etag, (unsigned long long)u->s.size);
     u->s.mode = 0644;
+    u->s.concurrency = (opts ? opts : &env)->connections ? (opts ? opts : &env)->connections : 8;
     *out = &u->s;
     return WC_OK;
 }

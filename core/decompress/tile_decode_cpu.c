@@ -174,6 +174,7 @@ wc_status wc_container_read_range_mt(const wc_container *c, uint64_t offset, siz
     if (len == 0) return WC_OK;
     uint32_t first = wc_container_find_tile(c, offset), last = wc_container_find_tile(c, offset + len - 1);
     if (threads < 1) threads = 1;
+    if (c->src && threads < c->src->concurrency) threads = c->src->concurrency; /* a URL: GETs in flight */
     if (threads > 64) threads = 64;
     if (threads > last - first + 1) threads = last - first + 1;
     range_job j = {.c = c, .offset = offset, .len = len, .out = out, .first = first};

@@ -20,6 +20,7 @@ T=$(mktemp -d /var/tmp/wcremote.XXXXXX); chmod 755 "$T"
 NS=wcb$$; H=wcbh$$; N=wcbn$$
 cleanup() {
   set +e
+  [ -n "${S3PID:-}" ] && kill "$S3PID"
   mountpoint -q "$T/m" && fusermount3 -u -z "$T/m"
   [ -f "$T/ng/nginx.pid" ] && kill "$(cat "$T/ng/nginx.pid")"
   ip netns del "$NS" 2>/dev/null; ip link del "$H" 2>/dev/null
@@ -70,8 +71,23 @@ echo "$files" | grep safetensors > "$T/list"
 py_url() { WCODEC_LIBRARY=$B/libwcodec.so PYTHONPATH=python $PY tests/bench/py_load.py url http://10.203.0.2:8080/enc/ > /dev/null; }
 py_rawurl() { WCODEC_LIBRARY=$B/libwcodec.so PYTHONPATH=python $PY tests/bench/py_load.py rawurl http://10.203.0.2:8080/raw/ "$T/list" > /dev/null; }
 decode_url() { rm -rf "$T/dec"; "$B/wcodec" decode -q http://10.203.0.2:8080/enc/ "$T/dec"; }
+# S3: s3rver (npm, mount-scripts/install-deps.sh) in the same namespace, behind the same shaping;
+# the raw files by curl (signed), the containers by the Python package (s3://)
+S3RVER=$PWD/.deps/npm/node_modules/.bin/s3rver; S3PID=; s3_runs=
+if [ -x "$S3RVER" ]; then
+  mkdir -p "$T/s3data"
+  ip netns exec "$NS" "$S3RVER" -d "$T/s3data" -a 10.203.0.2 -p 9000 --silent --configure-bucket models > "$T/s3rver.log" 2>&1 & S3PID=$!
+  for i in $(seq 100); do curl -s -o /dev/null http://10.203.0.2:9000/ && break; sleep 0.1; done
+  s3curl() { curl -sf --aws-sigv4 "aws:amz:us-east-1:s3" --user S3RVER:S3RVER -H "x-amz-content-sha256: UNSIGNED-PAYLOAD" "$@"; }
+  for f in $files; do s3curl -T "$T/www/raw/$f" "http://10.203.0.2:9000/models/raw/$f"; done
+  for f in $(cd "$T/www/enc" && ls); do s3curl -T "$T/www/enc/$f" "http://10.203.0.2:9000/models/enc/$f"; done
+  s3_raw() { for f in $files; do s3curl -o /dev/null "http://10.203.0.2:9000/models/raw/$f"; done; }
+  s3_py_url() { AWS_ENDPOINT_URL=http://10.203.0.2:9000 AWS_ACCESS_KEY_ID=S3RVER AWS_SECRET_ACCESS_KEY=S3RVER \
+    WCODEC_LIBRARY=$B/libwcodec.so PYTHONPATH=python $PY tests/bench/py_load.py url s3://models/enc > /dev/null; }
+  s3_runs="s3_raw s3_py_url"
+fi
 declare -A secs
-for what in curl_raw mount_read py_rawurl py_url decode_url; do
+for what in curl_raw mount_read py_rawurl py_url decode_url $s3_runs; do
   for r in $(seq "$REPS"); do
     sync; echo 3 > /proc/sys/vm/drop_caches 2>/dev/null || true
     a=$(now); $what; z=$(now)
@@ -107,6 +123,11 @@ printf '| %-44s | %8.2f | %8s |\n' "wcodecfs mount by URL (mount + read + umount
 printf '| %-44s | %8.2f | %8s |\n' "wcodec decode URL/ DIR (the folder, to disk)" "${secs[decode_url]}" "$(mbs "$raw_bytes" "${secs[decode_url]}")"
 printf '| %-44s | %8.2f | %8s |\n' "Python: raw files fetched (urllib) into memory" "${secs[py_rawurl]}" "$(mbs "$raw_bytes" "${secs[py_rawurl]}")"
 printf '| %-44s | %8.2f | %8s |\n' "Python: wcodec.Container(URL) decoded to memory" "${secs[py_url]}" "$(mbs "$raw_bytes" "${secs[py_url]}")"
+if [ -n "$s3_runs" ]; then
+  printf '| %-44s | %8.2f | %8s |\n' "S3 (s3rver): curl of the raw files (signed)" "${secs[s3_raw]}" "$(mbs "$raw_bytes" "${secs[s3_raw]}")"
+  printf '| %-44s | %8.2f | %8s |\n' "S3: Python wcodec.Container(s3://...) decoded" "${secs[s3_py_url]}" "$(mbs "$raw_bytes" "${secs[s3_py_url]}")"
+  printf 'S3: Python by URL / curl of the raw files: %.2fx (target >= 1.4x)\n' "$(echo "${secs[s3_raw]} / ${secs[s3_py_url]}" | bc -l)"
+fi
 printf 'mount / curl speed: %.2fx (target >= 1.4x; the bytes alone allow %.2fx)\n' \
   "$(echo "${secs[curl_raw]} / ${secs[mount_read]}" | bc -l)" "$(echo "$raw_bytes / $enc_bytes" | bc -l)"
 printf 'wcodec decode URL / curl: %.2fx; Python URL / Python raw fetch: %.2fx (targets >= 1.4x)\n' \
