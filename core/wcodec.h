@@ -169,6 +169,9 @@ typedef struct {
     /* Optional (NULL: nothing to gain): the reader will soon read [off, off + len); a source that
      * fetches in runs may fetch it along with its next miss. */
     void (*advise)(wc_source *s, uint64_t off, uint64_t len);
+    /* Optional: called once the container on s is opened (its tables parsed), so that a source
+     * may learn where tiles begin and end. Non-WC_OK fails the open. */
+    wc_status (*opened)(wc_source *s, const wc_container *c, wc_error *err);
 } wc_source_ops;
 
 struct wc_source {

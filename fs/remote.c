@@ -138,11 +138,6 @@ static int open_container(wcfs *fs, wcfs_file *f, const wc_manifest_entry *e, wc
     free(cache_id);
     if (rc) return rc;
     if (wc_container_open_source(src, &f->c, err) != WC_OK) return -EIO; /* src closed with it */
-    if (wcnet_object_source_bind(src, f->c, err) != WC_OK) {
-        wc_container_close(f->c);
-        f->c = NULL;
-        return -ENOMEM;
-    }
     f->source_size = wc_container_source_size(f->c);
     f->tables_checksum = wc_container_tables_checksum(f->c);
     return 0;

@@ -37,6 +37,9 @@ int wcnet_s3_list(wcnet *n, wc_manifest **out, wc_error *err);
 int wcnet_fetch(wcnet *n, const char *url, const char *what, uint64_t off, size_t len, void *buf,
                 uint8_t **whole, size_t *whole_len, size_t max_whole, wcnet_version *ver,
                 wc_error *err);
+/* object_source.c: the source closes n with itself, and says `concurrency` reads are worth having
+ * in flight (an object opened by its URL alone, wcnet_source_open). */
+void wcnet_object_source_own(wc_source *s, unsigned concurrency);
 /* Appends s percent-encoded (all but unreserved characters, and '/' when keep_slash). */
 char *wcnet_encode(const char *s, int keep_slash);
 

@@ -28,6 +28,7 @@ typedef struct {
     uint8_t *prefix;         /* the object's first prefix_len bytes (header and tables) */
     size_t prefix_len;
     const wc_container *c;   /* bound: tiles known */
+    int owns_n;              /* close n with the source (an object opened by URL alone) */
     uint8_t *in_flight;      /* per tile */
     uint8_t **staged;        /* per tile */
     atomic_uint want_first, want_last;
@@ -174,6 +175,7 @@ static void object_close(wc_source *s) {
             free(o->staged[t]);
         }
     pthread_mutex_unlock(&r_lock);
+    if (o->owns_n) wcnet_close(o->n);
     free(o->staged);
     free(o->in_flight);
     free(o->prefix);
@@ -182,7 +184,13 @@ static void object_close(wc_source *s) {
     free(o);
 }
 
-static const wc_source_ops object_ops = {object_read_at, object_close, object_advise};
+wc_status wcnet_object_source_bind(wc_source *s, const wc_container *c, wc_error *err);
+
+static wc_status object_opened(wc_source *s, const wc_container *c, wc_error *err) {
+    return wcnet_object_source_bind(s, c, err);
+}
+
+static const wc_source_ops object_ops = {object_read_at, object_close, object_advise, object_opened};
 
 wc_status wcnet_object_source(wcnet *n, const char *key, const wcnet_version *ver, const uint8_t *prefix,
                               size_t prefix_len, wcnet_cache *disk, const char *cache_id, size_t fetch_size,
@@ -210,6 +218,7 @@ wc_status wcnet_object_source(wcnet *n, const char *key, const wcnet_version *ve
 
 wc_status wcnet_object_source_bind(wc_source *s, const wc_container *c, wc_error *err) {
     object_source *o = (object_source *)s;
+    if (o->c) return WC_OK; /* bound when its container opened */
     uint32_t n = wc_container_tile_count(c);
     o->in_flight = calloc(n ? n : 1, 1);
     o->staged = calloc(n ? n : 1, sizeof *o->staged);
@@ -227,4 +236,10 @@ wc_status wcnet_object_source_bind(wc_source *s, const wc_container *c, wc_error
     }
     pthread_mutex_unlock(&r_lock);
     return ok ? WC_OK : wc_error_set(err, WC_ERR_NOMEM, "out of memory");
+}
+
+void wcnet_object_source_own(wc_source *s, unsigned concurrency) {
+    object_source *o = (object_source *)s;
+    o->owns_n = 1;
+    o->s.concurrency = concurrency;
 }

@@ -1,9 +1,8 @@
-/* url_source.c - one HTTP(S) or S3 object as a wc_source: every read one ranged GET, pinned to
- * the version first seen (ETag and size), so that an object replaced while it is read is an
- * error and never a mix of two versions. Opening fetches the 64-byte header (the pin); the first
- * read past it fetches the object's first bytes (its tables, mostly) in one GET and keeps them;
- * no byte after them is fetched twice. With $WCODEC_DISK_CACHE every read goes through the disk
- * cache first (cached_source, below): a second run reads nothing but the pin. */
+/* url_source.c - URLs for every tool: an object opened by its URL alone (wcnet_source_open: its
+ * own connections, its version pinned by a GET of its 64-byte header, then read as the mount
+ * reads it: object_source.c, tiles fetched in runs within what readers advise); the disk cache
+ * in front of any source ($WCODEC_DISK_CACHE); folders listed and small objects fetched whole;
+ * the opener wc_source_open uses for http://, https:// and s3:// names. */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <pthread.h>
@@ -14,64 +13,8 @@
 #include "net_internal.h"
 #include "wcnet.h"
 
-#define PREFIX_MAX (1u << 20) /* kept from the first GET: a container's header and tables */
+#define FETCH_SIZE (8u << 20) /* the most one GET of tiles takes */
 
-typedef struct {
-    wc_source s;
-    wcnet *n;
-    char *key;           /* the object, relative to n's root */
-    wcnet_version ver;   /* pinned at open; read-only after, so reads may run at once */
-    uint8_t head[64];    /* the object's first 64 bytes, from the pinning GET */
-    pthread_mutex_t lock;
-    uint8_t *prefix;     /* the object's first prefix_len bytes, fetched at the first read past head */
-    size_t prefix_len;
-} url_source;
-
-static int fetch_prefix(url_source *u, wc_error *err) {
-    pthread_mutex_lock(&u->lock);
-    int rc = 0;
-    if (!u->prefix) {
-        size_t len = u->s.size < PREFIX_MAX ? (size_t)u->s.size : PREFIX_MAX;
-        uint8_t *p = malloc(len ? len : 1);
-        rc = p ? wcnet_get(u->n, u->key, 0, len, p, &u->ver, err) : -ENOMEM;
-        if (rc == 0) u->prefix = p, u->prefix_len = len;
-        else free(p);
-    }
-    pthread_mutex_unlock(&u->lock);
-    return rc;
-}
-
-static wc_status url_read_at(wc_source *s, uint64_t off, size_t len, void *buf, wc_error *err) {
-    url_source *u = (url_source *)s;
-    wc_status st = wc_source_check_range(s, off, len, err);
-    if (st != WC_OK) return st;
-    wc_error e = {0};
-    if (off + len <= sizeof u->head) {
-        memcpy(buf, u->head + off, len);
-        return WC_OK;
-    }
-    if (off < PREFIX_MAX && fetch_prefix(u, &e) != 0) return wc_error_set(err, WC_ERR_IO, "%s", e.msg);
-    if (off < u->prefix_len) { /* what the first GET brought is not fetched again */
-        size_t have = u->prefix_len - off < len ? (size_t)(u->prefix_len - off) : len;
-        memcpy(buf, u->prefix + off, have);
-        off += have, len -= have, buf = (uint8_t *)buf + have;
-        if (!len) return WC_OK;
-    }
-    int rc = wcnet_get(u->n, u->key, off, len, buf, &u->ver, &e);
-    if (rc == 0) return WC_OK;
-    return wc_error_set(err, WC_ERR_IO, "%s", e.msg);
-}
-
-static void url_close(wc_source *s) {
-    url_source *u = (url_source *)s;
-    wcnet_close(u->n);
-    pthread_mutex_destroy(&u->lock);
-    free(u->key);
-    free(u->prefix);
-    free(u);
-}
-
-static const wc_source_ops url_ops = {url_read_at, url_close, NULL};
 
 void wcnet_opts_from_env(wcnet_opts *o) {
     memset(o, 0, sizeof *o);
@@ -82,6 +25,7 @@ void wcnet_opts_from_env(wcnet_opts *o) {
     const char *v;
     if ((v = getenv("WCODEC_RETRY_TIME")) && atoi(v) > 0) o->retry_time = (unsigned)atoi(v);
     if ((v = getenv("WCODEC_STALL_TIMEOUT")) && atoi(v) > 0) o->stall_timeout = (unsigned)atoi(v);
+    if ((v = getenv("WCODEC_CONNECTIONS")) && atoi(v) > 0 && atoi(v) <= 64) o->connections = (unsigned)atoi(v);
 }
 
 /* The root (up to and with the last '/') and the object name after it, of an object URL. */
@@ -103,39 +47,36 @@ wc_status wcnet_source_open(const char *url, const wcnet_opts *opts, wc_source *
                             "s3://bucket/key)", url);
     wc_status st = split_url(url, &root, &key, err);
     if (st != WC_OK) return st;
-    url_source *u = calloc(1, sizeof *u);
-    if (!u || !(u->key = strdup(key))) {
-        free(root);
-        free(u);
-        return wc_error_set(err, WC_ERR_NOMEM, "out of memory");
-    }
-    u->s.ops = &url_ops;
-    pthread_mutex_init(&u->lock, NULL);
     wcnet_opts env;
     if (!opts) wcnet_opts_from_env(&env);
-    st = wcnet_open(root, opts ? opts : &env, &u->n, err);
+    if (!opts) opts = &env;
+    wcnet *n;
+    st = wcnet_open(root, opts, &n, err);
     free(root);
-    if (st != WC_OK) {
-        pthread_mutex_destroy(&u->lock);
-        free(u->key);
-        free(u);
-        return st;
-    }
-    snprintf(u->s.name, sizeof u->s.name, "%s%s", wcnet_display_url(u->n), u->key);
+    if (st != WC_OK) return st;
     /* a container's 64-byte header pins the version and tells the size */
+    uint8_t head[64];
+    wcnet_version ver = {0};
     wc_error e = {0};
-    int rc = wcnet_get(u->n, u->key, 0, sizeof u->head, u->head, &u->ver, &e);
-    if (rc == -ERANGE) wc_error_set(&e, WC_ERR_FORMAT, "%s: too short for a container", u->s.name);
-    if (rc == 0) u->s.size = u->ver.size;
+    int rc = wcnet_get(n, key, 0, sizeof head, head, &ver, &e);
+    if (rc == -ERANGE) wc_error_set(&e, WC_ERR_FORMAT, "%s%s: too short for a container", wcnet_display_url(n), key);
     if (rc != 0) {
-        st = wc_error_set(err, e.code == WC_ERR_NOMEM || e.code == WC_ERR_FORMAT ? e.code : WC_ERR_IO, "%s", e.msg);
-        url_close(&u->s);
+        wcnet_close(n);
+        return wc_error_set(err, e.code == WC_ERR_FORMAT ? e.code : WC_ERR_IO, "%s", e.msg);
+    }
+    /* the object as the mount reads it: tiles fetched in runs within what readers advise */
+    uint64_t fetch = FETCH_SIZE;
+    const char *fs = getenv("WCODEC_FETCH_SIZE");
+    if (fs && *fs && (wc_parse_size(fs, &fetch) != 0 || fetch < (64u << 10) || fetch > (64u << 20))) {
+        wcnet_close(n);
+        return wc_error_set(err, WC_ERR_ARG, "WCODEC_FETCH_SIZE=%.100s: expected a size from 64K to 64M", fs);
+    }
+    if ((st = wcnet_object_source(n, key, &ver, head, sizeof head, NULL, "", (size_t)fetch, out, err)) != WC_OK) {
+        wcnet_close(n);
         return st;
     }
-    snprintf(u->s.identity, sizeof u->s.identity, "url:%s:%llu", u->ver.etag, (unsigned long long)u->s.size);
-    u->s.mode = 0644;
-    u->s.concurrency = (opts ? opts : &env)->connections ? (opts ? opts : &env)->connections : 8;
-    *out = &u->s;
+    wcnet_object_source_own(*out, opts->connections ? opts->connections : 8);
+    (*out)->mode = 0644;
     return WC_OK;
 }
 
@@ -200,12 +141,22 @@ static wc_status cached_read_at(wc_source *s, uint64_t off, size_t len, void *bu
     return st;
 }
 
+static void cached_advise(wc_source *s, uint64_t off, uint64_t len) {
+    wc_source *in = ((cached_source *)s)->inner;
+    if (in->ops->advise) in->ops->advise(in, off, len);
+}
+
+static wc_status cached_opened(wc_source *s, const wc_container *c, wc_error *err) {
+    wc_source *in = ((cached_source *)s)->inner;
+    return in->ops->opened ? in->ops->opened(in, c, err) : WC_OK;
+}
+
 static void cached_close(wc_source *s) {
     wc_source_close(((cached_source *)s)->inner);
     free(s);
 }
 
-static const wc_source_ops cached_ops = {cached_read_at, cached_close, NULL};
+static const wc_source_ops cached_ops = {cached_read_at, cached_close, cached_advise, cached_opened};
 
 wc_status wcnet_cached_source(wc_source *inner, wcnet_cache *c, wc_source **out, wc_error *err) {
     cached_source *cs = calloc(1, sizeof *cs);

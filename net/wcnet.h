@@ -76,8 +76,10 @@ int wcnet_get(wcnet *n, const char *path, uint64_t off, size_t len, void *buf, w
  * Opens the object at `url` ("https://host/dir/model.wcodec", "s3://bucket/prefix/model.wcodec")
  * as a source, pinned to the version its first read sees: a later read of a replaced object is
  * an error naming the URL, never bytes of another version. Opening makes one GET (the 64-byte
- * header: size and ETag); the first read past it fetches up to the first 1 MiB in one GET and
- * keeps it (a container's tables). opts NULL: wcnet_opts_from_env. A 404, 403, an unreachable server: WC_ERR_IO with the URL and why.
+ * header: size and ETag); once its container is open the source fetches tiles in runs of up to
+ * 8 MiB ($WCODEC_FETCH_SIZE) within the range a reader advised (wc_container_read_range_mt
+ * advises its range), with
+ * opts->connections (8) reads in flight. opts NULL: wcnet_opts_from_env. A 404, 403, an unreachable server: WC_ERR_IO with the URL and why.
  */
 wc_status wcnet_source_open(const char *url, const wcnet_opts *opts, wc_source **out, wc_error *err);
 /* The disk cache in front of `inner` (which it owns from here on, on failure too): each read's
@@ -87,7 +89,8 @@ wc_status wcnet_cached_source(wc_source *inner, wcnet_cache *c, wc_source **out,
 /* Options from the environment, as the AWS CLI reads them: the S3 endpoint from
  * $AWS_ENDPOINT_URL_S3 or $AWS_ENDPOINT_URL (an S3-compatible store; unset: AWS), the region
  * from $AWS_REGION or $AWS_DEFAULT_REGION; a private CA's PEM file from $WCODEC_CA_FILE;
- * $WCODEC_RETRY_TIME and $WCODEC_STALL_TIMEOUT (seconds) for retry_time and stall_timeout. The
+ * $WCODEC_RETRY_TIME and $WCODEC_STALL_TIMEOUT (seconds) for retry_time and stall_timeout;
+ * $WCODEC_CONNECTIONS (1-64) for connections. The
  * strings are the environment's (valid while it is unchanged). */
 void wcnet_opts_from_env(wcnet_opts *o);
 /*
@@ -95,9 +98,10 @@ void wcnet_opts_from_env(wcnet_opts *o);
  * `key` under n's root, pinned to *ver, its first prefix_len bytes (header and tables, fetched
  * or from the disk cache) given, tiles kept in `disk` (or NULL) under cache_id, runs of at most
  * fetch_size bytes. n must outlive the source. Then open the container on it
- * (wc_container_open_source, which reads the tables from the prefix) and bind it: from then on a
- * whole tile's read is served from the disk cache, from payloads an earlier run staged, or by
- * a GET of it and of the tiles after it within what wc_container_advise named.
+ * (wc_container_open_source, which reads the tables from the prefix and binds the source to the
+ * container): from then on a whole tile's read is served from the disk cache, from payloads an
+ * earlier run staged, or by a GET of it and of the tiles after it within what
+ * wc_container_advise named.
  */
 wc_status wcnet_object_source(wcnet *n, const char *key, const wcnet_version *ver, const uint8_t *prefix,
                               size_t prefix_len, wcnet_cache *disk, const char *cache_id, size_t fetch_size,

@@ -43,7 +43,7 @@ static void file_close(wc_source *s) {
     free(s);
 }
 
-static const wc_source_ops file_ops = {file_read_at, file_close, NULL};
+static const wc_source_ops file_ops = {file_read_at, file_close, NULL, NULL};
 
 wc_status wc_source_open_file(const char *path, wc_source **out, wc_error *err) {
     int fd = open(path, O_RDONLY | O_CLOEXEC);

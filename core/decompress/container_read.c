@@ -243,6 +243,10 @@ wc_status wc_container_open_source(wc_source *src, wc_container **out, wc_error 
     if ((st = wc_container_parse(buf, len, src->size, src->name, &c, err)) != WC_OK) goto done;
     c->src = src;
     src = NULL;
+    if (c->src->ops->opened && (st = c->src->ops->opened(c->src, c, err)) != WC_OK) {
+        wc_container_close(c); /* closes the source too */
+        goto done;
+    }
     *out = c;
 done:
     free(buf);

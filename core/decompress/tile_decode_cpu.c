@@ -173,6 +173,7 @@ wc_status wc_container_read_range_mt(const wc_container *c, uint64_t offset, siz
                        (unsigned long long)c->source_size);
     if (len == 0) return WC_OK;
     uint32_t first = wc_container_find_tile(c, offset), last = wc_container_find_tile(c, offset + len - 1);
+    wc_container_advise(c, first, last); /* a source that fetches in runs takes the range in few */
     if (threads < 1) threads = 1;
     if (c->src && threads < c->src->concurrency) threads = c->src->concurrency; /* a URL: GETs in flight */
     if (threads > 64) threads = 64;

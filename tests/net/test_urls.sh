@@ -117,7 +117,7 @@ t_fails "a URL naming no object" "$W" info "http://127.0.0.1:$P1"
 said "says so" "not the URL of an object"
 # the server stops mid-read (1 MB/s port): the decode ends within the bound, nothing half-written
 start=$(date +%s)
-"$W" decode -q -j 2 "http://127.0.0.1:$P2/enc/big_bf16.wcodec" "$T/x.safetensors" 2>"$T/derr" & D=$!
+WCODEC_CONNECTIONS=1 "$W" decode -q -j 2 "http://127.0.0.1:$P2/enc/big_bf16.wcodec" "$T/x.safetensors" 2>"$T/derr" & D=$!
 sleep 1; ng_stop; wait $D; rc=$?; took=$(( $(date +%s) - start ))
 t "the server stopped mid-read: exit 1 (rc $rc) within 20 s ($took s)" test "$rc" = 1 -a "$took" -le 20
 cp "$T/derr" "$T/err"; one_line "in one line"
@@ -125,7 +125,8 @@ said "naming the URL" "127.0.0.1:$P2/enc/big_bf16.wcodec"
 t "and nothing left at the destination" test ! -e "$T/x.safetensors"
 t "nginx back" ng_start
 # the object replaced mid-read: never a mix of two versions
-"$W" decode -q -j 2 "http://127.0.0.1:$P2/enc/replaced.wcodec" "$T/x.safetensors" 2>"$T/derr" & D=$!
+# (one connection, GETs of 256 KiB: the 4 MB object takes several at 1 MB/s)
+WCODEC_CONNECTIONS=1 WCODEC_FETCH_SIZE=256K "$W" decode -q -j 2 "http://127.0.0.1:$P2/enc/replaced.wcodec" "$T/x.safetensors" 2>"$T/derr" & D=$!
 sleep 1; cp "$T/www/enc/all_dtypes.wcodec" "$T/www/enc/.new"; mv "$T/www/enc/.new" "$T/www/enc/replaced.wcodec"
 wait $D; rc=$?
 t "an object replaced mid-read: exit 1 (rc $rc)" test "$rc" = 1
