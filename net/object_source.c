@@ -1,4 +1,5 @@
-/* object_source.c - a container object of a mounted root as a wc_source, fetching in runs.
+/* object_source.c - a container object as a wc_source, fetching in runs (a mounted root's, or
+ * one opened by its URL alone, which also gets prefetchers).
  *
  * Bound to its container (wcnet_object_source_bind), the source knows the tiles: a payload is
  * read from the disk cache, else fetched with the tiles after it that the reader is about to want
@@ -12,11 +13,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "net_internal.h"
 #include "wcnet.h"
 
 #define STAGE_MAX (128u << 20) /* fetched payloads not yet decoded, all objects together */
+#define PREFETCH_MAX (32u << 20) /* how far ahead of the readers prefetchers go (staged bytes) */
 
 typedef struct {
     wc_source s;
@@ -29,6 +32,12 @@ typedef struct {
     size_t prefix_len;
     const wc_container *c;   /* bound: tiles known */
     int owns_n;              /* close n with the source (an object opened by URL alone) */
+    /* prefetchers (an object opened by URL alone): threads that fetch the advised tiles ahead of
+     * the readers, in runs, several at once, into the stage; readers find them there */
+    pthread_t *fetchers;
+    unsigned n_fetchers;
+    uint32_t next_fetch;     /* the next tile a prefetcher looks at */
+    int closing;
     uint8_t *in_flight;      /* per tile */
     uint8_t **staged;        /* per tile */
     atomic_uint want_first, want_last;
@@ -71,6 +80,83 @@ static uint32_t tile_at(const wc_container *c, uint64_t off) {
     return UINT32_MAX;
 }
 
+/* Extends a run from tile t (not staged, not in flight) over the wanted tiles after it that
+ * nobody has or is fetching, within fetch_size and the stage's room; marks them in flight and
+ * reserves their room. r_lock held. Returns the run's last tile. */
+static uint32_t start_run(object_source *o, uint32_t t, uint64_t *reserved) {
+    const wc_container *c = o->c;
+    uint32_t u = t, wf = atomic_load(&o->want_first), wl = atomic_load(&o->want_last);
+    while (t >= wf && u + 1 <= wl && !o->in_flight[u + 1] && !o->staged[u + 1] &&
+           span(c, t, u + 1) <= o->fetch_size && staged_bytes + span(c, t + 1, u + 1) <= STAGE_MAX &&
+           !(o->disk && wcnet_cache_has(o->disk, o->cache_id, u + 1)))
+        u++;
+    *reserved = u > t ? span(c, t + 1, u) : 0;
+    staged_bytes += *reserved;
+    memset(o->in_flight + t, 1, u - t + 1);
+    return u;
+}
+
+/* Fetches tiles t..u (marked in flight by start_run) in one GET into run; stages every one of
+ * them but `keep` (the asker's own, or UINT32_MAX); returns 0 or -errno. */
+static int fetch_run(object_source *o, uint32_t t, uint32_t u, uint64_t reserved, uint8_t *run, uint32_t keep,
+                     wc_error *err) {
+    const wc_container *c = o->c;
+    uint64_t off = wc_container_tile(c, t)->payload_offset;
+    wcnet_version ver = o->ver;
+    int rc = run ? wcnet_get(o->n, o->key, off, (size_t)span(c, t, u), run, &ver, err) : -ENOMEM;
+    pthread_mutex_lock(&r_lock);
+    staged_bytes -= reserved;
+    memset(o->in_flight + t, 0, u - t + 1);
+    for (uint32_t k = t; rc == 0 && k <= u; k++) {
+        const wc_tile_info *ti = wc_container_tile(c, k);
+        if (k == keep || o->staged[k]) continue;
+        if ((o->staged[k] = malloc(ti->coded_size ? ti->coded_size : 1))) {
+            memcpy(o->staged[k], run + (ti->payload_offset - off), ti->coded_size);
+            staged_bytes += ti->coded_size;
+        }
+    }
+    pthread_cond_broadcast(&r_cond);
+    pthread_mutex_unlock(&r_lock);
+    for (uint32_t k = t; rc == 0 && o->disk && k <= u; k++) {
+        const wc_tile_info *ti = wc_container_tile(c, k);
+        wcnet_cache_put(o->disk, o->cache_id, k, run + (ti->payload_offset - off), ti->coded_size);
+    }
+    return rc;
+}
+
+static void *prefetcher(void *arg) {
+    object_source *o = arg;
+    pthread_mutex_lock(&r_lock);
+    while (!o->closing) {
+        uint32_t wl = atomic_load(&o->want_last), t = o->next_fetch;
+        while (t <= wl && t < wc_container_tile_count(o->c) &&
+               (o->in_flight[t] || o->staged[t] || (o->disk && wcnet_cache_has(o->disk, o->cache_id, t))))
+            t++;
+        uint64_t need = t <= wl && t < wc_container_tile_count(o->c) ? wc_container_tile(o->c, t)->coded_size : 0;
+        if (t > wl || t >= wc_container_tile_count(o->c) || staged_bytes + need + o->fetch_size > PREFETCH_MAX) {
+            struct timespec ts;
+            clock_gettime(CLOCK_REALTIME, &ts);
+            ts.tv_nsec += 50 * 1000000L; /* a reader's advice or taking staged tiles wakes it sooner */
+            if (ts.tv_nsec >= 1000000000L) ts.tv_sec++, ts.tv_nsec -= 1000000000L;
+            pthread_cond_timedwait(&r_cond, &r_lock, &ts);
+            continue;
+        }
+        uint64_t reserved;
+        staged_bytes += need; /* the first tile is staged too: nobody asked for it yet */
+        uint32_t u = start_run(o, t, &reserved);
+        reserved += need;
+        o->next_fetch = u + 1;
+        pthread_mutex_unlock(&r_lock);
+        uint8_t *run = malloc((size_t)span(o->c, t, u));
+        wc_error err = {0};
+        fetch_run(o, t, u, reserved, run, UINT32_MAX, &err); /* a failure: the readers fetch it again, and see why */
+        free(run);
+        pthread_mutex_lock(&r_lock);
+    }
+    pthread_mutex_unlock(&r_lock);
+    return NULL;
+}
+
 static int read_tile(object_source *o, uint32_t t, uint8_t *buf, wc_error *err) {
     const wc_container *c = o->c;
     size_t coded = wc_container_tile(c, t)->coded_size;
@@ -95,41 +181,13 @@ static int read_tile(object_source *o, uint32_t t, uint8_t *buf, wc_error *err) 
         pthread_cond_wait(&r_cond, &r_lock);
     }
     /* the run: this tile, and the wanted ones after it that nobody has or is fetching */
-    uint32_t u = t, wf = atomic_load(&o->want_first), wl = atomic_load(&o->want_last);
-    if (staged_bytes + o->fetch_size > STAGE_MAX) drop_staged();
-    while (t >= wf && u + 1 <= wl && !o->in_flight[u + 1] && !o->staged[u + 1] &&
-           span(c, t, u + 1) <= o->fetch_size && staged_bytes + span(c, t + 1, u + 1) <= STAGE_MAX &&
-           !(o->disk && wcnet_cache_has(o->disk, o->cache_id, u + 1)))
-        u++;
-    uint64_t reserved = u > t ? span(c, t + 1, u) : 0;
-    staged_bytes += reserved;
-    memset(o->in_flight + t, 1, u - t + 1);
+    if (staged_bytes + o->fetch_size > STAGE_MAX && !o->fetchers) drop_staged();
+    uint64_t reserved;
+    uint32_t u = start_run(o, t, &reserved);
     pthread_mutex_unlock(&r_lock);
-
-    uint64_t off = wc_container_tile(c, t)->payload_offset;
-    size_t len = (size_t)span(c, t, u);
-    uint8_t *run = u > t ? malloc(len) : buf;
-    wcnet_version ver = o->ver;
-    int rc = run ? wcnet_get(o->n, o->key, off, len, run, &ver, err) : -ENOMEM;
-
-    pthread_mutex_lock(&r_lock);
-    staged_bytes -= reserved;
-    memset(o->in_flight + t, 0, u - t + 1);
-    for (uint32_t k = t + 1; rc == 0 && k <= u; k++) {
-        const wc_tile_info *ti = wc_container_tile(c, k);
-        if ((o->staged[k] = malloc(ti->coded_size ? ti->coded_size : 1))) {
-            memcpy(o->staged[k], run + (ti->payload_offset - off), ti->coded_size);
-            staged_bytes += ti->coded_size;
-        }
-    }
-    pthread_cond_broadcast(&r_cond);
-    pthread_mutex_unlock(&r_lock);
-
-    if (rc == 0 && run != buf) memcpy(buf, run, coded);
-    for (uint32_t k = t; rc == 0 && o->disk && k <= u; k++) {
-        const wc_tile_info *ti = wc_container_tile(c, k);
-        wcnet_cache_put(o->disk, o->cache_id, k, run + (ti->payload_offset - off), ti->coded_size);
-    }
+    uint8_t *run = u > t ? malloc((size_t)span(c, t, u)) : buf;
+    int rc = fetch_run(o, t, u, reserved, run, t, err);
+    if (rc == 0 && run != buf) memcpy(buf, run + 0, coded);
     if (run != buf) free(run);
     return rc;
 }
@@ -145,14 +203,20 @@ static wc_status object_read_at(wc_source *s, uint64_t off, size_t len, void *bu
     } else if (off + len <= o->prefix_len) { /* the header and tables */
         memcpy(buf, o->prefix + off, len);
         rc = 0;
-    } else {
+    } else { /* not a tile (the tables, read at open): one GET, kept on disk under its range */
+        char id[sizeof o->s.name + 64];
+        snprintf(id, sizeof id, "%s#%llu+%zu", o->cache_id, (unsigned long long)off, len);
+        if (o->disk && wcnet_cache_get(o->disk, id, UINT32_MAX, buf, len)) return WC_OK;
         wcnet_version ver = o->ver;
         rc = wcnet_get(o->n, o->key, off, len, buf, &ver, err);
+        if (rc == 0 && o->disk) wcnet_cache_put(o->disk, id, UINT32_MAX, buf, len);
     }
     return rc ? WC_ERR_IO : WC_OK; /* err: the URL and why (wcnet_get) */
 }
 
-/* The tiles whose payloads lie in [off, off + len): fetched along with the next miss. */
+/* The tiles whose payloads lie in [off, off + len): fetched along with the next miss (and by the
+ * prefetchers, where there are). Advice that goes on within the window wanted so far keeps its far
+ * end (a whole-file reader advises all of it, then each chunk); other advice replaces it. */
 static void object_advise(wc_source *s, uint64_t off, uint64_t len) {
     object_source *o = (object_source *)s;
     if (!o->c || !len) return;
@@ -160,12 +224,24 @@ static void object_advise(wc_source *s, uint64_t off, uint64_t len) {
     if (first == UINT32_MAX) return;
     uint32_t last = first;
     while (last + 1 < n && wc_container_tile(o->c, last + 1)->payload_offset < off + len) last++;
+    pthread_mutex_lock(&r_lock);
+    uint32_t wf = atomic_load(&o->want_first), wl = atomic_load(&o->want_last);
+    if (first >= wf && first <= wl && last < wl) last = wl;
     atomic_store(&o->want_first, first);
     atomic_store(&o->want_last, last);
+    if (o->next_fetch < first || o->next_fetch > last + 1) o->next_fetch = first;
+    pthread_cond_broadcast(&r_cond);
+    pthread_mutex_unlock(&r_lock);
 }
 
 static void object_close(wc_source *s) {
     object_source *o = (object_source *)s;
+    pthread_mutex_lock(&r_lock);
+    o->closing = 1;
+    pthread_cond_broadcast(&r_cond);
+    pthread_mutex_unlock(&r_lock);
+    for (unsigned i = 0; i < o->n_fetchers; i++) pthread_join(o->fetchers[i], NULL);
+    free(o->fetchers);
     pthread_mutex_lock(&r_lock);
     for (size_t i = 0; i < n_live; i++)
         if (live[i] == o) live[i] = live[--n_live];
@@ -235,7 +311,13 @@ wc_status wcnet_object_source_bind(wc_source *s, const wc_container *c, wc_error
         o->c = c;
     }
     pthread_mutex_unlock(&r_lock);
-    return ok ? WC_OK : wc_error_set(err, WC_ERR_NOMEM, "out of memory");
+    if (!ok) return wc_error_set(err, WC_ERR_NOMEM, "out of memory");
+    /* an object read by URL alone: prefetchers, one a connection (readers share them) */
+    unsigned want = o->owns_n ? o->s.concurrency : 0;
+    if (want && (o->fetchers = calloc(want, sizeof *o->fetchers)))
+        while (o->n_fetchers < want && pthread_create(&o->fetchers[o->n_fetchers], NULL, prefetcher, o) == 0)
+            o->n_fetchers++;
+    return WC_OK;
 }
 
 void wcnet_object_source_own(wc_source *s, unsigned concurrency) {

@@ -1,7 +1,7 @@
 /* url_source.c - URLs for every tool: an object opened by its URL alone (wcnet_source_open: its
  * own connections, its version pinned by a GET of its 64-byte header, then read as the mount
- * reads it: object_source.c, tiles fetched in runs within what readers advise); the disk cache
- * in front of any source ($WCODEC_DISK_CACHE); folders listed and small objects fetched whole;
+ * reads it: object_source.c, tiles fetched in runs within what readers advise, prefetched, kept
+ * in the disk cache of $WCODEC_DISK_CACHE); folders listed and small objects fetched whole;
  * the opener wc_source_open uses for http://, https:// and s3:// names. */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -38,6 +38,20 @@ static wc_status split_url(const char *url, char **root, const char **key, wc_er
     return WC_OK;
 }
 
+static wcnet_cache *env_cache;
+static wc_error env_cache_err;
+
+static void open_env_cache(void) {
+    const char *dir = getenv("WCODEC_DISK_CACHE"), *size = getenv("WCODEC_DISK_CACHE_SIZE");
+    uint64_t budget = 10ull << 30;
+    if (!dir || !*dir) return;
+    if (size && *size && wc_parse_size(size, &budget) != 0) {
+        wc_error_set(&env_cache_err, WC_ERR_ARG, "WCODEC_DISK_CACHE_SIZE=%.100s: not a size", size);
+        return;
+    }
+    wcnet_cache_open(dir, budget, &env_cache, &env_cache_err);
+}
+
 wc_status wcnet_source_open(const char *url, const wcnet_opts *opts, wc_source **out, wc_error *err) {
     char *root = NULL;
     const char *key = "";
@@ -47,6 +61,9 @@ wc_status wcnet_source_open(const char *url, const wcnet_opts *opts, wc_source *
                             "s3://bucket/key)", url);
     wc_status st = split_url(url, &root, &key, err);
     if (st != WC_OK) return st;
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, open_env_cache);
+    if (env_cache_err.code) return wc_error_set(err, env_cache_err.code, "%s", env_cache_err.msg);
     wcnet_opts env;
     if (!opts) wcnet_opts_from_env(&env);
     if (!opts) opts = &env;
@@ -71,7 +88,9 @@ wc_status wcnet_source_open(const char *url, const wcnet_opts *opts, wc_source *
         wcnet_close(n);
         return wc_error_set(err, WC_ERR_ARG, "WCODEC_FETCH_SIZE=%.100s: expected a size from 64K to 64M", fs);
     }
-    if ((st = wcnet_object_source(n, key, &ver, head, sizeof head, NULL, "", (size_t)fetch, out, err)) != WC_OK) {
+    char cache_id[1400];
+    snprintf(cache_id, sizeof cache_id, "%s%s#%s#%llu", wcnet_display_url(n), key, ver.etag, (unsigned long long)ver.size);
+    if ((st = wcnet_object_source(n, key, &ver, head, sizeof head, env_cache, cache_id, (size_t)fetch, out, err)) != WC_OK) {
         wcnet_close(n);
         return st;
     }
@@ -123,77 +142,8 @@ wc_status wcnet_fetch_object(const char *url, size_t max, uint8_t **out, size_t 
 
 void wcnet_free(void *p) { free(p); }
 
-/* ---- the disk cache in front of any source: every read's bytes kept under the source's name,
- * identity (ETag and size: another version misses), offset and length, checked on use */
-typedef struct {
-    wc_source s;
-    wc_source *inner;
-    wcnet_cache *c;
-} cached_source;
-
-static wc_status cached_read_at(wc_source *s, uint64_t off, size_t len, void *buf, wc_error *err) {
-    cached_source *cs = (cached_source *)s;
-    char id[sizeof s->name + sizeof s->identity + 48];
-    snprintf(id, sizeof id, "%s#%s#%llu+%zu", s->name, s->identity, (unsigned long long)off, len);
-    if (wcnet_cache_get(cs->c, id, 0, buf, len)) return WC_OK;
-    wc_status st = wc_source_read(cs->inner, off, len, buf, err);
-    if (st == WC_OK) wcnet_cache_put(cs->c, id, 0, buf, len);
-    return st;
-}
-
-static void cached_advise(wc_source *s, uint64_t off, uint64_t len) {
-    wc_source *in = ((cached_source *)s)->inner;
-    if (in->ops->advise) in->ops->advise(in, off, len);
-}
-
-static wc_status cached_opened(wc_source *s, const wc_container *c, wc_error *err) {
-    wc_source *in = ((cached_source *)s)->inner;
-    return in->ops->opened ? in->ops->opened(in, c, err) : WC_OK;
-}
-
-static void cached_close(wc_source *s) {
-    wc_source_close(((cached_source *)s)->inner);
-    free(s);
-}
-
-static const wc_source_ops cached_ops = {cached_read_at, cached_close, cached_advise, cached_opened};
-
-wc_status wcnet_cached_source(wc_source *inner, wcnet_cache *c, wc_source **out, wc_error *err) {
-    cached_source *cs = calloc(1, sizeof *cs);
-    if (!cs) {
-        wc_source_close(inner);
-        return wc_error_set(err, WC_ERR_NOMEM, "out of memory");
-    }
-    cs->s = *inner;
-    cs->s.ops = &cached_ops;
-    cs->inner = inner;
-    cs->c = c;
-    *out = &cs->s;
-    return WC_OK;
-}
-
-static wcnet_cache *env_cache;
-static wc_error env_cache_err;
-
-static void open_env_cache(void) {
-    const char *dir = getenv("WCODEC_DISK_CACHE"), *size = getenv("WCODEC_DISK_CACHE_SIZE");
-    uint64_t budget = 10ull << 30;
-    if (!dir || !*dir) return;
-    if (size && *size && wc_parse_size(size, &budget) != 0) {
-        wc_error_set(&env_cache_err, WC_ERR_ARG, "WCODEC_DISK_CACHE_SIZE=%.100s: not a size", size);
-        return;
-    }
-    wcnet_cache_open(dir, budget, &env_cache, &env_cache_err);
-}
-
 static wc_status open_url_from_env(const char *url, wc_source **out, wc_error *err) {
-    static pthread_once_t once = PTHREAD_ONCE_INIT;
-    pthread_once(&once, open_env_cache);
-    if (env_cache_err.code) return wc_error_set(err, env_cache_err.code, "%s", env_cache_err.msg);
-    wc_source *s;
-    wc_status st = wcnet_source_open(url, NULL, &s, err);
-    if (st != WC_OK || !env_cache) return st == WC_OK ? (*out = s, WC_OK) : st;
-    return wcnet_cached_source(s, env_cache, out, err);
+    return wcnet_source_open(url, NULL, out, err);
 }
 
 void wcnet_register_urls(void) { wc_source_set_url_opener(open_url_from_env); }

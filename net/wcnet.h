@@ -79,13 +79,12 @@ int wcnet_get(wcnet *n, const char *path, uint64_t off, size_t len, void *buf, w
  * header: size and ETag); once its container is open the source fetches tiles in runs of up to
  * 8 MiB ($WCODEC_FETCH_SIZE) within the range a reader advised (wc_container_read_range_mt
  * advises its range), with
- * opts->connections (8) reads in flight. opts NULL: wcnet_opts_from_env. A 404, 403, an unreachable server: WC_ERR_IO with the URL and why.
+ * opts->connections (8) reads in flight, and as many prefetchers fetching the advised tiles
+ * ahead of the readers (at most 32 MiB ahead); with $WCODEC_DISK_CACHE=DIR (at most
+ * $WCODEC_DISK_CACHE_SIZE, default 10G) every tile and the tables are kept there, shared by every
+ * object the process opens. opts NULL: wcnet_opts_from_env. A 404, 403, an unreachable server: WC_ERR_IO with the URL and why.
  */
 wc_status wcnet_source_open(const char *url, const wcnet_opts *opts, wc_source **out, wc_error *err);
-/* The disk cache in front of `inner` (which it owns from here on, on failure too): each read's
- * bytes kept under the source's name, identity, offset and length, checked on use; a full disk only
- * loses entries. c must outlive the source. */
-wc_status wcnet_cached_source(wc_source *inner, wcnet_cache *c, wc_source **out, wc_error *err);
 /* Options from the environment, as the AWS CLI reads them: the S3 endpoint from
  * $AWS_ENDPOINT_URL_S3 or $AWS_ENDPOINT_URL (an S3-compatible store; unset: AWS), the region
  * from $AWS_REGION or $AWS_DEFAULT_REGION; a private CA's PEM file from $WCODEC_CA_FILE;
@@ -116,9 +115,7 @@ wc_status wcnet_list_folder(const char *url, wc_manifest **out, wc_error *err);
 wc_status wcnet_fetch_object(const char *url, size_t max, uint8_t **out, size_t *len, wc_error *err);
 void wcnet_free(void *p);
 /* Makes wc_source_open (and so wc_container_open, and every tool built on it) open http://,
- * https:// and s3:// names with wcnet_source_open and the environment's options; with
- * $WCODEC_DISK_CACHE=DIR (at most $WCODEC_DISK_CACHE_SIZE bytes, default 10G) behind the disk
- * cache there, shared by every URL the process opens. */
+ * https:// and s3:// names with wcnet_source_open and the environment's options. */
 void wcnet_register_urls(void);
 
 /* Counters for the daemon's stats file. */

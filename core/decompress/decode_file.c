@@ -38,6 +38,7 @@ static wc_status decode_all(const wc_container *c, const wc_decode_opts *opts, c
     wc_hasher *h = wc_hasher_new();
     wc_status st = WC_OK;
     if (!buf || !h) st = wc_error_set(err, WC_ERR_NOMEM, "%s: out of memory", c->name);
+    if (c->n_tiles) wc_container_advise(c, 0, c->n_tiles - 1); /* all of it: a remote source fetches ahead */
     for (uint64_t pos = 0; st == WC_OK && pos < c->source_size;) {
         if (opts->cancel && *opts->cancel) {
             st = wc_error_set(err, WC_ERR_CANCELLED, "%s: cancelled", c->name);
