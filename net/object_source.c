@@ -19,7 +19,8 @@
 #include "wcnet.h"
 
 #define STAGE_MAX (128u << 20) /* fetched payloads not yet decoded, all objects together */
-#define PREFETCH_MAX (32u << 20) /* how far ahead of the readers prefetchers go (staged bytes) */
+#define PREFETCH_MAX (32u << 20) /* how far ahead of the readers prefetchers go (staged bytes; at
+                                  * least 4 runs, at most STAGE_MAX) */
 
 typedef struct {
     wc_source s;
@@ -133,7 +134,9 @@ static void *prefetcher(void *arg) {
                (o->in_flight[t] || o->staged[t] || (o->disk && wcnet_cache_has(o->disk, o->cache_id, t))))
             t++;
         uint64_t need = t <= wl && t < wc_container_tile_count(o->c) ? wc_container_tile(o->c, t)->coded_size : 0;
-        if (t > wl || t >= wc_container_tile_count(o->c) || staged_bytes + need + o->fetch_size > PREFETCH_MAX) {
+        uint64_t ahead = (uint64_t)4 * o->fetch_size > PREFETCH_MAX ? (uint64_t)4 * o->fetch_size : PREFETCH_MAX;
+        if (ahead > STAGE_MAX) ahead = STAGE_MAX;
+        if (t > wl || t >= wc_container_tile_count(o->c) || staged_bytes + need + o->fetch_size > ahead) {
             struct timespec ts;
             clock_gettime(CLOCK_REALTIME, &ts);
             ts.tv_nsec += 50 * 1000000L; /* a reader's advice or taking staged tiles wakes it sooner */

@@ -13,7 +13,8 @@
 #include "net_internal.h"
 #include "wcnet.h"
 
-#define FETCH_SIZE (8u << 20) /* the most one GET of tiles takes */
+#define FETCH_SIZE (4u << 20) /* the most one GET of tiles takes: 4 MiB measured a little faster than 8
+                                * and 32 over a 200 MB/s link (docs/BENCHMARKS.md) */
 
 
 void wcnet_opts_from_env(wcnet_opts *o) {

@@ -77,10 +77,10 @@ int wcnet_get(wcnet *n, const char *path, uint64_t off, size_t len, void *buf, w
  * as a source, pinned to the version its first read sees: a later read of a replaced object is
  * an error naming the URL, never bytes of another version. Opening makes one GET (the 64-byte
  * header: size and ETag); once its container is open the source fetches tiles in runs of up to
- * 8 MiB ($WCODEC_FETCH_SIZE) within the range a reader advised (wc_container_read_range_mt
+ * 4 MiB ($WCODEC_FETCH_SIZE) within the range a reader advised (wc_container_read_range_mt
  * advises its range), with
  * opts->connections (8) reads in flight, and as many prefetchers fetching the advised tiles
- * ahead of the readers (at most 32 MiB ahead); with $WCODEC_DISK_CACHE=DIR (at most
+ * ahead of the readers (at most 32 MiB, or 4 runs, ahead); with $WCODEC_DISK_CACHE=DIR (at most
  * $WCODEC_DISK_CACHE_SIZE, default 10G) every tile and the tables are kept there, shared by every
  * object the process opens. opts NULL: wcnet_opts_from_env. A 404, 403, an unreachable server: WC_ERR_IO with the URL and why.
  */
