@@ -146,9 +146,16 @@ __attribute__((target("avx512f"))) static inline __m512i avx512_lanes(const uint
 __attribute__((target("avx512f"))) static inline void avx512_elems16(const dec_stream *d, size_t i, __m512i e) {
     __m512i sym = _mm512_and_si512(e, _mm512_set1_epi32(0xFF));
     __m512i raw = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(const void *)(d->raw + i)));
-    __m512i v = _mm512_or_si512(_mm512_sll_epi32(sym, _mm_cvtsi32_si128((int)d->sym_shift)),
-                                _mm512_sll_epi32(raw, _mm_cvtsi32_si128((int)d->raw_shift)));
-    if (d->rot) v = _mm512_or_si512(_mm512_srli_epi32(v, 1), _mm512_slli_epi32(v, 15)); /* bits 16+ dropped below */
+    __m512i v;
+    if (d->rot && d->sym_shift == 8) {
+        /* BF16 and F16: (raw, sym, raw) as bytes 0..2, shifted right by one, holds the rotated-back
+         * element in its low half: one three-way or and a shift */
+        v = _mm512_srli_epi32(_mm512_ternarylogic_epi32(raw, _mm512_slli_epi32(sym, 8), _mm512_slli_epi32(raw, 16), 0xFE), 1);
+    } else {
+        v = _mm512_or_si512(_mm512_sll_epi32(sym, _mm_cvtsi32_si128((int)d->sym_shift)),
+                            _mm512_sll_epi32(raw, _mm_cvtsi32_si128((int)d->raw_shift)));
+        if (d->rot) v = _mm512_or_si512(_mm512_srli_epi32(v, 1), _mm512_slli_epi32(v, 15)); /* bits 16+ dropped below */
+    }
     _mm256_storeu_si256((__m256i *)(void *)(d->out + 2 * i), _mm512_cvtepi32_epi16(v));
 }
 
