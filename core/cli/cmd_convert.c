@@ -53,13 +53,14 @@ static int convert_one(convert_ctx *cx, const char *src, const char *dst) {
     }
     if (cx->progress) fputs("\r\033[K", stderr);
     if (st != WC_OK) return cli_fail_err(&err);
-    uint64_t in = file_size(src), out = to_stdout(dst) ? 0 : file_size(dst);
+    uint64_t out = to_stdout(dst) ? 0 : file_size(dst);
     if (wc_source_is_url(src)) { /* its size is not asked for again: a URL costs a round trip */
         cx->files++;
         cx->out_bytes += out;
         if (!cx->quiet && !to_stdout(dst)) fprintf(stderr, "%s -> %s: %llu bytes\n", src, dst, (unsigned long long)out);
         return 0;
     }
+    uint64_t in = file_size(src);
     if (to_stdout(dst)) {
         wc_container_summary sum;
         if (wc_container_peek(src, &sum, NULL) == WC_OK) out = sum.source_size;

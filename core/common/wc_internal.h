@@ -132,6 +132,13 @@ struct wc_container {
     wc_tile_info *tiles;
 };
 
+/* The threads a reader of many tiles of c uses: `threads` within 1..64, and at least the reads
+ * worth having in flight from c's source (a URL's connections: they mostly wait on the network). */
+static inline unsigned wc_read_threads(const wc_container *c, unsigned threads) {
+    if (c->src && threads < c->src->concurrency) threads = c->src->concurrency;
+    return threads < 1 ? 1 : threads > 64 ? 64 : threads;
+}
+
 /* Streams a plane of n symbols is cut into. */
 static inline uint32_t wc_stream_count(uint64_t n) {
     return (uint32_t)((n + WC_RANS_STREAM_SYMBOLS - 1) / WC_RANS_STREAM_SYMBOLS);

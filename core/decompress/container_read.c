@@ -4,13 +4,9 @@
  * wc_container_parse directly. Nothing is trusted until its checksum and bounds are checked,
  * and nothing is allocated beyond what the file's own size can justify.
  */
-#include <errno.h>
 #include <stdatomic.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include "../common/wc_internal.h"
 
@@ -219,26 +215,27 @@ fail:
     return st;
 }
 
-/* Reads and checks the 64-byte header of src. */
-static wc_status read_header(wc_source *src, header_fields *hf, wc_error *err) {
-    uint8_t h[WC_HEADER_SIZE] = {0};
+/* Reads and checks the 64-byte header of src into h. */
+static wc_status read_header(wc_source *src, uint8_t h[WC_HEADER_SIZE], header_fields *hf, wc_error *err) {
+    memset(h, 0, WC_HEADER_SIZE);
     /* a short object is reported by its size, before any byte of h is looked at */
-    if (src->size < sizeof h) return parse_header(h, src->size, src->name, hf, err);
-    wc_status st = wc_source_read(src, 0, sizeof h, h, err);
+    if (src->size < WC_HEADER_SIZE) return parse_header(h, src->size, src->name, hf, err);
+    wc_status st = wc_source_read(src, 0, WC_HEADER_SIZE, h, err);
     return st != WC_OK ? st : parse_header(h, src->size, src->name, hf, err);
 }
 
 wc_status wc_container_open_source(wc_source *src, wc_container **out, wc_error *err) {
-    uint8_t *buf = NULL;
+    uint8_t *buf = NULL, h[WC_HEADER_SIZE];
     header_fields hf;
-    wc_status st = read_header(src, &hf, err);
+    wc_status st = read_header(src, h, &hf, err);
     if (st != WC_OK) goto done;
     size_t len = (size_t)(WC_HEADER_SIZE + hf.tables_size);
     if (!(buf = malloc(len))) {
         st = wc_error_set(err, WC_ERR_NOMEM, "%s: out of memory for %zu bytes of tables", src->name, len);
         goto done;
     }
-    if ((st = wc_source_read(src, 0, len, buf, err)) != WC_OK) goto done;
+    memcpy(buf, h, WC_HEADER_SIZE); /* the header is read once; then the tables after it */
+    if ((st = wc_source_read(src, WC_HEADER_SIZE, len - WC_HEADER_SIZE, buf + WC_HEADER_SIZE, err)) != WC_OK) goto done;
     wc_container *c;
     if ((st = wc_container_parse(buf, len, src->size, src->name, &c, err)) != WC_OK) goto done;
     c->src = src;
@@ -284,8 +281,9 @@ wc_status wc_container_peek(const char *path, wc_container_summary *out, wc_erro
     wc_status st = wc_source_open(path, &src, err);
     if (st != WC_OK) return st;
     header_fields hf;
+    uint8_t h[WC_HEADER_SIZE];
     uint64_t file_size = src->size;
-    st = read_header(src, &hf, err);
+    st = read_header(src, h, &hf, err);
     wc_source_close(src);
     if (st != WC_OK) return st;
     *out = (wc_container_summary){.file_size = file_size,

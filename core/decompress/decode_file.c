@@ -29,8 +29,7 @@ typedef wc_status (*chunk_sink)(void *arg, uint64_t off, const uint8_t *bytes, s
 
 static wc_status decode_all(const wc_container *c, const wc_decode_opts *opts, chunk_sink sink,
                             void *arg, wc_error *err) {
-    unsigned threads = opts->threads < 1 ? 1 : opts->threads > 64 ? 64 : opts->threads;
-    if (c->src && threads < c->src->concurrency) threads = c->src->concurrency; /* chunks as read_range_mt reads */
+    unsigned threads = wc_read_threads(c, opts->threads); /* as read_range_mt will use */
     uint64_t chunk = (uint64_t)threads * TILES_PER_THREAD * c->tile_size;
     if (chunk > MAX_CHUNK) chunk = MAX_CHUNK;
     size_t cap = c->source_size < chunk ? (size_t)c->source_size : (size_t)chunk;

@@ -174,9 +174,7 @@ wc_status wc_container_read_range_mt(const wc_container *c, uint64_t offset, siz
     if (len == 0) return WC_OK;
     uint32_t first = wc_container_find_tile(c, offset), last = wc_container_find_tile(c, offset + len - 1);
     wc_container_advise(c, first, last); /* a source that fetches in runs takes the range in few */
-    if (threads < 1) threads = 1;
-    if (c->src && threads < c->src->concurrency) threads = c->src->concurrency; /* a URL: GETs in flight */
-    if (threads > 64) threads = 64;
+    threads = wc_read_threads(c, threads);
     if (threads > last - first + 1) threads = last - first + 1;
     range_job j = {.c = c, .offset = offset, .len = len, .out = out, .first = first};
     pthread_mutex_init(&j.lock, NULL);
