@@ -81,15 +81,19 @@ static uint32_t tile_at(const wc_container *c, uint64_t off) {
     return UINT32_MAX;
 }
 
+/* 1 if nobody has tile k or is fetching it: not staged, not in flight, not on disk. r_lock held. */
+static int unfetched(object_source *o, uint32_t k) {
+    return !o->in_flight[k] && !o->staged[k] && !(o->disk && wcnet_cache_has(o->disk, o->cache_id, k));
+}
+
 /* Extends a run from tile t (not staged, not in flight) over the wanted tiles after it that
  * nobody has or is fetching, within fetch_size and the stage's room; marks them in flight and
  * reserves their room. r_lock held. Returns the run's last tile. */
 static uint32_t start_run(object_source *o, uint32_t t, uint64_t *reserved) {
     const wc_container *c = o->c;
     uint32_t u = t, wf = atomic_load(&o->want_first), wl = atomic_load(&o->want_last);
-    while (t >= wf && u + 1 <= wl && !o->in_flight[u + 1] && !o->staged[u + 1] &&
-           span(c, t, u + 1) <= o->fetch_size && staged_bytes + span(c, t + 1, u + 1) <= STAGE_MAX &&
-           !(o->disk && wcnet_cache_has(o->disk, o->cache_id, u + 1)))
+    while (t >= wf && u + 1 <= wl && unfetched(o, u + 1) && span(c, t, u + 1) <= o->fetch_size &&
+           staged_bytes + span(c, t + 1, u + 1) <= STAGE_MAX)
         u++;
     *reserved = u > t ? span(c, t + 1, u) : 0;
     staged_bytes += *reserved;
@@ -127,16 +131,16 @@ static int fetch_run(object_source *o, uint32_t t, uint32_t u, uint64_t reserved
 
 static void *prefetcher(void *arg) {
     object_source *o = arg;
+    uint64_t ahead = (uint64_t)4 * o->fetch_size > PREFETCH_MAX ? (uint64_t)4 * o->fetch_size : PREFETCH_MAX;
+    if (ahead > STAGE_MAX) ahead = STAGE_MAX;
+    uint32_t n = wc_container_tile_count(o->c);
     pthread_mutex_lock(&r_lock);
     while (!o->closing) {
         uint32_t wl = atomic_load(&o->want_last), t = o->next_fetch;
-        while (t <= wl && t < wc_container_tile_count(o->c) &&
-               (o->in_flight[t] || o->staged[t] || (o->disk && wcnet_cache_has(o->disk, o->cache_id, t))))
-            t++;
-        uint64_t need = t <= wl && t < wc_container_tile_count(o->c) ? wc_container_tile(o->c, t)->coded_size : 0;
-        uint64_t ahead = (uint64_t)4 * o->fetch_size > PREFETCH_MAX ? (uint64_t)4 * o->fetch_size : PREFETCH_MAX;
-        if (ahead > STAGE_MAX) ahead = STAGE_MAX;
-        if (t > wl || t >= wc_container_tile_count(o->c) || staged_bytes + need + o->fetch_size > ahead) {
+        while (t <= wl && t < n && !unfetched(o, t)) t++;
+        int none = t > wl || t >= n;
+        uint64_t need = none ? 0 : wc_container_tile(o->c, t)->coded_size;
+        if (none || staged_bytes + need + o->fetch_size > ahead) {
             struct timespec ts;
             clock_gettime(CLOCK_REALTIME, &ts);
             ts.tv_nsec += 50 * 1000000L; /* a reader's advice or taking staged tiles wakes it sooner */
@@ -190,7 +194,7 @@ static int read_tile(object_source *o, uint32_t t, uint8_t *buf, wc_error *err) 
     pthread_mutex_unlock(&r_lock);
     uint8_t *run = u > t ? malloc((size_t)span(c, t, u)) : buf;
     int rc = fetch_run(o, t, u, reserved, run, t, err);
-    if (rc == 0 && run != buf) memcpy(buf, run + 0, coded);
+    if (rc == 0 && run != buf) memcpy(buf, run, coded);
     if (run != buf) free(run);
     return rc;
 }

@@ -16,7 +16,6 @@
 #define FETCH_SIZE (4u << 20) /* the most one GET of tiles takes: 4 MiB measured a little faster than 8
                                 * and 32 over a 200 MB/s link (docs/BENCHMARKS.md) */
 
-
 void wcnet_opts_from_env(wcnet_opts *o) {
     memset(o, 0, sizeof *o);
     o->s3_endpoint = getenv("AWS_ENDPOINT_URL_S3");
