@@ -19,8 +19,8 @@
 #include "wcnet.h"
 
 #define STAGE_MAX (128u << 20) /* fetched payloads not yet decoded, all objects together */
-#define PREFETCH_MAX (32u << 20) /* how far ahead of the readers prefetchers go (staged bytes; at
-                                  * least 4 runs, at most STAGE_MAX) */
+#define PREFETCH_MAX (32u << 20) /* an object with prefetchers: how far ahead of the readers they
+                                  * go, and all its runs may stage (at least 4 runs, at most STAGE_MAX) */
 
 typedef struct {
     wc_source s;
@@ -38,6 +38,8 @@ typedef struct {
     pthread_t *fetchers;
     unsigned n_fetchers;
     uint32_t next_fetch;     /* the next tile a prefetcher looks at */
+    uint64_t room;           /* staged bytes (in flight included) a run may take the stage to:
+                              * STAGE_MAX, or with prefetchers at least 4 runs, about PREFETCH_MAX */
     int closing;
     uint8_t *in_flight;      /* per tile */
     uint8_t **staged;        /* per tile */
@@ -93,7 +95,7 @@ static uint32_t start_run(object_source *o, uint32_t t, uint64_t *reserved) {
     const wc_container *c = o->c;
     uint32_t u = t, wf = atomic_load(&o->want_first), wl = atomic_load(&o->want_last);
     while (t >= wf && u + 1 <= wl && unfetched(o, u + 1) && span(c, t, u + 1) <= o->fetch_size &&
-           staged_bytes + span(c, t + 1, u + 1) <= STAGE_MAX)
+           staged_bytes + span(c, t + 1, u + 1) <= o->room)
         u++;
     *reserved = u > t ? span(c, t + 1, u) : 0;
     staged_bytes += *reserved;
@@ -131,8 +133,6 @@ static int fetch_run(object_source *o, uint32_t t, uint32_t u, uint64_t reserved
 
 static void *prefetcher(void *arg) {
     object_source *o = arg;
-    uint64_t ahead = (uint64_t)4 * o->fetch_size > PREFETCH_MAX ? (uint64_t)4 * o->fetch_size : PREFETCH_MAX;
-    if (ahead > STAGE_MAX) ahead = STAGE_MAX;
     uint32_t n = wc_container_tile_count(o->c);
     pthread_mutex_lock(&r_lock);
     while (!o->closing) {
@@ -140,7 +140,7 @@ static void *prefetcher(void *arg) {
         while (t <= wl && t < n && !unfetched(o, t)) t++;
         int none = t > wl || t >= n;
         uint64_t need = none ? 0 : wc_container_tile(o->c, t)->coded_size;
-        if (none || staged_bytes + need + o->fetch_size > ahead) {
+        if (none || staged_bytes + need + o->fetch_size > o->room) {
             struct timespec ts;
             clock_gettime(CLOCK_REALTIME, &ts);
             ts.tv_nsec += 50 * 1000000L; /* a reader's advice or taking staged tiles wakes it sooner */
@@ -295,6 +295,7 @@ wc_status wcnet_object_source(wcnet *n, const char *key, const wcnet_version *ve
     o->ver = *ver;
     o->disk = disk;
     o->fetch_size = fetch_size;
+    o->room = STAGE_MAX;
     *out = &o->s;
     return WC_OK;
 }
@@ -331,4 +332,7 @@ void wcnet_object_source_own(wc_source *s, unsigned concurrency) {
     object_source *o = (object_source *)s;
     o->owns_n = 1;
     o->s.concurrency = concurrency;
+    /* prefetchers keep the stage full: bound it, readers' runs included, near their look-ahead */
+    uint64_t room = (uint64_t)4 * o->fetch_size > PREFETCH_MAX ? (uint64_t)4 * o->fetch_size : PREFETCH_MAX;
+    o->room = room < STAGE_MAX ? room : STAGE_MAX;
 }

@@ -98,6 +98,27 @@ said "says so" "WCODEC_DISK_CACHE_SIZE=lots: not a size"
 t "wcodec decode FOLDER-URL/ DIR: the model folder, containers decoded and files fetched" \
   sh -c "'$W' decode -q 'http://127.0.0.1:$P1/model/' '$T/model.out' && diff -r '$T/model' '$T/model.out'"
 
+# ---- memory: a decode by URL holds a bounded stage, not the object (384 MiB, 250 MB coded)
+"$NP" - "$T/www/huge.safetensors" <<'PY'
+import json, random, struct, sys
+r = random.Random(7)
+block = bytes(r.choice((0x3c, 0x3d, 0xbc, 0xbd, 0x3e)) if i % 2 else r.randrange(256) for i in range(1 << 20))
+n = 384 << 20
+hdr = json.dumps({"w": {"dtype": "BF16", "shape": [n // 2], "data_offsets": [0, n]}}).encode()
+hdr += b" " * (-len(hdr) % 8)
+with open(sys.argv[1], "wb") as f:
+    f.write(struct.pack("<Q", len(hdr)) + hdr)
+    for i in range(384):
+        f.write(block[i:] + block[:i])  # shifted: tiles are not copies of each other
+PY
+"$W" encode -q -j 2 "$T/www/huge.safetensors" "$T/www/huge.wcodec"
+/usr/bin/time -f %M -o "$T/rss" "$W" decode -q "$U/../huge.wcodec" "$T/huge.out" 2>"$T/err"
+rss=$(( $(tail -1 "$T/rss") / 1024 ))
+t "decode of 384 MiB by URL: identical" cmp "$T/huge.out" "$T/www/huge.safetensors"
+if ldd "$W" | grep -q libasan; then echo "# sanitizer build: RSS bound not checked (shadow memory; $rss MiB)"
+else t "decode of 384 MiB by URL: $rss MiB resident (<= 160: the stage is bounded, not the object)" test "$rss" -le 160; fi
+rm -f "$T/huge.out" "$T/www/huge.safetensors" "$T/www/huge.wcodec"
+
 # ---- faults: one line, exit 1, the URL named, nothing left behind
 t_fails "a 404" "$W" decode -q "$U/nothing.wcodec" "$T/x.safetensors"
 said "says HTTP 404 and names the URL" "$U/nothing.wcodec: HTTP 404"
