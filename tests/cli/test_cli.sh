@@ -102,6 +102,12 @@ size=$(stat -c %s "$T/corrupt.wcodec")
 printf '\xff' | dd of="$T/corrupt.wcodec" bs=1 seek=$((size - 100)) conv=notrunc 2>/dev/null
 check_fails "verify catches a corrupted payload" "$W" verify "$T/corrupt.wcodec"
 grep -q "checksum\|corrupt" "$T/err" && ok "verify says why" || no "verify says why"
+check_fails "bench of a corrupted container fails" "$W" bench "$T/corrupt.wcodec"
+grep -q "corrupt.wcodec" "$T/err" && ok "bench names the file" || no "bench names the file"
+check "bench of a container" "$W" bench -j 2 "$T/wc/model-00001-of-00002.wcodec"
+grep -qx "source_bytes: $(stat -c %s "$T/model/model-00001-of-00002.safetensors")" "$T/out" &&
+  grep -qx "container_bytes: $(stat -c %s "$T/wc/model-00001-of-00002.wcodec")" "$T/out" &&
+  grep -q "^decode_GBps_2threads: " "$T/out" && ok "bench of a container: its sizes and speeds" || no "bench of a container: its sizes and speeds"
 check_fails "decode of a corrupted container fails" "$W" decode "$T/corrupt.wcodec" "$T/corrupt.out"
 [ ! -e "$T/corrupt.out" ] && ok "no partial decode left" || no "no partial decode left"
 "$W" decode -q "$T/corrupt.wcodec" - > "$T/corrupt.stream" 2>"$T/err"; rc=$?

@@ -95,6 +95,11 @@ t "a damaged cache entry is fetched again: verify still OK" env WCODEC_DISK_CACH
 t_fails "WCODEC_DISK_CACHE_SIZE that is not a size" env WCODEC_DISK_CACHE="$T/dc" WCODEC_DISK_CACHE_SIZE=lots "$W" info "$U/all_dtypes.wcodec"
 said "says so" "WCODEC_DISK_CACHE_SIZE=lots: not a size"
 
+t "wcodec bench URL" "$W" bench "$U/big_bf16.wcodec"
+cp "$T/out" "$T/bench"
+t "bench by URL: the original's size, a read and a decode speed" sh -c "grep -qx 'source_bytes: $(stat -c %s "$T/orig/big_bf16.safetensors")' '$T/bench' && grep -q '^read_GBps_[0-9]*threads: [0-9.]*[1-9]' '$T/bench' && grep -q '^decode_GBps_1thread: ' '$T/bench'"
+t_fails "wcodec bench on a truncated container's URL" "$W" bench "$U/truncated.wcodec"
+
 t "wcodec decode FOLDER-URL/ DIR: the model folder, containers decoded and files fetched" \
   sh -c "'$W' decode -q 'http://127.0.0.1:$P1/model/' '$T/model.out' && diff -r '$T/model' '$T/model.out'"
 
