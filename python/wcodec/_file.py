@@ -46,6 +46,19 @@ class Container:
         _lib.check(_lib.wc_container_read_range_mt(self._c, offset, size, address,
                                                    threads or _threads, ctypes.byref(err)), err)
 
+    def advise(self, offset, size):
+        """Tells the source that original bytes [offset, offset + size) will be read soon, in
+        reads of their parts: a URL's source then fetches all of it ahead, not each part alone."""
+        if size:
+            _lib.wc_container_advise(self._c, _lib.wc_container_find_tile(self._c, offset),
+                                     _lib.wc_container_find_tile(self._c, offset + size - 1))
+
+    def tile_start(self, offset):
+        """Where the tile holding original byte `offset` starts (a read that ends there decodes
+        no tile twice); the file's size past its end."""
+        i = _lib.wc_container_find_tile(self._c, offset)
+        return _lib.wc_container_tile(self._c, i).contents.src_offset if offset < self.source_size else self.source_size
+
     def read(self, offset, size, threads=None):
         buf = bytearray(size)
         if size:

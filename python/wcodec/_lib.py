@@ -66,6 +66,7 @@ class TileInfo(ctypes.Structure):  # wc_tile_info
 wc_container_tile_size = _fn("wc_container_tile_size", U32, P)
 wc_container_find_tile = _fn("wc_container_find_tile", U32, P, U64)
 wc_container_tile = _fn("wc_container_tile", ctypes.POINTER(TileInfo), P, U32)
+wc_container_advise = _fn("wc_container_advise", INT, P, U32, U32)
 wc_container_read_range_mt = _fn("wc_container_read_range_mt", INT, P, U64, SZ, P, ctypes.c_uint, ERR)
 
 # URLs (net/): an HTTP folder's manifest or an S3 prefix's listing, and small whole objects.

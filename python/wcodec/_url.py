@@ -2,7 +2,9 @@
 the wcodec tool reads them): a container is opened by the C library itself; a folder is listed
 by its wcodec-manifest.json (HTTP) or ListObjectsV2 (S3); small files (config.json) are fetched
 whole."""
+import contextlib
 import ctypes
+import threading
 
 from . import _lib
 
@@ -17,8 +19,32 @@ def join(folder, name):
     return folder + ("" if folder.endswith("/") else "/") + name
 
 
+_listings = threading.local()
+
+
+@contextlib.contextmanager
+def listed_once():
+    """Within it (on this thread), each folder URL is listed once: a call that reads a folder's
+    config files and then its shards makes one listing request, not one per file."""
+    outer = getattr(_listings, "memo", None)
+    _listings.memo = {} if outer is None else outer
+    try:
+        yield
+    finally:
+        _listings.memo = outer
+
+
 def list_folder(url):
     """[(path, size)] of every file under the folder `url`, paths relative to it, sorted."""
+    memo = getattr(_listings, "memo", None)
+    if memo is not None:
+        if url not in memo:
+            memo[url] = _list_folder(url)
+        return memo[url]
+    return _list_folder(url)
+
+
+def _list_folder(url):
     m, err = ctypes.POINTER(_lib.Manifest)(), _lib._Error()
     _lib.check(_lib.wcnet_list_folder(url.encode(), ctypes.byref(m), ctypes.byref(err)), err)
     try:

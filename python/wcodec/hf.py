@@ -99,6 +99,11 @@ def from_pretrained(cls, path, device="cpu", keep=None, **kwargs):
     host memory, and decodes each layer just before it runs); the handle is model.wcodec.
     decoded= and verify= go to attach. Other kwargs (dtype, attn_implementation, ...) go to the
     model's construction; config= replaces the folder's config.json."""
+    with _url.listed_once():  # a URL's folder: one listing for the configs and the shards
+        return _from_pretrained(cls, path, device, keep, kwargs)
+
+
+def _from_pretrained(cls, path, device, keep, kwargs):
     import transformers
 
     d = wtorch.check_device(device)

@@ -32,8 +32,10 @@ def load_file(path):
     """Every tensor of the container at `path`, as {name: numpy array}."""
     c = Container(path)
     try:
-        return {k: tensor(c, v["dtype"], v["shape"], c.data_start + v["data_offsets"][0],
-                          v["data_offsets"][1] - v["data_offsets"][0])
-                for k, v in sorted(c.header.items())}
+        c.advise(c.data_start, c.source_size - c.data_start)  # a URL: fetched ahead, in file order
+        arrays = {k: tensor(c, v["dtype"], v["shape"], c.data_start + v["data_offsets"][0],
+                            v["data_offsets"][1] - v["data_offsets"][0])
+                  for k, v in sorted(c.header.items(), key=lambda kv: kv[1]["data_offsets"][0])}
+        return dict(sorted(arrays.items()))
     finally:
         c.close()

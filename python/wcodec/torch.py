@@ -91,12 +91,29 @@ def _load_cuda(containers, device):
     return [_views(c, items, lo, blk) for c, (items, lo, _), blk in zip(containers, plans, blocks)]
 
 
-def _load(c, device):
+_AHEAD = 32 << 20  # what a URL's prefetchers hold ahead of the reader (net/object_source.c)
+
+
+def _load(c, device, then=None):
+    """Every tensor of c, as views of its data area decoded in one block (as on a GPU); on the CPU,
+    once what is left of c is within a URL's prefetchers' reach, `then` (a folder's next shard)
+    is advised, so that its tiles are on their way."""
     if device.type == "cuda":
         return _load_cuda([c], device)[0]
-    items = sorted(c.header.items(), key=lambda kv: kv[1]["data_offsets"][0])
-    return {k: tensor(c, v["dtype"], v["shape"], c.data_start + v["data_offsets"][0],
-                      v["data_offsets"][1] - v["data_offsets"][0], device) for k, v in items}
+    items, lo, hi = _plan(c)
+    block = torch.empty(hi - lo, dtype=torch.uint8)
+    c.advise(c.data_start + lo, hi - lo)
+    # two reads: all but the last _AHEAD bytes (cut where a tile starts: none decoded twice), then
+    # the rest, with the next shard advised between them
+    cut = hi - lo
+    if then is not None and hi - lo > _AHEAD:
+        cut = max(c.tile_start(c.data_start + hi - _AHEAD) - c.data_start - lo, 0)
+    for a, b in ((0, cut), (cut, hi - lo)):
+        if a == cut and then is not None:
+            then.advise(then.data_start, then.source_size - then.data_start)
+        if b > a:
+            c.read_into(c.data_start + lo + a, b - a, block.data_ptr() + a)
+    return _views(c, items, lo, block)
 
 
 def load_file(path, device="cpu"):
@@ -146,7 +163,15 @@ def load_dir(path, device="cpu"):
             for c in containers:
                 c.close()
     else:
-        parts = [load_file(f, d) for f in files]
+        containers = []
+        try:
+            for f in files:
+                containers.append(Container(f))
+            parts = [_load(c, d, containers[i + 1] if i + 1 < len(containers) else None)
+                     for i, c in enumerate(containers)]
+        finally:
+            for c in containers:
+                c.close()
     out = {}
     for f, part in zip(files, parts):
         for k, t in part.items():
