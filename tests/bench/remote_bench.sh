@@ -30,7 +30,7 @@ trap cleanup EXIT
 
 mkdir -p "$T/www/raw" "$T/m"
 for s in $(seq 1 "$SHARDS"); do
-  $NP tests/bench/repeat_model.py "$SRC" "$COPIES" "$T/www/raw/model-0000$s-of-0000$SHARDS.safetensors"
+  $NP tests/bench/repeat_model.py "$SRC" "$COPIES" "$T/www/raw/model-0000$s-of-0000$SHARDS.safetensors" "shard$s.copy"
 done
 echo '{"architectures": ["X"]}' > "$T/www/raw/config.json"
 "$B/wcodec" encode -q "$T/www/raw" "$T/www/enc"
@@ -68,8 +68,8 @@ mount_read() { # mount the encoded folder by URL, read every file, unmount
 # the Python package and the wcodec tool on the folder's URL, no mount (the interpreter with numpy)
 PY=/usr/bin/python3; $PY -c "import numpy" 2>/dev/null || PY=$NP
 echo "$files" | grep safetensors > "$T/list"
-py_url() { WCODEC_LIBRARY=$B/libwcodec.so PYTHONPATH=python $PY tests/bench/py_load.py url http://10.203.0.2:8080/enc/ > /dev/null; }
-py_rawurl() { WCODEC_LIBRARY=$B/libwcodec.so PYTHONPATH=python $PY tests/bench/py_load.py rawurl http://10.203.0.2:8080/raw/ "$T/list" > /dev/null; }
+py_url() { WCODEC_LIBRARY=$B/libwcodec.so PYTHONPATH=python $PY tests/bench/py_load.py url http://10.203.0.2:8080/enc/ > "$T/py.out"; }
+py_rawurl() { WCODEC_LIBRARY=$B/libwcodec.so PYTHONPATH=python $PY tests/bench/py_load.py rawurl http://10.203.0.2:8080/raw/ "$T/list" > "$T/py.out"; }
 decode_url() { rm -rf "$T/dec"; "$B/wcodec" decode -q http://10.203.0.2:8080/enc/ "$T/dec"; }
 # S3: s3rver (npm, mount-scripts/install-deps.sh) in the same namespace, behind the same shaping;
 # the raw files by curl (signed), the containers by the Python package (s3://)
@@ -83,18 +83,28 @@ if [ -x "$S3RVER" ]; then
   for f in $(cd "$T/www/enc" && ls); do s3curl -T "$T/www/enc/$f" "http://10.203.0.2:9000/models/enc/$f"; done
   s3_raw() { for f in $files; do s3curl -o /dev/null "http://10.203.0.2:9000/models/raw/$f"; done; }
   s3_py_url() { AWS_ENDPOINT_URL=http://10.203.0.2:9000 AWS_ACCESS_KEY_ID=S3RVER AWS_SECRET_ACCESS_KEY=S3RVER \
-    WCODEC_LIBRARY=$B/libwcodec.so PYTHONPATH=python $PY tests/bench/py_load.py url s3://models/enc > /dev/null; }
-  s3_runs="s3_raw s3_py_url"
+    WCODEC_LIBRARY=$B/libwcodec.so PYTHONPATH=python $PY tests/bench/py_load.py url s3://models/enc > "$T/py.out"; }
+  # the issue's comparison: the raw files fetched (s3rver serves anonymous GETs) and loaded, by the
+  # same Python code as over HTTP, against wcodec.torch.load_dir("s3://...") on the CPU
+  s3_rawurl() { WCODEC_LIBRARY=$B/libwcodec.so PYTHONPATH=python $PY tests/bench/py_load.py rawurl http://10.203.0.2:9000/models/raw/ "$T/list" > "$T/py.out"; }
+  s3_load_dir() { AWS_ENDPOINT_URL=http://10.203.0.2:9000 AWS_ACCESS_KEY_ID=S3RVER AWS_SECRET_ACCESS_KEY=S3RVER \
+    WCODEC_LIBRARY=$B/libwcodec.so PYTHONPATH=python $PY tests/bench/py_load.py wcodec s3://models/enc cpu > "$T/py.out"; }
+  $PY -c "import torch" 2>/dev/null && s3_runs="s3_rawurl s3_load_dir"
+  s3_runs="s3_raw s3_py_url $s3_runs"
 fi
+# Python runs are timed inside the interpreter (py_load.py), after its imports: torch's import
+# alone takes 1.5 s here, and it is not the load. ONLY="curl_raw s3_load_dir ..." runs just those.
 declare -A secs
-for what in curl_raw mount_read py_rawurl py_url decode_url $s3_runs; do
+for what in ${ONLY:-curl_raw mount_read py_rawurl py_url decode_url $s3_runs}; do
   for r in $(seq "$REPS"); do
     sync; echo 3 > /proc/sys/vm/drop_caches 2>/dev/null || true
+    rm -f "$T/py.out"
     a=$(now); $what; z=$(now)
-    echo "$z - $a" | bc -l >> "$T/$what.times"
+    if [ -s "$T/py.out" ]; then cut -d' ' -f1 "$T/py.out"; else echo "$z - $a" | bc -l; fi >> "$T/$what.times"
   done
   secs[$what]=$(best < "$T/$what.times")
 done
+for what in curl_raw mount_read py_rawurl py_url decode_url $s3_runs; do : "${secs[$what]:=nan}"; done
 # the mount's result is what it read: check it once
 "$B/wcodecfs" http://10.203.0.2:8080/enc/ "$T/m"
 for f in $files; do cmp "$T/www/raw/$f" "$T/m/$f"; done
@@ -114,7 +124,8 @@ fetched=$(awk '{s += $3} END {print s + 0}' "$T/ng/logs/access.log")
 coded=$("$B/wcodec" info --json "$T/www/enc/model-00001-of-0000$SHARDS.wcodec" | $NP -c '
 import json, sys; j = json.load(sys.stdin); print([t["coded_bytes"] for t in j["tensors"] if t["name"] == sys.argv[1]][0])' "$name")
 
-mbs() { echo "$1 / $2 / 1000000" | bc -l | xargs printf '%.0f'; }
+div() { if [ "$1" = nan ] || [ "$2" = nan ]; then echo nan; else echo "$1 / $2" | bc -l; fi; }
+mbs() { printf '%.0f' "$(div "$(div "$1" "$2")" 1000000)"; }
 echo "remote_bench: $SHARDS shards of use-lite.bf16 x $COPIES (real BF16 weights), raw $raw_bytes bytes," \
      "encoded $enc_bytes; link $RATE (tc tbf in a network namespace); best of $REPS; $(nproc) cores"
 printf '| %-44s | %8s | %8s |\n' "whole folder over the link" "seconds" "MB/s"
@@ -126,10 +137,15 @@ printf '| %-44s | %8.2f | %8s |\n' "Python: wcodec.Container(URL) decoded to mem
 if [ -n "$s3_runs" ]; then
   printf '| %-44s | %8.2f | %8s |\n' "S3 (s3rver): curl of the raw files (signed)" "${secs[s3_raw]}" "$(mbs "$raw_bytes" "${secs[s3_raw]}")"
   printf '| %-44s | %8.2f | %8s |\n' "S3: Python wcodec.Container(s3://...) decoded" "${secs[s3_py_url]}" "$(mbs "$raw_bytes" "${secs[s3_py_url]}")"
-  printf 'S3: Python by URL / curl of the raw files: %.2fx (target >= 1.4x)\n' "$(echo "${secs[s3_raw]} / ${secs[s3_py_url]}" | bc -l)"
+  printf 'S3: Python by URL / curl of the raw files: %.2fx\n' "$(div "${secs[s3_raw]}" "${secs[s3_py_url]}")"
+  if [ -n "${secs[s3_load_dir]:-}" ]; then
+    printf '| %-44s | %8.2f | %8s |\n' "S3: Python raw files fetched (urllib) into memory" "${secs[s3_rawurl]}" "$(mbs "$raw_bytes" "${secs[s3_rawurl]}")"
+    printf '| %-44s | %8.2f | %8s |\n' "S3: wcodec.torch.load_dir(\"s3://...\"), CPU" "${secs[s3_load_dir]}" "$(mbs "$raw_bytes" "${secs[s3_load_dir]}")"
+    printf 'S3: torch.load_dir / the raw files fetched into memory: %.2fx (target >= 1.4x)\n' "$(div "${secs[s3_rawurl]}" "${secs[s3_load_dir]}")"
+  fi
 fi
 printf 'mount / curl speed: %.2fx (target >= 1.4x; the bytes alone allow %.2fx)\n' \
-  "$(echo "${secs[curl_raw]} / ${secs[mount_read]}" | bc -l)" "$(echo "$raw_bytes / $enc_bytes" | bc -l)"
+  "$(div "${secs[curl_raw]}" "${secs[mount_read]}")" "$(div "$raw_bytes" "$enc_bytes")"
 printf 'wcodec decode URL / curl: %.2fx; Python URL / Python raw fetch: %.2fx (targets >= 1.4x)\n' \
-  "$(echo "${secs[curl_raw]} / ${secs[decode_url]}" | bc -l)" "$(echo "${secs[py_rawurl]} / ${secs[py_url]}" | bc -l)"
+  "$(div "${secs[curl_raw]}" "${secs[decode_url]}")" "$(div "${secs[py_rawurl]}" "${secs[py_url]}")"
 echo "one tensor ($name, $tlen raw bytes): fetched $fetched bytes; its tiles are $coded coded bytes"
