@@ -683,6 +683,29 @@ static size_t batch_size(const wc_container *c, const uint32_t *tiles, size_t at
 
 /* Runs batches; deliver(k, stage pointer, batch's first stage pointer) places good tile k;
  * batch_done(first, count) runs when a batch's deliveries are issued; collects verdicts. */
+/* g's pinned verdict slots, grown to at least n (one per tile of a call); NULL if pinned memory
+ * ran out. */
+static uint32_t *verdicts_for(wcgpu *g, size_t n) {
+    if (n < 1) n = 1;
+    if (n > g->verdict_cap) {
+        cudaFreeHost(g->h_verdict);
+        g->h_verdict = NULL;
+        g->verdict_cap = 0;
+        if (cudaMallocHost((void **)&g->h_verdict, n * sizeof *g->h_verdict) != cudaSuccess) return NULL;
+        g->verdict_cap = n;
+    }
+    return g->h_verdict;
+}
+
+/* Threads that pread payloads ahead of the uploads: half the CPUs, at most 8 (8 were as good as
+ * 12 or 15 on the H200 machine); WCGPU_READERS overrides. */
+static unsigned payload_readers(void) {
+    unsigned readers = std::thread::hardware_concurrency();
+    readers = readers < 2 ? 1 : readers > 16 ? 8 : readers / 2;
+    if (const char *env = getenv("WCGPU_READERS")) readers = (unsigned)std::max(1, std::min(64, atoi(env)));
+    return readers;
+}
+
 template <typename Deliver, typename BatchDone>
 static wc_status decode_all(wcgpu *g, const wc_container *c, const uint32_t *tiles, size_t n,
                             const uint8_t *const *payloads, uint8_t *bad, wc_error *err,
@@ -690,13 +713,8 @@ static wc_status decode_all(wcgpu *g, const wc_container *c, const uint32_t *til
     cudaError_t e = cudaSetDevice(g->device);
     if (e != cudaSuccess) return cuda_fail(err, e, "selecting the device");
     uint8_t **stage_at = (uint8_t **)malloc((n ? n : 1) * sizeof *stage_at);
-    if (n > g->verdict_cap) {
-        cudaFreeHost(g->h_verdict);
-        g->verdict_cap = 0;
-        if (cudaMallocHost((void **)&g->h_verdict, n * sizeof *g->h_verdict) == cudaSuccess) g->verdict_cap = n;
-    }
-    uint32_t *verdict = g->h_verdict;
-    if (!stage_at || n > g->verdict_cap) {
+    uint32_t *verdict = verdicts_for(g, n);
+    if (!stage_at || !verdict) {
         free(stage_at);
         return fail(err, WC_ERR_NOMEM, "out of memory");
     }
@@ -986,13 +1004,7 @@ static wc_status load_ranges(wcgpu *g, const wcgpu_range *r, size_t nr, size_t *
     }
     if (tiles.empty()) return WC_OK;
     size_t n = tiles.size();
-    if (n > g->verdict_cap) {
-        cudaFreeHost(g->h_verdict);
-        g->verdict_cap = 0;
-        if (cudaMallocHost((void **)&g->h_verdict, n * sizeof *g->h_verdict) != cudaSuccess)
-            return fail(err, WC_ERR_NOMEM, "out of pinned memory for verdicts");
-        g->verdict_cap = n;
-    }
+    if (!verdicts_for(g, n)) return fail(err, WC_ERR_NOMEM, "out of pinned memory for verdicts");
     wc_status st = loader_ready(g, max_pay + max_jobs, align_up(max_pay + max_jobs) + max_stage, err);
     if (st != WC_OK) return st;
     wcgpu_loader *L = g->loader;
@@ -1028,9 +1040,7 @@ static wc_status load_ranges(wcgpu *g, const wcgpu_range *r, size_t nr, size_t *
             if (ls.stop) break;
         }
     };
-    unsigned readers = std::thread::hardware_concurrency();
-    readers = readers < 2 ? 1 : readers > 16 ? 8 : readers / 2;
-    if (const char *env = getenv("WCGPU_READERS")) readers = (unsigned)std::max(1, std::min(64, atoi(env)));
+    unsigned readers = payload_readers();
     std::vector<std::thread> pool;
     for (unsigned w = 0; w < readers; w++) {
         try {
@@ -1331,8 +1341,7 @@ static wc_status set_finish(wcgpu_set *s, void *payloads, void *d_check, uint64_
     wc_tile_layout *lay = (wc_tile_layout *)malloc(sizeof *lay);
     job_lists jl;
     wc_status st = lay ? WC_OK : fail(err, WC_ERR_NOMEM, "out of memory");
-    unsigned readers = std::thread::hardware_concurrency();
-    readers = readers < 2 ? 1 : readers > 16 ? 8 : readers / 2;
+    unsigned readers = payload_readers();
     std::vector<uint32_t> tiles;
     std::vector<const uint8_t *> ptrs;
     for (size_t k = 0; k < order.size() && st == WC_OK;) {

@@ -11,6 +11,7 @@
 #     the Python package (python/): its tests with torch, load_file/safe_open to CUDA equal to
 #     safetensors', and wcodec.hf.from_pretrained equal to transformers' (parameters, logits);
 #     weights kept compressed (attach_check.py): logits and greedy tokens equal with keep=gpu/host;
+#     by URL (url_check.py, a range server here): load_dir/load_file to CUDA, hf.from_pretrained;
 #  4. with BENCH=1, the GPU benchmarks (key: value lines; into $OUT if set).
 # BUILD_DIR (default build-cuda) holds a CUDA build; libraries the machine lacks may sit in
 # $WCODEC_LIBS. DATA_DIR holds real .wcodec containers (optional). Ends 'N passed, N failed'.
@@ -22,8 +23,9 @@ PY=${PYTHON:-python3}
 T=$(mktemp -d /tmp/wcgpu.XXXXXX); M=$T/m; mkdir -p "$M"
 trap 'umount -l "$M" 2>/dev/null; rm -rf "$T"' EXIT
 pass=0; fail=0
-tally() { # tally LOGFILE: adds a sub-run's 'N passed, N failed'
-  local p f; read -r p f < <(awk '/^[0-9]+ passed, [0-9]+ failed/ {p=$1; f=$3} END {print p+0, f+0}' "$1")
+tally() { # tally LOGFILE: adds a sub-run's 'N passed, N failed' (a run that never said it failed)
+  local p f; read -r p f < <(awk '/^[0-9]+ passed, [0-9]+ failed/ {p=$1; f=$3; seen=1} END {print p+0, (seen ? f+0 : 1)}' "$1")
+  grep -qE '^[0-9]+ passed, [0-9]+ failed' "$1" || { echo "not ok - $1 ended without its tally:"; tail -5 "$1"; }
   pass=$((pass + p)); fail=$((fail + f)); }
 t() { local name=$1; shift; if "$@" > "$T/out" 2>&1; then echo "ok - $name"; pass=$((pass+1)); else echo "not ok - $name"; tail -5 "$T/out"; fail=$((fail+1)); fi; }
 stat_of() { awk -F': ' -v k="$2" '$1==k {print $2}' "$1/.wcodecfs-stats"; }
@@ -82,6 +84,14 @@ PY
     tally "$T/load_$mode.log"
     umount "$M"
   done
+  # by URL (this machine has no nginx: a small range server): load_dir/load_file to the GPU and
+  # wcodec.hf.from_pretrained, against the raw files and transformers
+  "$B/wcodec" manifest "$T/llm.wc" && "$B/wcodec" manifest "$T/llama.wc"
+  $PY "$HERE/range_server.py" "$T" "$T/port" "$T/http.log" & SRV=$!
+  for i in $(seq 50); do [ -s "$T/port" ] && break; sleep 0.1; done
+  PYTHONPATH=$HERE/../../python $PY "$HERE/url_check.py" "$T/llm" "http://127.0.0.1:$(cat "$T/port")/" "$T/http.log" > "$T/url.log" 2>&1
+  grep -v "^[0-9]* passed" "$T/url.log"; tally "$T/url.log"
+  kill "$SRV"
 else
   echo "# torch/safetensors/transformers missing: loader checks skipped"
 fi
