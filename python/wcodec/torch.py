@@ -1,6 +1,7 @@
 """wcodec.torch: containers to torch tensors, on the CPU (the C decoder's threads) or on a CUDA
 device (the GPU decoder, straight into the tensors' memory); attach(): a module whose weights
 stay compressed and are decoded block by block as it runs."""
+import concurrent.futures
 import glob
 import os
 
@@ -117,7 +118,9 @@ def _load(c, device, then=None):
 
 
 def load_file(path, device="cpu"):
-    """Every tensor of the container at `path`, as {name: tensor} on `device`."""
+    """Every tensor of the container at `path`, as {name: tensor} on `device`: views of one block
+    holding the file's data area (a tensor whose offset does not suit its dtype is a copy), so
+    the block is freed when the last of them is; clone() one to keep it alone."""
     d = check_device(device)
     c = Container(path)
     try:
@@ -144,6 +147,30 @@ def container_paths(path):
     return files
 
 
+def _open_all(files):
+    """Every container of a folder, opened at once (a URL's opens are requests that wait on the
+    network: its pin and its tables); on an error the ones opened are closed again."""
+    if len(files) < 2 or not _url.is_url(files[0]):
+        out = []
+        try:
+            for f in files:
+                out.append(Container(f))
+        except BaseException:
+            for c in out:
+                c.close()
+            raise
+        return out
+    with concurrent.futures.ThreadPoolExecutor(min(len(files), 8)) as pool:
+        futures = [pool.submit(Container, f) for f in files]
+    errors = [fu.exception() for fu in futures if fu.exception() is not None]
+    if errors:
+        for fu in futures:
+            if fu.exception() is None:
+                fu.result().close()
+        raise errors[0]
+    return [fu.result() for fu in futures]
+
+
 def load_dir(path, device="cpu"):
     """Every tensor of every .wcodec container in the folder `path` (a sharded model; or its URL:
     https://host/model/, s3://bucket/model), as one {name: tensor}; a name found in two shards is
@@ -153,25 +180,16 @@ def load_dir(path, device="cpu"):
         raise FileNotFoundError(f"{path}: not a folder of .wcodec files")
     d = check_device(device)
     files = container_paths(path)
-    if d.type == "cuda":
-        containers = []
-        try:
-            for f in files:
-                containers.append(Container(f))
+    containers = _open_all(files)
+    try:
+        if d.type == "cuda":
             parts = _load_cuda(containers, d)
-        finally:
-            for c in containers:
-                c.close()
-    else:
-        containers = []
-        try:
-            for f in files:
-                containers.append(Container(f))
+        else:
             parts = [_load(c, d, containers[i + 1] if i + 1 < len(containers) else None)
                      for i, c in enumerate(containers)]
-        finally:
-            for c in containers:
-                c.close()
+    finally:
+        for c in containers:
+            c.close()
     out = {}
     for f, part in zip(files, parts):
         for k, t in part.items():

@@ -228,6 +228,19 @@ import sys, torch, wcodec.torch
 a, b = wcodec.torch.load_dir(sys.argv[1]), wcodec.torch.load_dir(sys.argv[2])
 assert sorted(a) == sorted(b) and len(a) == 4 and all(torch.equal(a[k], b[k]) for k in a)
 PY
+  # a folder with a truncated shard: its shards are opened at once, and the error names that one
+  s3_put "$T/www/model/$(cd "$T/www/model" && ls *.wcodec | head -1)" "models/bad/a.wcodec"
+  s3_put "$T/www/enc/truncated.wcodec" "models/bad/b.wcodec"
+  [ -f "$B/libwcodec.so" ] && "$NP" -c "import torch" 2>/dev/null &&
+    t "s3: torch.load_dir of a folder with a truncated shard raises, naming it" "$NP" - s3://models/bad <<'PY'
+import sys, wcodec, wcodec.torch
+try:
+    wcodec.torch.load_dir(sys.argv[1])
+except wcodec.WcodecError as e:
+    assert "models/bad/b.wcodec" in str(e) and "a.wcodec" not in str(e), e
+else:
+    raise SystemExit("no error")
+PY
   t_fails "s3: a wrong secret" env AWS_SECRET_ACCESS_KEY=WRONGSECRET "$W" info s3://models/llama/big_bf16.wcodec
   said "s3: says HTTP 403" "HTTP 403"
   t "s3: without the secret in the message" sh -c "! grep -q WRONGSECRET '$T/err'"
