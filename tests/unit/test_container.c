@@ -14,6 +14,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 #include <cmocka.h>
+#include <xxhash.h>
 
 #include "common/wc_internal.h"
 #include "fixture.h"
@@ -524,6 +525,31 @@ static void test_existing_output_and_cancel(void **state) {
     free(dst);
 }
 
+/* The format's checksum is xxh3-64 whichever code computes it (the dispatcher's AVX-512 or AVX2
+ * path where libxxhash has one): every length path, one call and streamed in uneven pieces. */
+static void test_hash_is_xxh3(void **state) {
+    (void)state;
+    size_t cap = (4u << 20) + 7;
+    uint8_t *b = malloc(cap);
+    assert_non_null(b);
+    for (size_t i = 0; i < cap; i++) b[i] = (uint8_t)(i * 2654435761u >> 13);
+    for (size_t len = 0; len <= 3000; len++)
+        assert_true(wc_hash(b + len % 7, len) == XXH3_64bits(b + len % 7, len));
+    const size_t big[] = {65536, 262144 - 1, 262144, 1u << 20, 4u << 20};
+    for (size_t k = 0; k < sizeof big / sizeof *big; k++) {
+        assert_true(wc_hash(b + k, big[k]) == XXH3_64bits(b + k, big[k]));
+        wc_hasher *h = wc_hasher_new();
+        assert_non_null(h);
+        for (size_t at = 0, step = 1; at < big[k]; at += step, step = step * 3 + 1) {
+            size_t n = big[k] - at < step ? big[k] - at : step;
+            wc_hasher_update(h, b + k + at, n);
+        }
+        assert_true(wc_hasher_digest(h) == XXH3_64bits(b + k, big[k]));
+        wc_hasher_free(h);
+    }
+    free(b);
+}
+
 static void test_not_a_container(void **state) {
     (void)state;
     char *p = path_in("junk.wcodec");
@@ -555,6 +581,7 @@ int main(void) {
         cmocka_unit_test(test_full_disk_leaves_nothing),
         cmocka_unit_test(test_existing_output_and_cancel),
         cmocka_unit_test(test_not_a_container),
+        cmocka_unit_test(test_hash_is_xxh3),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
