@@ -15,7 +15,11 @@ For F16 and F32 tensors (a file of them), the same question on the codec's own b
 element rotated left by one bit, so that the top plane holds the exponent: all 8 bits of it for
 F32, F16's 5 and 3 mantissa bits): every plane order-0 per tensor (the bound the container
 reaches), then the top plane given its left neighbour, the one 32 to the left, the one above, or
-a table per row, and the next plane given the top one; the ratio each would give."""
+a table per row, and the next plane given the top one; the ratio each would give.
+
+For F8_E4M3 tensors (tests/bench/to_fp8.py makes them from real weights): the byte order-0 per
+tensor (its bound) against the byte given its left neighbour, the one 32 to the left, the one
+above, or a table per row."""
 import json
 import struct
 import sys
@@ -31,6 +35,47 @@ def entropy_bits(counts):
 def conditional_bits(x, ctx, n_ctx):
     table = np.bincount(ctx.astype(np.int64) * 256 + x, minlength=n_ctx * 256).reshape(n_ctx, 256)
     return sum(entropy_bits(r) for r in table if r.sum())
+
+
+def xval_bits(x, ctx, n_ctx, eps=0.5):
+    """Bits to code x given ctx when each half of the tensor is coded with the tables counted on
+    the other half (+eps a cell): what a context model's tables are worth on data they were not
+    fitted to. The plug-in entropy of 256 contexts x 256 symbols fits tables to the very symbols
+    it codes and reads low on tensors of a few hundred thousand elements."""
+    half = x.size // 2
+    bits = 0.0
+    for tr, te in ((slice(0, half), slice(half, None)), (slice(half, None), slice(0, half))):
+        t = np.bincount(ctx[tr] * 256 + x[tr], minlength=n_ctx * 256).reshape(n_ctx, 256) + eps
+        p = t / t.sum(axis=1, keepdims=True)
+        bits -= float(np.log2(p[ctx[te], x[te]]).sum())
+    return bits
+
+
+def row_classes_bits(x, rows, cols, k, mask=0xFF):
+    """Bits to code symbols x (rows x cols) with k tables, each row sent to the table of its class
+    (rows ranked by their mean symbol & mask, the row's scale, cut into k equal groups): the
+    symbols' entropy, plus each table as the container stores one (32 + 2 bytes a present symbol)
+    and log2(k) bits a row for its class; for k = 1, one table, as now."""
+    m = x.reshape(rows, cols)
+    cls = np.zeros(rows, np.int64)
+    if k > 1:
+        cls[np.argsort((m & mask).mean(axis=1), kind="stable")] = np.arange(rows) * k // rows
+    bits = rows * np.log2(k)
+    for c in range(k):
+        h = np.bincount(m[cls == c].ravel(), minlength=256)
+        if h.sum():
+            bits += entropy_bits(h) + 8 * (32 + 2 * int((h > 0).sum()))
+    return bits
+
+
+def add_row_classes(add, x, rows, cols, label, extra_bits, mask=0xFF):
+    """Adds 'label, k row classes' lines (tables paid for) for k = 1, 4, 16, when the tensor has
+    rows enough."""
+    for k in (1, 4, 16):
+        if rows >= 4 * k or k == 1:
+            add(f"{label}, {k} row classes, tables paid", row_classes_bits(x, rows, cols, k, mask) + extra_bits)
+        else:
+            add(f"{label}, {k} row classes, tables paid", row_classes_bits(x, rows, cols, 1, mask) + extra_bits)
 
 
 def main(path):
@@ -62,7 +107,12 @@ def main(path):
                 qs = np.unique(np.quantile(ex, np.linspace(0, 1, nb + 1)[1:-1]))
                 add(f"exponent | {k}, {nb} buckets", conditional_bits(ex, np.searchsorted(qs, c, side="right"), nb))
         add("exponent | row", sum(entropy_bits(np.bincount(r, minlength=256)) for r in ex.reshape(rows, cols)))
+        add_row_classes(add, ex, rows, cols, "exponent", 0)
+        add("exponent order-0, cross-validated", xval_bits(ex, np.zeros(a.size, np.int64), 1))
+        add("exponent | left, cross-validated", xval_bits(ex, ctxs["left"], 256))
     if not elems:
+        if any(v.get("dtype") == "F8_E4M3" for k, v in header.items() if k != "__metadata__"):
+            return fp8_bytes(header, b[8 + n:], path)
         return float_planes(header, b[8 + n:], path)
     print(f"{path}: {elems} BF16 elements in tensors of >= 4096")
     exp_bits = tot["exponent"] / elems
@@ -101,11 +151,42 @@ def float_planes(header, data, path):
         add("top plane | row (a table per row)",
             sum(entropy_bits(np.bincount(x, minlength=256)) for x in hi.reshape(rows, cols)) + order0[w - 2] + rest)
         add("next plane | top plane", order0[w - 1] + conditional_bits(nxt, hi, 256) + rest)
+        add_row_classes(add, hi, rows, cols, "top plane", order0[w - 2] + rest)
         add("top | row and next | top", sum(entropy_bits(np.bincount(x, minlength=256)) for x in hi.reshape(rows, cols))
             + conditional_bits(nxt, hi, 256) + rest)
     print(f"{path}: {elems} F16/F32 elements in tensors of >= 4096, the other planes order-0 in every line")
     for k, v in tot.items():
         print(f"  {k:36s} {v / elems:7.4f} bits/element   ratio {v / elems / (8 * width):.4f}")
+
+
+def fp8_bytes(header, data, path):
+    tot, elems = {}, 0
+    add = lambda k, v: tot.__setitem__(k, tot.get(k, 0.0) + v)  # noqa: E731
+    for name, v in header.items():
+        if name == "__metadata__" or v["dtype"] != "F8_E4M3":
+            continue
+        s, e = v["data_offsets"]
+        a = np.frombuffer(data[s:e], dtype=np.uint8).astype(np.int64)
+        if a.size < 4096:
+            continue
+        elems += a.size
+        rows = v["shape"][0] if len(v["shape"]) == 2 else 1
+        cols = a.size // rows
+        add("byte order-0 (the bound)", entropy_bits(np.bincount(a, minlength=256)))
+        ctxs = {"left": np.concatenate([[0], a[:-1]]), "32 left": np.concatenate([np.zeros(32, np.int64), a[:-32]]),
+                "above": np.concatenate([np.zeros(cols, np.int64), a[:-cols]])}
+        for k, c in ctxs.items():
+            add(f"byte | {k}", conditional_bits(a, c, 256))
+            add(f"byte | {k}'s exponent", conditional_bits(a, (c >> 3) & 0xF, 16))
+        add("byte | row (a table per row)", sum(entropy_bits(np.bincount(x, minlength=256)) for x in a.reshape(rows, cols)))
+        add_row_classes(add, a, rows, cols, "byte", 0, mask=0x7F)
+        zero = np.zeros(a.size, np.int64)
+        add("byte order-0, cross-validated", xval_bits(a, zero, 1))
+        add("byte | left, cross-validated", xval_bits(a, ctxs["left"], 256))
+        add("byte | left's exponent, cross-validated", xval_bits(a, (ctxs["left"] >> 3) & 0xF, 16))
+    print(f"{path}: {elems} F8_E4M3 elements in tensors of >= 4096")
+    for k, v in tot.items():
+        print(f"  {k:36s} {v / elems:7.4f} bits/element   ratio {v / elems / 8:.4f}")
 
 
 if __name__ == "__main__":
