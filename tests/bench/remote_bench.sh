@@ -70,6 +70,10 @@ PY=/usr/bin/python3; $PY -c "import numpy" 2>/dev/null || PY=$NP
 echo "$files" | grep safetensors > "$T/list"
 py_url() { WCODEC_LIBRARY=$B/libwcodec.so PYTHONPATH=python $PY tests/bench/py_load.py url http://10.203.0.2:8080/enc/ > "$T/py.out"; }
 py_rawurl() { WCODEC_LIBRARY=$B/libwcodec.so PYTHONPATH=python $PY tests/bench/py_load.py rawurl http://10.203.0.2:8080/raw/ "$T/list" > "$T/py.out"; }
+# the same folder by wcodec.torch.load_dir on the CPU (numpy has no bfloat16: numpy.load_file
+# cannot hold these weights; torch's loader is the one for them), where torch is there
+py_load_dir() { WCODEC_LIBRARY=$B/libwcodec.so PYTHONPATH=python $PY tests/bench/py_load.py wcodec http://10.203.0.2:8080/enc/ cpu > "$T/py.out"; }
+http_runs=; $PY -c "import torch" 2>/dev/null && http_runs=py_load_dir
 decode_url() { rm -rf "$T/dec"; "$B/wcodec" decode -q http://10.203.0.2:8080/enc/ "$T/dec"; }
 # S3: s3rver (npm, mount-scripts/install-deps.sh) in the same namespace, behind the same shaping;
 # the raw files by curl (signed), the containers by the Python package (s3://)
@@ -95,7 +99,7 @@ fi
 # Python runs are timed inside the interpreter (py_load.py), after its imports: torch's import
 # alone takes 1.5 s here, and it is not the load. ONLY="curl_raw s3_load_dir ..." runs just those.
 declare -A secs
-for what in ${ONLY:-curl_raw mount_read py_rawurl py_url decode_url $s3_runs}; do
+for what in ${ONLY:-curl_raw mount_read py_rawurl py_url $http_runs decode_url $s3_runs}; do
   for r in $(seq "$REPS"); do
     sync; echo 3 > /proc/sys/vm/drop_caches 2>/dev/null || true
     rm -f "$T/py.out"
@@ -104,7 +108,7 @@ for what in ${ONLY:-curl_raw mount_read py_rawurl py_url decode_url $s3_runs}; d
   done
   secs[$what]=$(best < "$T/$what.times")
 done
-for what in curl_raw mount_read py_rawurl py_url decode_url $s3_runs; do : "${secs[$what]:=nan}"; done
+for what in curl_raw mount_read py_rawurl py_url $http_runs decode_url $s3_runs; do : "${secs[$what]:=nan}"; done
 # the mount's result is what it read: check it once
 "$B/wcodecfs" http://10.203.0.2:8080/enc/ "$T/m"
 for f in $files; do cmp "$T/www/raw/$f" "$T/m/$f"; done
@@ -134,6 +138,7 @@ printf '| %-44s | %8.2f | %8s |\n' "wcodecfs mount by URL (mount + read + umount
 printf '| %-44s | %8.2f | %8s |\n' "wcodec decode URL/ DIR (the folder, to disk)" "${secs[decode_url]}" "$(mbs "$raw_bytes" "${secs[decode_url]}")"
 printf '| %-44s | %8.2f | %8s |\n' "Python: raw files fetched (urllib) into memory" "${secs[py_rawurl]}" "$(mbs "$raw_bytes" "${secs[py_rawurl]}")"
 printf '| %-44s | %8.2f | %8s |\n' "Python: wcodec.Container(URL) decoded to memory" "${secs[py_url]}" "$(mbs "$raw_bytes" "${secs[py_url]}")"
+[ -n "$http_runs" ] && printf '| %-44s | %8.2f | %8s |\n' "Python: wcodec.torch.load_dir(URL), CPU" "${secs[py_load_dir]}" "$(mbs "$raw_bytes" "${secs[py_load_dir]}")"
 if [ -n "$s3_runs" ]; then
   printf '| %-44s | %8.2f | %8s |\n' "S3 (s3rver): curl of the raw files (signed)" "${secs[s3_raw]}" "$(mbs "$raw_bytes" "${secs[s3_raw]}")"
   printf '| %-44s | %8.2f | %8s |\n' "S3: Python wcodec.Container(s3://...) decoded" "${secs[s3_py_url]}" "$(mbs "$raw_bytes" "${secs[s3_py_url]}")"
@@ -146,6 +151,7 @@ if [ -n "$s3_runs" ]; then
 fi
 printf 'mount / curl speed: %.2fx (target >= 1.4x; the bytes alone allow %.2fx)\n' \
   "$(div "${secs[curl_raw]}" "${secs[mount_read]}")" "$(div "$raw_bytes" "$enc_bytes")"
+[ -n "$http_runs" ] && printf 'Python: torch.load_dir(http://...) / Python raw fetch: %.2fx (target >= 1.4x)\n' "$(div "${secs[py_rawurl]}" "${secs[py_load_dir]}")"
 printf 'wcodec decode URL / curl: %.2fx; Python URL / Python raw fetch: %.2fx (targets >= 1.4x)\n' \
   "$(div "${secs[curl_raw]}" "${secs[decode_url]}")" "$(div "${secs[py_rawurl]}" "${secs[py_url]}")"
 echo "one tensor ($name, $tlen raw bytes): fetched $fetched bytes; its tiles are $coded coded bytes"
