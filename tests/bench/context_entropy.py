@@ -110,6 +110,7 @@ def main(path):
         add_row_classes(add, ex, rows, cols, "exponent", 0)
         add("exponent order-0, cross-validated", xval_bits(ex, np.zeros(a.size, np.int64), 1))
         add("exponent | left, cross-validated", xval_bits(ex, ctxs["left"], 256))
+        add("sign+mantissa | exponent, cross-validated", xval_bits(sm, ex, 256))
     if not elems:
         if any(v.get("dtype") == "F8_E4M3" for k, v in header.items() if k != "__metadata__"):
             return fp8_bytes(header, b[8 + n:], path)
