@@ -20,6 +20,7 @@ a table per row, and the next plane given the top one; the ratio each would give
 For F8_E4M3 tensors (tests/bench/to_fp8.py makes them from real weights): the byte order-0 per
 tensor (its bound) against the byte given its left neighbour, the one 32 to the left, the one
 above, or a table per row."""
+import itertools
 import json
 import struct
 import sys
@@ -35,6 +36,17 @@ def entropy_bits(counts):
 def conditional_bits(x, ctx, n_ctx):
     table = np.bincount(ctx.astype(np.int64) * 256 + x, minlength=n_ctx * 256).reshape(n_ctx, 256)
     return sum(entropy_bits(r) for r in table if r.sum())
+
+
+def big_tensors(header, data, dtype):
+    """(header entry, elements as int64) of every tensor of `dtype` with at least 4096 elements."""
+    kinds = {"BF16": np.uint16, "F16": np.uint16, "F32": np.uint32, "F8_E4M3": np.uint8}
+    for name, v in header.items():
+        if name != "__metadata__" and v["dtype"] == dtype:
+            s, e = v["data_offsets"]
+            a = np.frombuffer(data[s:e], dtype=kinds[dtype]).astype(np.int64)
+            if a.size >= 4096:
+                yield v, a
 
 
 def xval_bits(x, ctx, n_ctx, eps=0.5):
@@ -84,13 +96,7 @@ def main(path):
     header = json.loads(b[8:8 + n])
     tot, elems = {}, 0
     add = lambda k, v: tot.__setitem__(k, tot.get(k, 0.0) + v)  # noqa: E731
-    for name, v in header.items():
-        if name == "__metadata__" or v["dtype"] != "BF16":
-            continue
-        s, e = v["data_offsets"]
-        a = np.frombuffer(b[8 + n + s:8 + n + e], dtype=np.uint16).astype(np.int64)
-        if a.size < 4096:
-            continue
+    for v, a in big_tensors(header, b[8 + n:], "BF16"):
         elems += a.size
         ex, sm = (a >> 7) & 0xFF, ((a >> 8) & 0x80) | (a & 0x7F)
         add("exponent", entropy_bits(np.bincount(ex, minlength=256)))
@@ -125,20 +131,14 @@ def main(path):
 
 
 def float_planes(header, data, path):
-    widths = {"F16": (2, np.uint16, 15), "F32": (4, np.uint32, 31)}
     tot, elems, width = {}, 0, 0
     add = lambda k, v: tot.__setitem__(k, tot.get(k, 0.0) + v)  # noqa: E731
-    for name, v in header.items():
-        if name == "__metadata__" or v["dtype"] not in widths:
-            continue
-        w, dt, top = widths[v["dtype"]]
-        s, e = v["data_offsets"]
-        a = np.frombuffer(data[s:e], dtype=dt).astype(np.uint64)
-        if a.size < 4096:
-            continue
+    pairs = itertools.chain(((t, 2) for t in big_tensors(header, data, "F16")),
+                            ((t, 4) for t in big_tensors(header, data, "F32")))
+    for (v, a), w in pairs:
         elems, width = elems + a.size, w
-        r = ((a << np.uint64(1)) | (a >> np.uint64(top))) & np.uint64((1 << (8 * w)) - 1)
-        planes = [((r >> np.uint64(8 * k)) & np.uint64(0xFF)).astype(np.int64) for k in range(w)]
+        r = ((a << 1) | (a >> (8 * w - 1))) & ((1 << (8 * w)) - 1)
+        planes = [(r >> (8 * k)) & 0xFF for k in range(w)]
         hi, nxt = planes[w - 1], planes[w - 2]
         order0 = [entropy_bits(np.bincount(p, minlength=256)) for p in planes]
         add("every plane order-0 (the bound)", sum(order0))
@@ -163,13 +163,7 @@ def float_planes(header, data, path):
 def fp8_bytes(header, data, path):
     tot, elems = {}, 0
     add = lambda k, v: tot.__setitem__(k, tot.get(k, 0.0) + v)  # noqa: E731
-    for name, v in header.items():
-        if name == "__metadata__" or v["dtype"] != "F8_E4M3":
-            continue
-        s, e = v["data_offsets"]
-        a = np.frombuffer(data[s:e], dtype=np.uint8).astype(np.int64)
-        if a.size < 4096:
-            continue
+    for v, a in big_tensors(header, data, "F8_E4M3"):
         elems += a.size
         rows = v["shape"][0] if len(v["shape"]) == 2 else 1
         cols = a.size // rows
