@@ -201,7 +201,10 @@ int cmd_bench(int argc, char **argv) {
     }
     if (argc - optind != 1) return cli_fail("bench needs one FILE.safetensors or container; see --help");
     const char *src = argv[optind];
-    if (is_container(src)) return bench_container(src, threads);
+    if (is_container(src)) {
+        if (tile_size) return cli_fail("%s: --tile-size is for a .safetensors source; a container keeps its tiles", src);
+        return bench_container(src, threads);
+    }
     const char *tmpdir = getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
     char tmp[4096];
     snprintf(tmp, sizeof tmp, "%s/wcodec-bench-%d.wcodec", tmpdir, (int)getpid());

@@ -104,6 +104,8 @@ check_fails "verify catches a corrupted payload" "$W" verify "$T/corrupt.wcodec"
 grep -q "checksum\|corrupt" "$T/err" && ok "verify says why" || no "verify says why"
 check_fails "bench of a corrupted container fails" "$W" bench "$T/corrupt.wcodec"
 grep -q "corrupt.wcodec" "$T/err" && ok "bench names the file" || no "bench names the file"
+check_fails "bench --tile-size of a container refused" "$W" bench --tile-size 4096 "$T/wc/model-00001-of-00002.wcodec"
+grep -q "container keeps its tiles" "$T/err" && ok "bench says why" || no "bench says why"
 check "bench of a container" "$W" bench -j 2 "$T/wc/model-00001-of-00002.wcodec"
 grep -qx "source_bytes: $(stat -c %s "$T/model/model-00001-of-00002.safetensors")" "$T/out" &&
   grep -qx "container_bytes: $(stat -c %s "$T/wc/model-00001-of-00002.wcodec")" "$T/out" &&
