@@ -681,8 +681,6 @@ static size_t batch_size(const wc_container *c, const uint32_t *tiles, size_t at
     return m;
 }
 
-/* Runs batches; deliver(k, stage pointer, batch's first stage pointer) places good tile k;
- * batch_done(first, count) runs when a batch's deliveries are issued; collects verdicts. */
 /* g's pinned verdict slots, grown to at least n (one per tile of a call); NULL if pinned memory
  * ran out. */
 static uint32_t *verdicts_for(wcgpu *g, size_t n) {
@@ -706,6 +704,8 @@ static unsigned payload_readers(void) {
     return readers;
 }
 
+/* Runs batches; deliver(k, stage pointer, batch's first stage pointer) places good tile k;
+ * batch_done(first, count) runs when a batch's deliveries are issued; collects verdicts. */
 template <typename Deliver, typename BatchDone>
 static wc_status decode_all(wcgpu *g, const wc_container *c, const uint32_t *tiles, size_t n,
                             const uint8_t *const *payloads, uint8_t *bad, wc_error *err,

@@ -85,6 +85,15 @@ static double time_decode(decode_job *j, unsigned threads, double min_s) {
     return (double)wc_container_source_size(j->c) * reps / t;
 }
 
+/* The lines every bench prints first: sizes, the ratio, the order-0 bound of the source's planes
+ * (`src`, its tensors `sf`). */
+static void print_sizes(const char *name, const uint8_t *src, const wc_st_file *sf, uint64_t size, uint64_t file) {
+    printf("file: %s\nsource_bytes: %llu\ncontainer_bytes: %llu\n", name, (unsigned long long)size,
+           (unsigned long long)file);
+    printf("ratio: %.4f\nfactor: %.3f\norder0_bound_ratio: %.4f\n", (double)file / size, (double)size / file,
+           order0_bound(src, sf) / size);
+}
+
 /* Times payloads preloaded from c, one thread then `threads`; prints the decode lines. Returns
  * 0, or 1 with a message if a tile does not decode. */
 static int bench_decode(wc_container *ct, uint8_t *out, unsigned threads) {
@@ -141,10 +150,7 @@ static int bench_container(const char *name, unsigned threads) {
     else if (wc_st_parse(out, (size_t)size, size, name, &sf, &err) != WC_OK)
         rc = cli_fail_err(&err);
     if (!rc) {
-        printf("file: %s\nsource_bytes: %llu\ncontainer_bytes: %llu\n", name,
-               (unsigned long long)size, (unsigned long long)file);
-        printf("ratio: %.4f\nfactor: %.3f\norder0_bound_ratio: %.4f\n", (double)file / size,
-               (double)size / file, order0_bound(out, &sf) / size);
+        print_sizes(name, out, &sf, size, file);
         printf("read_GBps_%uthreads: %.3f\n", read_threads, size / t_read / 1e9);
         fflush(stdout);
         rc = bench_decode(ct, out, threads);
@@ -188,8 +194,9 @@ int cmd_bench(int argc, char **argv) {
                    "On a container, a local one or a URL (https://..., s3://bucket/key), it\n"
                    "first reads the whole container from its source into memory (fetch and\n"
                    "decode overlapped, read_GBps: decoded bytes per second), checks the bytes\n"
-                   "against the container's checksum, then times the decoder on the payloads\n"
-                   "held in memory as above. Nothing is encoded.\n");
+                   "against the container's checksum, then reads the payloads into memory\n"
+                   "(a URL's are fetched again) and times the decoder on them as above.\n"
+                   "Nothing is encoded.\n");
             return 0;
         } else if (c == 'j' && !wc_parse_size(optarg, &v) && v >= 1 && v <= 64) {
             threads = (unsigned)v;
@@ -233,10 +240,7 @@ int cmd_bench(int argc, char **argv) {
 
     wc_st_file sf = {0};
     if (wc_st_parse(orig, (size_t)size, size, src, &sf, &err) != WC_OK) return cli_fail_err(&err);
-    printf("file: %s\nsource_bytes: %llu\ncontainer_bytes: %llu\n", src,
-           (unsigned long long)size, (unsigned long long)file);
-    printf("ratio: %.4f\nfactor: %.3f\norder0_bound_ratio: %.4f\n", (double)file / size,
-           (double)size / file, order0_bound(orig, &sf) / size);
+    print_sizes(src, orig, &sf, size, file);
     printf("encode_MBps_1thread: %.1f\n", size / t_enc / 1e6);
     fflush(stdout);
     int rc = bench_decode(ct, out, threads);

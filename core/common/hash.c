@@ -2,7 +2,7 @@
  *
  * Where libxxhash has its x86 dispatcher (WC_XXH_DISPATCH, found by CMake), the hash runs the
  * widest vector code the CPU has: after a CPU tile decode it took 23% of the time with the plain
- * (SSE2) entry point, and the decode of real BF16 is 16% faster with the dispatcher (docs/
+ * (SSE2) entry point, and the decode of real BF16 is 14-15% faster with the dispatcher (docs/
  * BENCHMARKS.md). The result is the same function either way.
  */
 #include <xxhash.h>

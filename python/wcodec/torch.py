@@ -109,11 +109,12 @@ def _load(c, device, then=None):
     cut = hi - lo
     if then is not None and hi - lo > _AHEAD:
         cut = max(c.tile_start(c.data_start + hi - _AHEAD) - c.data_start - lo, 0)
-    for a, b in ((0, cut), (cut, hi - lo)):
-        if a == cut and then is not None:
-            then.advise(then.data_start, then.source_size - then.data_start)
-        if b > a:
-            c.read_into(c.data_start + lo + a, b - a, block.data_ptr() + a)
+    if cut:
+        c.read_into(c.data_start + lo, cut, block.data_ptr())
+    if then is not None:
+        then.advise(then.data_start, then.source_size - then.data_start)
+    if hi - lo > cut:
+        c.read_into(c.data_start + lo + cut, hi - lo - cut, block.data_ptr() + cut)
     return _views(c, items, lo, block)
 
 
@@ -148,19 +149,11 @@ def container_paths(path):
 
 
 def _open_all(files):
-    """Every container of a folder, opened at once (a URL's opens are requests that wait on the
-    network: its pin and its tables); on an error the ones opened are closed again."""
-    if len(files) < 2 or not _url.is_url(files[0]):
-        out = []
-        try:
-            for f in files:
-                out.append(Container(f))
-        except BaseException:
-            for c in out:
-                c.close()
-            raise
-        return out
-    with concurrent.futures.ThreadPoolExecutor(min(len(files), 8)) as pool:
+    """Every container of a folder, opened in order; a URL's at once, from a thread each (each open
+    is requests that wait on the network: its pin and its tables). On an error the first failing
+    file's is raised and the ones opened are closed again."""
+    workers = min(len(files), 8) if files and _url.is_url(files[0]) else 1
+    with concurrent.futures.ThreadPoolExecutor(max(workers, 1)) as pool:
         futures = [pool.submit(Container, f) for f in files]
     errors = [fu.exception() for fu in futures if fu.exception() is not None]
     if errors:
