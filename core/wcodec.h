@@ -428,6 +428,51 @@ int wc_manifest_path_ok(const char *path);
 wc_status wc_container_tables_extent(const uint8_t *head, size_t head_len, uint64_t file_size,
                                      uint64_t *len, wc_error *err);
 
+/* ===================================================================================== */
+/* cf12: the compute format of BF16 matrices (weights kept compressed for GPU inference) */
+/* ===================================================================================== */
+
+/*
+ * A BF16 matrix (rows x cols, row-major: an nn.Linear weight [out_features, in_features]) in a
+ * layout a decode-fused matrix kernel reads at any row tile and K-slice: 12 bits a weight (its
+ * sign and mantissa byte, and a 4-bit exponent code c: exponent = base + c for c in 1..15, one
+ * base for the matrix; c = 0 escapes to an 8-bit exponent in a per-block patch list), arranged so
+ * that each lane of a warp loads the operand fragments of four m16n8k16 tensor-core products
+ * with three 16-byte loads. docs/FORMAT.md ("cf12") specifies every byte. Lossless: unpack
+ * gives back every bit, NaN, Inf, zeros and subnormals included. The container's rANS stays the
+ * storage format; this one is made in memory at attach (cuda/cf12_pack.cu on the GPU; these
+ * functions are the CPU reference and the tests' oracle).
+ *
+ * Three arrays: the body (wc_cf12_body_bytes), the per-block escape offsets (blocks + 1
+ * uint32) and the escapes (uint32 each; count from wc_cf12_offsets). All are the caller's.
+ */
+#define WC_CF12_BLOCK_ROWS 16
+#define WC_CF12_BLOCK_COLS 64
+#define WC_CF12_BLOCK_BYTES 1536 /* 1024 weights: 1024 sign+mantissa bytes, 512 code bytes */
+
+/* Blocks of 16 x 64 weights covering the matrix (rows and cols rounded up): the tail block of a
+ * row or column holds padding, which unpack never returns. */
+uint64_t wc_cf12_blocks(uint32_t rows, uint32_t cols);
+uint64_t wc_cf12_body_bytes(uint32_t rows, uint32_t cols);
+/* Adds n BF16 weights' exponents to hist (256 counters; zero it first). */
+void wc_cf12_histogram(const uint16_t *w, size_t n, uint64_t hist[256]);
+/* The base whose window base+1..base+15 holds the most weights of hist (the smallest on a tie;
+ * 0..240). */
+unsigned wc_cf12_pick_base(const uint64_t hist[256]);
+/* Fills offsets[0..blocks] (offsets[b] = the first escape of block b; offsets[blocks] = the
+ * count) for matrix w under `base`; returns the escape count. WC_ERR_ARG-free: rows and cols
+ * must be > 0 and base <= 240, as wc_cf12_pack checks. */
+uint64_t wc_cf12_offsets(const uint16_t *w, uint32_t rows, uint32_t cols, unsigned base,
+                         uint32_t *offsets);
+/* Writes the body and the escapes of w (offsets from wc_cf12_offsets with the same base).
+ * WC_ERR_ARG for an empty matrix, base > 240, or more escapes than a uint32 offset holds. */
+wc_status wc_cf12_pack(const uint16_t *w, uint32_t rows, uint32_t cols, unsigned base,
+                       const uint32_t *offsets, uint8_t *body, uint32_t *escapes, wc_error *err);
+/* The matrix back from its three arrays, every bit. WC_ERR_FORMAT where they disagree (an
+ * escape code with no patch, a patch that is not an escape, offsets out of order). */
+wc_status wc_cf12_unpack(const uint8_t *body, const uint32_t *offsets, const uint32_t *escapes,
+                         uint32_t rows, uint32_t cols, unsigned base, uint16_t *w, wc_error *err);
+
 #ifdef __cplusplus
 }
 #endif

@@ -149,6 +149,53 @@ wc_status wcgpu_set_check(wcgpu_set *s, uint32_t group, void *stream, uint32_t *
 /* Device memory the set holds itself (jobs, plane scratch, staging), for memory accounting. */
 uint64_t wcgpu_set_device_bytes(const wcgpu_set *s);
 
+/*
+ * The compute format on the GPU (cf12, core/wcodec.h and docs/FORMAT.md) and the matrix kernels
+ * that read it: weights kept compressed through inference, each read once, decoded in registers.
+ * Every call here is asynchronous on `stream` (a cudaStream_t; NULL is the legacy default stream),
+ * allocates nothing (the caller owns every buffer: a framework's allocator counts it) and never
+ * synchronizes, so that a CUDA graph can capture it. Errors: WC_ERR_ARG for a shape the call does
+ * not take, WC_ERR_IO for a launch the runtime refused.
+ */
+typedef struct wcgpu_cf12 { /* a matrix in the compute format, in device memory */
+    const uint8_t *body;       /* wc_cf12_body_bytes(rows, cols), 16-byte aligned */
+    const uint32_t *offsets;   /* wc_cf12_blocks(rows, cols) + 1 */
+    const uint32_t *escapes;   /* offsets[blocks] of them */
+    uint32_t rows, cols, base; /* rows = out_features, cols = in_features (K) */
+} wcgpu_cf12;
+
+/* Packing a BF16 matrix d_w (rows x cols, row-major, in device memory): the exponent histogram
+ * (256 counters) from which wc_cf12_pick_base picks the base; the escape offsets; then, with
+ * offsets[blocks] escapes allocated, the body and escapes. Same bytes as wc_cf12_pack. */
+wc_status wcgpu_cf12_histogram(const void *d_w, uint64_t n, unsigned long long *d_hist, void *stream,
+                               wc_error *err);
+wc_status wcgpu_cf12_offsets(const void *d_w, uint32_t rows, uint32_t cols, unsigned base, uint32_t *d_offsets,
+                             void *stream, wc_error *err);
+wc_status wcgpu_cf12_pack(const void *d_w, uint32_t rows, uint32_t cols, unsigned base, const uint32_t *d_offsets,
+                          uint8_t *d_body, uint32_t *d_escapes, void *stream, wc_error *err);
+/* The BF16 matrix back (rows x cols into d_w), every bit: for the batches the GEMV does not take
+ * (decode, then cuBLAS) and for detach. */
+wc_status wcgpu_cf12_unpack(const wcgpu_cf12 *m, void *d_w, void *stream, wc_error *err);
+
+/* The largest batch the GEMV takes. */
+#define WCGPU_GEMV_MAX_BATCH 8
+/* Device memory the GEMV needs beside its output for this shape (split-K partial sums; 0 when
+ * one CTA sums a row's whole K), on the current device. */
+uint64_t wcgpu_gemv_workspace_bytes(uint32_t rows, uint32_t cols, uint32_t batch);
+/*
+ * y[batch][rows] = x[batch][cols] . W^T (+ bias[rows]): BF16 in and out, FP32 accumulation, on
+ * tensor cores (mma.sync m16n8k16, W as the A operand, the batch as N). batch 1..8; x and y
+ * row-major and contiguous; bias may be NULL; workspace: wcgpu_gemv_workspace_bytes of device
+ * memory (NULL when that is 0). The fused kernel (wcgpu_gemv_cf12) reads W in the compute format;
+ * the reference (wcgpu_gemv_bf16_ref) reads plain BF16 W (rows x cols, row-major) with the same
+ * tiling and reduction order, so the two give identical bits on the same weights.
+ * $WCGPU_GEMV="WARPS,KSPLIT" overrides the dispatcher's choice (for the benchmark's sweep).
+ */
+wc_status wcgpu_gemv_cf12(const wcgpu_cf12 *m, const void *x, uint32_t batch, const void *bias, void *y,
+                          void *workspace, void *stream, wc_error *err);
+wc_status wcgpu_gemv_bf16_ref(const void *w, uint32_t rows, uint32_t cols, const void *x, uint32_t batch,
+                              const void *bias, void *y, void *workspace, void *stream, wc_error *err);
+
 #ifdef __cplusplus
 }
 #endif

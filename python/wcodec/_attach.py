@@ -3,6 +3,7 @@ just before each block runs (see attach's docstring)."""
 import ctypes
 import math
 import types
+import warnings
 
 import torch
 from torch import nn
@@ -110,7 +111,9 @@ class Attached:
     """What attach returns: memory() and detach(). Keep it alive as long as the module runs: its
     hooks refer to it."""
 
-    def __init__(self, module, path, device, keep, decoded, verify, strict):  # see attach()
+    def __init__(self, module, path, device, keep, decoded, verify, strict, compute="exact"):  # see attach()
+        if compute not in ("exact", "fused"):
+            raise ValueError(f"compute={compute!r}: expected 'exact' or 'fused'")
         if keep not in ("gpu", "host"):
             raise ValueError(f"keep={keep!r}: expected 'gpu' or 'host'")
         if decoded not in ("outside", "none"):
@@ -118,6 +121,8 @@ class Attached:
         if verify not in ("once", "always"):
             raise ValueError(f"verify={verify!r}: expected 'once' or 'always'")
         self.module, self.device, self.keep, self.verify = module, wtorch.check_device(device), keep, verify
+        self.fused = compute == "fused" and self._can_fuse(keep)
+        self._fused = []  # (module, _Tensor, Cf12Weight): Linear weights held in the compute format
         self._set = None
         self._hooks = []
         self._containers = [_file.Container(p) for p in wtorch.container_paths(path)]
@@ -140,7 +145,7 @@ class Attached:
         blocks = _blocks(self.module)
         prefixes = [p for p, _ in blocks]
         block_mods = [b for _, b in blocks]
-        used, kept, groups, outside = set(), [], [[] for _ in blocks], {}
+        used, kept, groups, outside, fused = set(), [], [[] for _ in blocks], {}, []
         for kind, obj, uses in _module_tensors(self.module):
             hit = [u for u in uses if u[2] in stored]
             if not hit:
@@ -161,6 +166,15 @@ class Attached:
                                  f"is {obj.dtype}{list(obj.shape)}")
             owners = {_owner_block(u[2], prefixes) for u in uses}
             mod = uses[0][0]
+            if self.fused and kind == "param" and t.size:
+                if _fusable(t, uses):
+                    fused.append(t)
+                    continue
+                if not _linear_weight(uses):
+                    kept.append(t)  # norms, embeddings: decoded (tiny, or read by index)
+                    continue
+                warnings.warn(f"wcodec.attach: {name} ({info['dtype']}{t.shape}) cannot be held in the compute "
+                              "format (BF16 2-D Linear weights only); it runs in the exact mode")
             if kind == "buffer" or not t.size or len(owners) != 1:
                 kept.append(t)  # buffers, empty tensors and tensors shared across blocks stay decoded
             elif None not in owners:
@@ -175,10 +189,13 @@ class Attached:
             if extra:
                 raise ValueError(f"{stored[extra[0]][0].path}: tensor {extra[0]!r} is not a parameter or "
                                  f"buffer of the module ({len(extra)} such; strict=False ignores them)")
+        group_modules = list(block_mods)
+        if self.fused:  # blocks left with nothing compressed get no hooks (a graph can capture them)
+            group_modules = [m for m, g in zip(group_modules, groups) if g]
+            groups = [g for g in groups if g]
         sizes = [_layout(g) for g in groups]
         area = max(sizes, default=0)
         self.chunked = []  # (module, kind, [(group, chunk tensor)], tensor): decoded piece by piece
-        group_modules = list(block_mods)
         for mod, ts in outside.values():  # decoded="none": each owning module a group of its own
             size = _layout(ts)
             if not area or size <= area:
@@ -198,10 +215,11 @@ class Attached:
                     sizes.append(p.size)
                 self.chunked.append((mod, "embedding" if isinstance(mod, nn.Embedding) else "linear",
                                      list(zip(range(first, len(groups)), pieces)), t))
-        self.kept = kept
+        self.kept, self.fused_plan = kept, fused
         self.groups, self.group_modules, self.group_bytes = groups, group_modules, sizes
         self.group_weight_bytes = [sum(t.size for t in g) for g in groups]  # decoded bytes it brings
         self.compressed_bytes = sum(t.c.coded_bytes(t.begin, t.size) for g in groups for t in g)
+        self.fused_decoded_bytes = sum(t.size for t in fused)
         self.kept_bytes = sum(t.size for t in kept)
 
     # -------------------------------------------------------------- attaching
@@ -215,7 +233,7 @@ class Attached:
         big = max(self.group_bytes, default=0)
         self._ranges = [t for g in self.groups for t in g]
         self._areas = []
-        if cuda and self.groups:
+        if cuda and self.groups:  # (compute="fused" on a BF16 model: none)
             gpu = _file._gpu(dev.index)
             err, s = _lib._Error(), ctypes.c_void_p()
             with gpu.lock:
@@ -253,9 +271,11 @@ class Attached:
             v = nn.Parameter(v, requires_grad=False) if is_param else v
             for mod, a, _ in t.uses:
                 (mod._parameters if is_param else mod._buffers)[a] = v
+        self._pack_fused()
         # compressed ones: a placeholder of the right shape, dtype and device, 2 bytes of memory
         base = {}
-        for t in [t for g in self.groups for t in g if t.rows is None] + [ch[3] for ch in self.chunked]:
+        for t in [t for g in self.groups for t in g if t.rows is None] + [ch[3] for ch in self.chunked] + \
+                [f[1] for f in self._fused]:
             if t.dtype not in base:
                 base[t.dtype] = torch.zeros((), dtype=t.dtype, device=dev)
             t.placeholder = nn.Parameter(base[t.dtype].expand(t.shape), requires_grad=False)
@@ -274,6 +294,46 @@ class Attached:
                 self._hooks.append(m.register_forward_hook(self._post_hook(gi)))
         for mod, kind, pieces, t in self.chunked:
             mod.forward = types.MethodType(self._chunked_forward(kind, pieces, t), mod)
+        for mod, t, cw in self._fused:
+            mod.forward = types.MethodType(self._fused_forward(t, cw), mod)
+
+    def _can_fuse(self, keep):
+        """compute="fused" where it can run: a CUDA device with the fused kernels, keep="gpu"."""
+        why = None
+        if self.device.type != "cuda":
+            why = f"device {self.device} (it needs a CUDA device)"
+        elif not _lib.has_gpu or not hasattr(_lib, "wcgpu_gemv_cf12"):
+            why = "a libwcodec built without the CUDA kernels"
+        elif keep != "gpu":
+            why = f'keep="{keep}" (it needs keep="gpu")'
+        if why:
+            warnings.warn(f'wcodec.attach: compute="fused" is not available with {why}; the exact mode runs')
+        return why is None
+
+    def _pack_fused(self):
+        """Each fused Linear weight decoded on the GPU (every tile's checksum checked by the loader)
+        into a temporary BF16 tensor, packed into the compute format, the temporary dropped."""
+        from . import _cf12
+        for t in self.fused_plan:
+            mod = t.uses[0][0]
+            with _oom(t.size, f"decoding {t.name} to pack it", self.device):
+                try:
+                    w = wtorch.tensor(t.c, t.st_dtype, t.shape, t.begin, t.size, self.device)
+                except _lib.WcodecError as e:
+                    raise _lib.WcodecError(f"tensor {t.name!r}: {e}") from None
+            with _oom(2 * t.size, f"the compute format of {t.name}", self.device):
+                cw = _cf12.pack(w)
+            del w
+            self._fused.append((mod, t, cw))
+        self.fused_bytes = sum(cw.nbytes() for _, _, cw in self._fused)
+
+    def _fused_forward(self, t, cw):
+        from . import _cf12
+
+        def forward(mod, x):
+            self._check_grad([t], (x,))
+            return _cf12.linear(x, cw, mod.bias)
+        return forward
 
     def _check_tiles(self, st, err, bad):
         """Raises the decoder's error, naming the tensor (and its file) that holds the bad tile."""
@@ -424,8 +484,10 @@ class Attached:
         the CPU they stay in the containers), decoded_bytes (decoded weights resident now: those
         kept decoded plus the blocks decoded in the areas), decoded_peak_bytes (its maximum so far),
         kept_decoded_bytes, scratch_bytes (the decode areas) and overhead_bytes (the decoder's own
-        device memory: job tables)."""
-        return {"compressed_bytes": self.compressed_bytes, "decoded_bytes": self.decoded_bytes,
+        device memory: job tables); compute_format_bytes: the part of compressed_bytes held in the
+        compute format (compute="fused")."""
+        return {"compressed_bytes": self.compressed_bytes + getattr(self, "fused_bytes", 0),
+                "compute_format_bytes": getattr(self, "fused_bytes", 0), "decoded_bytes": self.decoded_bytes,
                 "decoded_peak_bytes": self.decoded_peak_bytes, "kept_decoded_bytes": self.kept_bytes,
                 "scratch_bytes": sum(a["buf"].numel() for a in self._areas),
                 "overhead_bytes": self.overhead_bytes}
@@ -444,6 +506,12 @@ class Attached:
             full = torch.empty(t.shape, dtype=t.dtype, device=self.device)
             whole.update({id(p): full for _, p in pieces})
             mod._parameters[t.uses[0][1]] = nn.Parameter(full, requires_grad=t.requires_grad)
+        for mod, t, cw in self._fused:
+            del mod.forward
+            p = nn.Parameter(cw.unpack(), requires_grad=t.requires_grad)
+            for m, a, _ in t.uses:
+                m._parameters[a] = p
+        self._fused = []
         for gi, g in enumerate(self.groups):
             if self.device.type == "cuda":
                 torch.cuda.current_stream(self.device).synchronize()
@@ -473,6 +541,9 @@ class Attached:
                 h.remove()
         for mod, _, _, _ in getattr(self, "chunked", ()):
             mod.__dict__.pop("forward", None)
+        for mod, _, _ in getattr(self, "_fused", ()):
+            mod.__dict__.pop("forward", None)
+        self._fused = []
         if self._set is not None:
             if self.device.type == "cuda":
                 torch.cuda.synchronize(self.device)
@@ -483,7 +554,17 @@ class Attached:
             c.close()
 
 
-def attach(module, path, device="cuda", keep="gpu", decoded="none", verify="once", strict=True):
+def _linear_weight(uses):
+    return len(uses) == 1 and isinstance(uses[0][0], nn.Linear) and uses[0][1] == "weight"
+
+
+def _fusable(t, uses):
+    """A weight the compute format holds: one nn.Linear's BF16 2-D weight, tied to nothing."""
+    return _linear_weight(uses) and t.dtype == torch.bfloat16 and len(t.shape) == 2 and \
+        t.shape[0] < 2 ** 31 and t.shape[1] < 2 ** 31
+
+
+def attach(module, path, device="cuda", keep="gpu", decoded="none", verify="once", strict=True, compute="exact"):
     """Keeps the module's weights compressed and decodes them block by block as it runs.
 
     path: a .wcodec container or a folder of them (a sharded model), holding the module's
@@ -510,5 +591,16 @@ def attach(module, path, device="cuda", keep="gpu", decoded="none", verify="once
     shape or dtype, a tensor the module lacks (strict=False ignores the last two kinds of surplus).
     A damaged tile is refused at attach, naming tile and tensor. Weights kept compressed take no
     gradients: attach sets requires_grad False, and a forward that would need a block's weights
-    for backward raises. Returns an Attached handle: memory(), detach()."""
-    return Attached(module, path, device, keep, decoded, verify, strict)
+    for backward raises. Returns an Attached handle: memory(), detach().
+
+    compute="exact" (default) runs every layer on the decoded weights: outputs bit-identical to
+    the uncompressed module's. compute="fused" (a CUDA device, keep="gpu") holds each nn.Linear's
+    BF16 weight in the compute format (12 bits a weight, docs/FORMAT.md "cf12") and runs it through
+    the decode-fused kernels (the torch op wcodec::cf12_linear: batches of up to 8 rows read each
+    weight once, compressed, in the fused GEMV; larger ones unpack and call cuBLAS), so a decode
+    step moves fewer bytes than BF16 and runs faster; outputs then differ from cuBLAS's by BF16
+    rounding (the bound in tests/gpu/gemv_check.py). Nothing else in the module is compressed in
+    this mode (norms and embeddings stay decoded), so it has no hooks and a CUDA graph or
+    torch.compile captures its forward. Weights the format cannot hold (not BF16) run in the exact
+    mode with a warning, as does the whole module where fused cannot run (CPU, keep="host")."""
+    return Attached(module, path, device, keep, decoded, verify, strict, compute)

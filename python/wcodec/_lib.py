@@ -85,6 +85,15 @@ wcnet_fetch_object = _fn("wcnet_fetch_object", INT, ctypes.c_char_p, SZ, ctypes.
                          ctypes.POINTER(SZ), ERR)
 wcnet_free = _fn("wcnet_free", None, ctypes.c_void_p)
 
+# the compute format (cf12) on the CPU: the reference packer, for tests and for the CPU path
+wc_cf12_blocks = _fn("wc_cf12_blocks", U64, U32, U32)
+wc_cf12_body_bytes = _fn("wc_cf12_body_bytes", U64, U32, U32)
+wc_cf12_pick_base = _fn("wc_cf12_pick_base", ctypes.c_uint, ctypes.POINTER(U64))
+wc_cf12_histogram = _fn("wc_cf12_histogram", None, P, SZ, ctypes.POINTER(U64))
+wc_cf12_offsets = _fn("wc_cf12_offsets", U64, P, U32, U32, ctypes.c_uint, P)
+wc_cf12_pack = _fn("wc_cf12_pack", INT, P, U32, U32, ctypes.c_uint, P, P, P, ERR)
+wc_cf12_unpack = _fn("wc_cf12_unpack", INT, P, P, P, U32, U32, ctypes.c_uint, P, ERR)
+
 # The CUDA decoder is in the library only where it was built with CUDA.
 has_gpu = hasattr(lib, "wcgpu_open")
 if has_gpu:
@@ -104,6 +113,17 @@ if has_gpu:
     wcgpu_set_finish = _fn("wcgpu_set_finish", INT, P, P, P, U64, ctypes.POINTER(U32), ERR)
     wcgpu_set_decode = _fn("wcgpu_set_decode", INT, P, U32, P, P, INT, ERR)
     wcgpu_set_check = _fn("wcgpu_set_check", INT, P, U32, P, ctypes.POINTER(U32), ERR)
+
+    class Cf12(ctypes.Structure):  # wcgpu_cf12
+        _fields_ = [("body", P), ("offsets", P), ("escapes", P), ("rows", U32), ("cols", U32), ("base", U32)]
+
+    wcgpu_cf12_histogram = _fn("wcgpu_cf12_histogram", INT, P, U64, P, P, ERR)
+    wcgpu_cf12_offsets = _fn("wcgpu_cf12_offsets", INT, P, U32, U32, ctypes.c_uint, P, P, ERR)
+    wcgpu_cf12_pack = _fn("wcgpu_cf12_pack", INT, P, U32, U32, ctypes.c_uint, P, P, P, P, ERR)
+    wcgpu_cf12_unpack = _fn("wcgpu_cf12_unpack", INT, ctypes.POINTER(Cf12), P, P, ERR)
+    wcgpu_gemv_workspace_bytes = _fn("wcgpu_gemv_workspace_bytes", U64, U32, U32, U32)
+    wcgpu_gemv_cf12 = _fn("wcgpu_gemv_cf12", INT, ctypes.POINTER(Cf12), P, U32, P, P, P, P, ERR)
+    wcgpu_gemv_bf16_ref = _fn("wcgpu_gemv_bf16_ref", INT, P, U32, U32, P, U32, P, P, P, P, ERR)
 
 
 def check(status, err):

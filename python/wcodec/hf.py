@@ -97,7 +97,8 @@ def from_pretrained(cls, path, device="cpu", keep=None, **kwargs):
     keep=None loads every weight decoded; keep="gpu" or "host" attaches them instead
     (wcodec.torch.attach: the model then holds its weights compressed, on the GPU or in pinned
     host memory, and decodes each layer just before it runs); the handle is model.wcodec.
-    decoded= and verify= go to attach. Other kwargs (dtype, attn_implementation, ...) go to the
+    decoded=, verify= and compute= go to attach (compute="fused": the Linear layers run on the
+    compressed weights; see attach). Other kwargs (dtype, attn_implementation, ...) go to the
     model's construction; config= replaces the folder's config.json."""
     with _url.listed_once():  # a URL's folder: one listing for the configs and the shards
         return _from_pretrained(cls, path, device, keep, kwargs)
@@ -108,7 +109,7 @@ def _from_pretrained(cls, path, device, keep, kwargs):
 
     d = wtorch.check_device(device)
     config = kwargs.pop("config", None) or _config(transformers.AutoConfig, path, "config.json")
-    attach_kw = {k: kwargs.pop(k) for k in ("decoded", "verify") if k in kwargs}
+    attach_kw = {k: kwargs.pop(k) for k in ("decoded", "verify", "compute") if k in kwargs}
     model = _build(cls, config, kwargs)
     _buffers_to(model, d)
     if keep is None:

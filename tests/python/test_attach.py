@@ -122,6 +122,22 @@ class Attach(unittest.TestCase):
             with torch.no_grad():
                 self.assertTrue(torch.equal(m(self.ids), want))
 
+    def test_compute_fused_falls_back_on_the_cpu(self):
+        # compute="fused" needs a CUDA device: on the CPU one warning, then the exact mode, whose
+        # outputs are the uncompressed module's bit for bit; a bad mode name is refused
+        dt = torch.bfloat16
+        with torch.no_grad():
+            want = self.models[dt](self.ids)
+        m = self.fresh(dt)
+        with self.assertWarnsRegex(UserWarning, 'compute="fused" is not available with device cpu'):
+            h = wcodec.torch.attach(m, self.paths[dt], device="cpu", compute="fused")
+        self.assertEqual(h.memory()["compute_format_bytes"], 0)
+        with torch.no_grad():
+            self.assertTrue(torch.equal(m(self.ids), want))
+        h.detach()
+        with self.assertRaisesRegex(ValueError, "compute='fast': expected 'exact' or 'fused'"):
+            wcodec.torch.attach(self.fresh(dt), self.paths[dt], device="cpu", compute="fast")
+
     def test_decoded_none_and_meta_module(self):
         dt = torch.bfloat16
         with torch.no_grad():

@@ -1,0 +1,113 @@
+/* gemv.cu - the GEMV's host side: checks, the choice of CTA shape and K split by shape and GPU,
+ * and the split-K reduction (FP32 partials summed in K order: deterministic, graph-safe). */
+#include <cuda_runtime.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "gemv_tile.cuh"
+#include "wcgpu.h"
+
+namespace {
+
+__global__ void reduce_kernel(const float *partial, uint32_t ksplit, uint32_t n, uint32_t rows,
+                              const uint16_t *bias, uint16_t *y) {
+    const uint32_t i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= n) return;
+    float s = partial[i];
+    for (uint32_t k = 1; k < ksplit; k++) s += partial[(uint64_t)k * n + i];
+    if (bias) s += __uint_as_float((uint32_t)bias[i % rows] << 16);
+    y[i] = gemv::to_bf16(s);
+}
+
+int sm_count(void) {
+    static int counts[64];
+    int dev = 0;
+    if (cudaGetDevice(&dev) != cudaSuccess || dev < 0 || dev >= 64) return 132;
+    if (!counts[dev] && cudaDeviceGetAttribute(&counts[dev], cudaDevAttrMultiProcessorCount, dev) != cudaSuccess)
+        counts[dev] = 132;
+    return counts[dev];
+}
+
+/* The CTA shape and K split with the least modelled time: waves of resident CTAs (the last one
+ * counted whole: a wave's CTAs start and end together), each as long as its warp's units plus a
+ * fixed cost (first loads, the warps' sum; about 1.5 units), plus the reduction's launch when K is
+ * split. $WCGPU_GEMV="WARPS,KSPLIT" overrides it (for the benchmark's sweep). */
+gemv::plan choose(uint32_t rows, uint32_t cols) {
+    const uint32_t R = (rows + 15) / 16, U = (cols + 63) / 64;
+    gemv::plan best = {4, 1, U};
+    const char *env = getenv("WCGPU_GEMV");
+    int w = 0;
+    unsigned k = 0;
+    if (env && sscanf(env, "%d,%u", &w, &k) == 2 && (w == 2 || w == 4 || w == 8) && k >= 1) {
+        best.warps = w;
+        best.ksplit = k;
+    } else {
+        double best_cost = 1e300;
+        for (int warps = 4; warps <= 8; warps *= 2) {
+            const uint64_t slots = (uint64_t)sm_count() * gemv::cf12_ctas_per_sm(warps);
+            for (uint32_t ks = 1; ks <= 16 && ks <= U; ks++) {
+                const uint32_t per = (U + ks - 1) / ks, split = (U + per - 1) / per;
+                if (split != ks) continue;
+                const uint64_t waves = (R * (uint64_t)split + slots - 1) / slots;
+                const double cost = waves * ((per + warps - 1) / warps + 1.5) + (split > 1 ? 1.5 : 0);
+                if (cost < best_cost - 1e-9) best_cost = cost, best = {warps, split, per};
+            }
+        }
+    }
+    best.per = (U + best.ksplit - 1) / best.ksplit;
+    best.ksplit = (U + best.per - 1) / best.per;
+    return best;
+}
+
+wc_status check(uint32_t rows, uint32_t cols, uint32_t batch, const void *x, wc_error *err) {
+    if (!rows || !cols || !batch || batch > WCGPU_GEMV_MAX_BATCH)
+        return wc_error_set(err, WC_ERR_ARG, "gemv: a %ux%u weight at batch %u (1..%d)", rows, cols, batch,
+                            WCGPU_GEMV_MAX_BATCH);
+    if (!x) return wc_error_set(err, WC_ERR_ARG, "gemv: no input");
+    return WC_OK;
+}
+
+template <class Run>
+wc_status run(uint32_t rows, uint32_t cols, const void *x, uint32_t batch, const void *bias, void *y, void *workspace,
+              void *stream, wc_error *err, Run kernel) {
+    if (check(rows, cols, batch, x, err)) return err ? err->code : WC_ERR_ARG;
+    const gemv::plan p = choose(rows, cols);
+    if (p.ksplit > 1 && !workspace) return wc_error_set(err, WC_ERR_ARG, "gemv: no workspace for the split K");
+    gemv::args a;
+    a.x = static_cast<const uint16_t *>(x);
+    a.bias = static_cast<const uint16_t *>(bias);
+    a.y = static_cast<uint16_t *>(y);
+    a.partial = static_cast<float *>(workspace);
+    a.batch = batch, a.rows = rows, a.cols = cols, a.U = (cols + 63) / 64, a.per = p.per;
+    a.x_vec = (reinterpret_cast<uintptr_t>(x) % 16 == 0) && cols % 8 == 0;
+    cudaStream_t s = static_cast<cudaStream_t>(stream);
+    cudaError_t e = kernel(a, p, s);
+    if (e == cudaSuccess && p.ksplit > 1) {
+        const uint32_t n = batch * rows;
+        reduce_kernel<<<(n + 255) / 256, 256, 0, s>>>(a.partial, p.ksplit, n, rows, a.bias, a.y);
+        e = cudaGetLastError();
+    }
+    if (e != cudaSuccess) return wc_error_set(err, WC_ERR_IO, "gemv: %s", cudaGetErrorString(e));
+    return WC_OK;
+}
+
+} // namespace
+
+extern "C" uint64_t wcgpu_gemv_workspace_bytes(uint32_t rows, uint32_t cols, uint32_t batch) {
+    const gemv::plan p = choose(rows, cols);
+    return p.ksplit > 1 ? (uint64_t)p.ksplit * batch * rows * sizeof(float) : 0;
+}
+
+extern "C" wc_status wcgpu_gemv_cf12(const wcgpu_cf12 *m, const void *x, uint32_t batch, const void *bias, void *y,
+                                     void *workspace, void *stream, wc_error *err) {
+    if (!m || !m->body || !m->offsets || m->base > 240) return wc_error_set(err, WC_ERR_ARG, "gemv: no cf12 matrix");
+    return run(m->rows, m->cols, x, batch, bias, y, workspace, stream, err,
+               [&](const gemv::args &a, const gemv::plan &p, cudaStream_t s) { return gemv::run_cf12(*m, a, p, s); });
+}
+
+extern "C" wc_status wcgpu_gemv_bf16_ref(const void *w, uint32_t rows, uint32_t cols, const void *x, uint32_t batch,
+                                         const void *bias, void *y, void *workspace, void *stream, wc_error *err) {
+    const uint16_t *wp = static_cast<const uint16_t *>(w);
+    return run(rows, cols, x, batch, bias, y, workspace, stream, err,
+               [&](const gemv::args &a, const gemv::plan &p, cudaStream_t s) { return gemv::run_bf16_ref(wp, a, p, s); });
+}

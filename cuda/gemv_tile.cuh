@@ -1,0 +1,139 @@
+/* gemv_tile.cuh - the GEMV's tiling and reduction order, shared by the fused kernel
+ * (gemv_cf12.cu) and its plain reference (gemv_bf16_ref.cu), which differ only in where the A
+ * fragments come from: so the reference proves the fused kernel's decode, bit for bit.
+ *
+ * A CTA computes 16 output rows (one row tile) over a K-range of `per` 64-column units; its
+ * warps take the units in turn (warp w: units w, w + WARPS, ...), each keeping one unit's loads in
+ * flight while it multiplies the last. Per unit and lane: the A fragments of 4 m16n8k16 products
+ * (W's 16 rows x 64 columns), the lane's 16 contiguous activations of batch row g as B, FP32
+ * accumulators. Then the warps' sums are added in warp order, and written as BF16 (one K-range)
+ * or as FP32 partials for gemv_reduce (several). */
+#ifndef WCGPU_GEMV_TILE_CUH
+#define WCGPU_GEMV_TILE_CUH
+
+#include <cuda_bf16.h>
+#include <stdint.h>
+
+#include "wcgpu.h"
+
+namespace gemv {
+
+struct args {
+    const uint16_t *x, *bias;
+    uint16_t *y;
+    float *partial;
+    uint32_t batch, rows, cols, U, per; /* per: units a CTA sums */
+    int x_vec;                          /* x rows 16-byte aligned: vector loads */
+};
+
+struct xfrag {
+    uint32_t w[8]; /* x[g][unit*64 + t*16 .. +16] as bf16 pairs */
+};
+
+__device__ __forceinline__ xfrag load_x(const args &a, uint32_t u, unsigned g, unsigned t) {
+    xfrag f;
+    const uint32_t col = u * 64 + t * 16;
+    if (g >= a.batch) {
+#pragma unroll
+        for (int k = 0; k < 8; k++) f.w[k] = 0;
+        return f;
+    }
+    const uint16_t *p = a.x + (uint64_t)g * a.cols + col;
+    if (a.x_vec && col + 16 <= a.cols) {
+        const uint4 v0 = __ldg(reinterpret_cast<const uint4 *>(p)), v1 = __ldg(reinterpret_cast<const uint4 *>(p) + 1);
+        f.w[0] = v0.x, f.w[1] = v0.y, f.w[2] = v0.z, f.w[3] = v0.w;
+        f.w[4] = v1.x, f.w[5] = v1.y, f.w[6] = v1.z, f.w[7] = v1.w;
+        return f;
+    }
+#pragma unroll
+    for (int k = 0; k < 8; k++) {
+        const uint32_t lo = col + 2 * k < a.cols ? p[2 * k] : 0, hi = col + 2 * k + 1 < a.cols ? p[2 * k + 1] : 0;
+        f.w[k] = lo | hi << 16;
+    }
+    return f;
+}
+
+__device__ __forceinline__ void mma(float c[4], const uint32_t a[4], uint32_t b0, uint32_t b1) {
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+                 "{%0,%1,%2,%3};"
+                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+__device__ __forceinline__ uint16_t to_bf16(float v) {
+    return __bfloat16_as_ushort(__float2bfloat16_rn(v));
+}
+
+/* Src: fetch(rt, u, lane) -> Src::raw (the loads), frags(raw, rt, u, lane, a) (the decode). */
+template <class Src, int WARPS>
+__global__ void __launch_bounds__(WARPS * 32) gemv_kernel(Src src, args a) {
+    const unsigned lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t = lane & 3;
+    const uint32_t rt = blockIdx.x, u0 = blockIdx.y * a.per;
+    const uint32_t u1 = u0 + a.per < a.U ? u0 + a.per : a.U;
+    float c[4] = {0.f, 0.f, 0.f, 0.f};
+    uint32_t u = u0 + warp;
+    if (u < u1) {
+        typename Src::raw cur = src.fetch(rt, u, lane);
+        xfrag xc = load_x(a, u, g, t);
+        for (;;) {
+            const uint32_t un = u + WARPS;
+            const bool more = un < u1;
+            typename Src::raw nxt = cur;
+            xfrag xn = xc;
+            if (more) {
+                nxt = src.fetch(rt, un, lane);
+                xn = load_x(a, un, g, t);
+            }
+            uint32_t f[4][4];
+            src.frags(cur, rt, u, lane, f);
+#pragma unroll
+            for (int j = 0; j < 4; j++) mma(c, f[j], xc.w[2 * j], xc.w[2 * j + 1]);
+            if (!more) break;
+            cur = nxt;
+            xc = xn;
+            u = un;
+        }
+    }
+    __shared__ float red[WARPS][4][32];
+#pragma unroll
+    for (int i = 0; i < 4; i++) red[warp][i][lane] = c[i];
+    __syncthreads();
+    if (warp) return;
+#pragma unroll
+    for (int i = 0; i < 4; i++) {
+        float s = red[0][i][lane];
+#pragma unroll
+        for (int w = 1; w < WARPS; w++) s += red[w][i][lane];
+        const uint32_t row = rt * 16 + g + 8 * (i >> 1), n = 2 * t + (i & 1);
+        if (row >= a.rows || n >= a.batch) continue;
+        if (gridDim.y == 1)
+            a.y[(uint64_t)n * a.rows + row] = to_bf16(a.bias ? s + __uint_as_float((uint32_t)a.bias[row] << 16) : s);
+        else
+            a.partial[((uint64_t)blockIdx.y * a.batch + n) * a.rows + row] = s;
+    }
+}
+
+/* Launches the kernel for a source under the dispatcher's choice (gemv.cu). */
+struct plan {
+    int warps;
+    uint32_t ksplit, per;
+};
+template <class Src> cudaError_t launch(const Src &src, const args &a, const plan &p, cudaStream_t s) {
+    const dim3 grid((a.rows + 15) / 16, p.ksplit);
+    switch (p.warps) {
+    case 2: gemv_kernel<Src, 2><<<grid, 64, 0, s>>>(src, a); break;
+    case 4: gemv_kernel<Src, 4><<<grid, 128, 0, s>>>(src, a); break;
+    default: gemv_kernel<Src, 8><<<grid, 256, 0, s>>>(src, a); break;
+    }
+    return cudaGetLastError();
+}
+
+/* The dispatcher's entry for both sources: the plan, the kernel, the split-K reduction. */
+cudaError_t run_cf12(const wcgpu_cf12 &m, const args &a, const plan &p, cudaStream_t s);
+cudaError_t run_bf16_ref(const uint16_t *w, const args &a, const plan &p, cudaStream_t s);
+/* CTAs of the fused kernel resident on one SM (the plan is made for it, and the reference follows
+ * the same plan so that both sum in the same order). */
+int cf12_ctas_per_sm(int warps);
+
+} // namespace gemv
+#endif
