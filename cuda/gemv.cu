@@ -9,6 +9,20 @@
 
 namespace {
 
+/* The streamed schedule's split tiles: each run's sum added in run order (gemv_tile.cuh). */
+__global__ void stream_fixup_kernel(const float *partial, uint32_t rows, uint32_t U, uint32_t per, uint32_t batch,
+                                    const uint16_t *bias, uint16_t *y) {
+    const uint32_t i = blockIdx.x * blockDim.x + threadIdx.x, rt = i / (16 * batch);
+    if (rt >= (rows + 15) / 16) return;
+    const uint32_t n = i / 16 % batch, r = i % 16, row = rt * 16 + r;
+    const uint32_t w0 = gemv::first_run(rt, U, per), w1 = gemv::last_run(rt, U, per);
+    if (w0 == w1 || row >= rows) return;
+    float s = 0.f;
+    for (uint32_t w = w0; w <= w1; w++) s += partial[((uint64_t)(w + rt) * batch + n) * 16 + r];
+    if (bias) s += __uint_as_float((uint32_t)bias[row] << 16);
+    y[(uint64_t)n * rows + row] = gemv::to_bf16(s);
+}
+
 __global__ void reduce_kernel(const float *partial, uint32_t ksplit, uint32_t n, uint32_t rows,
                               const uint16_t *bias, uint16_t *y) {
     const uint32_t i = blockIdx.x * blockDim.x + threadIdx.x;
@@ -38,13 +52,16 @@ gemv::plan choose(uint32_t rows, uint32_t cols) {
     const char *env = getenv("WCGPU_GEMV");
     int w = 0;
     unsigned k = 0;
-    if (env && sscanf(env, "%d,%u", &w, &k) == 2 && (w == 2 || w == 4 || w == 8) && k >= 1) {
+    if (env && sscanf(env, "stream,%d", &w) == 1 && (w == 4 || w == 8)) {
+        const uint64_t warps = (uint64_t)sm_count() * gemv::cf12_ctas_per_sm(w, true) * w;
+        return {w, 0, (uint32_t)((R * (uint64_t)U + warps - 1) / warps)};
+    } else if (env && sscanf(env, "%d,%u", &w, &k) == 2 && (w == 2 || w == 4 || w == 8) && k >= 1) {
         best.warps = w;
         best.ksplit = k;
     } else {
         double best_cost = 1e300;
         for (int warps = 4; warps <= 8; warps *= 2) {
-            const uint64_t slots = (uint64_t)sm_count() * gemv::cf12_ctas_per_sm(warps);
+            const uint64_t slots = (uint64_t)sm_count() * gemv::cf12_ctas_per_sm(warps, false);
             for (uint32_t ks = 1; ks <= 16 && ks <= U; ks++) {
                 const uint32_t per = (U + ks - 1) / ks, split = (U + per - 1) / per;
                 if (split != ks) continue;
@@ -72,7 +89,7 @@ wc_status run(uint32_t rows, uint32_t cols, const void *x, uint32_t batch, const
               void *stream, wc_error *err, Run kernel) {
     if (check(rows, cols, batch, x, err)) return err ? err->code : WC_ERR_ARG;
     const gemv::plan p = choose(rows, cols);
-    if (p.ksplit > 1 && !workspace) return wc_error_set(err, WC_ERR_ARG, "gemv: no workspace for the split K");
+    if (p.ksplit != 1 && !workspace) return wc_error_set(err, WC_ERR_ARG, "gemv: no workspace for the split K");
     gemv::args a;
     a.x = static_cast<const uint16_t *>(x);
     a.bias = static_cast<const uint16_t *>(bias);
@@ -82,7 +99,11 @@ wc_status run(uint32_t rows, uint32_t cols, const void *x, uint32_t batch, const
     a.x_vec = (reinterpret_cast<uintptr_t>(x) % 16 == 0) && cols % 8 == 0;
     cudaStream_t s = static_cast<cudaStream_t>(stream);
     cudaError_t e = kernel(a, p, s);
-    if (e == cudaSuccess && p.ksplit > 1) {
+    if (e == cudaSuccess && p.ksplit == 0) {
+        const uint32_t n = (rows + 15) / 16 * 16 * batch;
+        stream_fixup_kernel<<<(n + 255) / 256, 256, 0, s>>>(a.partial, rows, a.U, p.per, batch, a.bias, a.y);
+        e = cudaGetLastError();
+    } else if (e == cudaSuccess && p.ksplit > 1) {
         const uint32_t n = batch * rows;
         reduce_kernel<<<(n + 255) / 256, 256, 0, s>>>(a.partial, p.ksplit, n, rows, a.bias, a.y);
         e = cudaGetLastError();
@@ -95,6 +116,10 @@ wc_status run(uint32_t rows, uint32_t cols, const void *x, uint32_t batch, const
 
 extern "C" uint64_t wcgpu_gemv_workspace_bytes(uint32_t rows, uint32_t cols, uint32_t batch) {
     const gemv::plan p = choose(rows, cols);
+    if (p.ksplit == 0) { /* a slot per (run, tile) pair: runs + tiles */
+        const uint64_t R = (rows + 15) / 16, runs = (R * ((cols + 63) / 64) + p.per - 1) / p.per;
+        return (runs + R) * batch * 16 * sizeof(float);
+    }
     return p.ksplit > 1 ? (uint64_t)p.ksplit * batch * rows * sizeof(float) : 0;
 }
 

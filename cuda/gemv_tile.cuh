@@ -22,7 +22,7 @@ struct args {
     const uint16_t *x, *bias;
     uint16_t *y;
     float *partial;
-    uint32_t batch, rows, cols, U, per; /* per: units a CTA sums */
+    uint32_t batch, rows, cols, U, per; /* per: units a CTA sums (tiled); a warp's (streamed) */
     int x_vec;                          /* x rows 16-byte aligned: vector loads */
 };
 
@@ -113,12 +113,74 @@ __global__ void __launch_bounds__(WARPS * 32) gemv_kernel(Src src, args a) {
     }
 }
 
+/* The streamed schedule: the matrix's R x U units in row-tile order, cut into equal runs of `per`,
+ * one run a warp, every warp resident at once (so none waits for a second wave and all finish
+ * together). A warp sums its run tile by tile; a tile whose units all fall in one run is written
+ * as BF16 by that warp, one split between runs leaves each run's FP32 sum in the workspace (at
+ * run index + tile index: unique), for stream_fixup to add in run order. */
+__host__ __device__ inline uint32_t first_run(uint32_t rt, uint32_t U, uint32_t per) { return rt * U / per; }
+__host__ __device__ inline uint32_t last_run(uint32_t rt, uint32_t U, uint32_t per) { return ((rt + 1) * U - 1) / per; }
+
+template <class Src, int WARPS>
+__global__ void __launch_bounds__(WARPS * 32) gemv_stream_kernel(Src src, args a) {
+    const unsigned lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+    const uint32_t run = blockIdx.x * WARPS + (threadIdx.x >> 5), total = (a.rows + 15) / 16 * a.U;
+    uint32_t f = run * a.per;
+    if (f >= total) return;
+    const uint32_t f1 = f + a.per < total ? f + a.per : total;
+    uint32_t rt = f / a.U, u = f % a.U;
+    float c[4] = {0.f, 0.f, 0.f, 0.f};
+    typename Src::raw cur = src.fetch(rt, u, lane);
+    xfrag xc = load_x(a, u, g, t);
+    for (;;) {
+        const bool more = f + 1 < f1;
+        const uint32_t rn = u + 1 == a.U ? rt + 1 : rt, un = u + 1 == a.U ? 0 : u + 1;
+        typename Src::raw nxt = cur;
+        xfrag xn = xc;
+        if (more) {
+            nxt = src.fetch(rn, un, lane);
+            xn = load_x(a, un, g, t);
+        }
+        uint32_t fr[4][4];
+        src.frags(cur, rt, u, lane, fr);
+#pragma unroll
+        for (int j = 0; j < 4; j++) mma(c, fr[j], xc.w[2 * j], xc.w[2 * j + 1]);
+        if (!more || rn != rt) { /* the run leaves this tile: its sum out */
+            const bool whole = first_run(rt, a.U, a.per) == last_run(rt, a.U, a.per);
+#pragma unroll
+            for (int i = 0; i < 4; i++) {
+                const uint32_t r = g + 8 * (i >> 1), row = rt * 16 + r, n = 2 * t + (i & 1);
+                if (whole) {
+                    if (row < a.rows && n < a.batch)
+                        a.y[(uint64_t)n * a.rows + row] =
+                            to_bf16(a.bias ? c[i] + __uint_as_float((uint32_t)a.bias[row] << 16) : c[i]);
+                } else if (n < a.batch) {
+                    a.partial[((uint64_t)(run + rt) * a.batch + n) * 16 + r] = c[i];
+                }
+                c[i] = 0.f;
+            }
+        }
+        if (!more) break;
+        cur = nxt;
+        xc = xn;
+        rt = rn, u = un, f++;
+    }
+}
+
 /* Launches the kernel for a source under the dispatcher's choice (gemv.cu). */
 struct plan {
     int warps;
-    uint32_t ksplit, per;
+    uint32_t ksplit, per; /* streamed: ksplit = 0, per = units a warp */
 };
 template <class Src> cudaError_t launch(const Src &src, const args &a, const plan &p, cudaStream_t s) {
+    if (p.ksplit == 0) {
+        const uint32_t runs = ((a.rows + 15) / 16 * a.U + p.per - 1) / p.per, ctas = (runs + p.warps - 1) / p.warps;
+        switch (p.warps) {
+        case 4: gemv_stream_kernel<Src, 4><<<ctas, 128, 0, s>>>(src, a); break;
+        default: gemv_stream_kernel<Src, 8><<<ctas, 256, 0, s>>>(src, a); break;
+        }
+        return cudaGetLastError();
+    }
     const dim3 grid((a.rows + 15) / 16, p.ksplit);
     switch (p.warps) {
     case 2: gemv_kernel<Src, 2><<<grid, 64, 0, s>>>(src, a); break;
@@ -133,7 +195,7 @@ cudaError_t run_cf12(const wcgpu_cf12 &m, const args &a, const plan &p, cudaStre
 cudaError_t run_bf16_ref(const uint16_t *w, const args &a, const plan &p, cudaStream_t s);
 /* CTAs of the fused kernel resident on one SM (the plan is made for it, and the reference follows
  * the same plan so that both sum in the same order). */
-int cf12_ctas_per_sm(int warps);
+int cf12_ctas_per_sm(int warps, bool streamed);
 
 } // namespace gemv
 #endif

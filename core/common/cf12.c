@@ -92,8 +92,9 @@ wc_status wc_cf12_pack(const uint16_t *w, uint32_t rows, uint32_t cols, unsigned
                 /* padding: +2^(base+1-127), finite, multiplied by the zeros the kernels load */
                 uint16_t v = inside ? w[row * cols + col] : (uint16_t)((base + 1) << 7);
                 unsigned shift, code = escapes(v, base) ? 0 : exponent_of(v) - base;
+                uint8_t *cp = blk + code_at(lane, i, &shift);
                 blk[sm_at(lane, i)] = sm_of(v);
-                blk[code_at(lane, i, &shift)] |= (uint8_t)(code << shift);
+                *cp |= (uint8_t)(code << shift);
                 if (!code) escapes_out[at++] = (lane * 32 + i) << 8 | exponent_of(v);
             })
             if (at != offsets[rt * U + u + 1])
@@ -113,7 +114,9 @@ wc_status wc_cf12_unpack(const uint8_t *body, const uint32_t *offsets, const uin
             uint32_t at = offsets[rt * U + u], end = offsets[rt * U + u + 1];
             if (end < at) return wc_error_set(err, WC_ERR_FORMAT, "cf12: escape offsets out of order");
             FOR_SLOTS(rt, u, rows, cols, {
-                unsigned shift, code = blk[code_at(lane, i, &shift)] >> shift & 15, e = base + code;
+                unsigned shift;
+                const uint8_t *cp = blk + code_at(lane, i, &shift);
+                unsigned code = *cp >> shift & 15, e = base + code;
                 if (!code) {
                     if (at == end || escapes_in[at] >> 8 != lane * 32 + i)
                         return wc_error_set(err, WC_ERR_FORMAT,

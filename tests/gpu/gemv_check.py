@@ -222,16 +222,30 @@ if __name__ == "__main__":
     for rows, cols in ODD:
         check_shape(rows, cols, range(1, 9))
     check_graph()
+    for cfg in ("stream,4", "stream,8", "8,1", "4,3"):  # every schedule the dispatcher may pick
+        os.environ["WCGPU_GEMV"] = cfg
+        for rows, cols in ((4096, 4096), (14336, 4096), (300, 130), (1, 4096), (17, 65), (2048, 5632)):
+            w = weights(rows, cols)
+            cw = _cf12.pack(w)
+            for m in (1, 3, 8):
+                x = torch.randn(m, cols, device=dev).to(torch.bfloat16)
+                y = _cf12.gemv(x, cw.body, cw.offsets, cw.escapes, rows, cols, cw.base, None)
+                r = _cf12.gemv(x, None, None, None, rows, cols, 0, None, reference_weight=w)
+                ok(torch.equal(bits(y), bits(r)), f"WCGPU_GEMV={cfg} {rows}x{cols} batch {m}: fused == reference")
+        os.environ.pop("WCGPU_GEMV")
     print(f"# largest |fused - cuBLAS|: {WORST[0]:.2f} BF16 ulps")
     print(f"{passed} passed, {failed} failed", flush=True)
     if "--bench" in sys.argv:
-        for cfg in os.environ.get("SWEEP", "").split():
-            os.environ["WCGPU_GEMV"] = cfg
-            print(f"## WCGPU_GEMV={cfg}")
-            bench_kernels()
-        os.environ.pop("WCGPU_GEMV", None)
-        print("## dispatcher's choice")
-        bench_kernels()
-        for size in os.environ.get("CHAINS", "8b 1.1b").split():
-            bench_chain(size)
+        # SWEEP: schedules to time beside the dispatcher's ('-' = the dispatcher), each on the
+        # kernels and on the chains (CHAINS, default 8b and 1.1b)
+        for cfg in os.environ.get("SWEEP", "-").split():
+            if cfg == "-":
+                os.environ.pop("WCGPU_GEMV", None)
+            else:
+                os.environ["WCGPU_GEMV"] = cfg
+            print(f"## schedule: {cfg if cfg != '-' else 'the dispatcher'}")
+            if os.environ.get("KERNELS", "1") == "1":
+                bench_kernels()
+            for size in os.environ.get("CHAINS", "8b 1.1b").split():
+                bench_chain(size)
     sys.exit(1 if failed else 0)
