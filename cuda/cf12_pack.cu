@@ -115,23 +115,38 @@ __global__ void pack_kernel(matrix m, const uint32_t *offsets, uint8_t *body, ui
     }
 }
 
-/* One warp a block, decoded as the fused kernels decode it, every slot inside the matrix stored. */
-__global__ void unpack_kernel(wcgpu_cf12 m, uint16_t *w) {
+/* One warp a block, decoded as the fused kernels decode it, staged in shared memory and stored
+ * row by row (16-byte stores where the row allows: this is the large batches' path, decode then
+ * cuBLAS, so it runs at memory speed). */
+constexpr unsigned UNPACK_WARPS = 8;
+__global__ void __launch_bounds__(UNPACK_WARPS * 32) unpack_kernel(wcgpu_cf12 m, uint16_t *w) {
+    __shared__ __align__(16) uint16_t tile[UNPACK_WARPS][BR][BC];
     const uint32_t U = (m.cols + BC - 1) / BC;
+    const unsigned lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     const uint64_t b = (blockIdx.x * (uint64_t)blockDim.x + threadIdx.x) / 32;
-    const unsigned lane = threadIdx.x & 31;
     if (b >= cf12::blocks(m.rows, m.cols)) return;
     uint32_t a[4][4];
     cf12::decode(cf12::fetch(m.body, b, lane), m.offsets, m.escapes, b, lane, m.base, a);
 #pragma unroll
-    for (unsigned p = 0; p < 16; p++)
+    for (unsigned p = 0; p < 16; p++) {
+        unsigned r, c;
+        cf12::place(lane, p * 2, &r, &c);
+        *reinterpret_cast<uint32_t *>(&tile[warp][r][c]) = a[p >> 2][p & 3];
+    }
+    __syncwarp();
+    const uint64_t row0 = b / U * BR, col0 = b % U * BC;
+    const bool vec = m.cols % 8 == 0 && reinterpret_cast<uintptr_t>(w) % 16 == 0;
 #pragma unroll
-        for (unsigned h = 0; h < 2; h++) {
-            unsigned r, c;
-            cf12::place(lane, p * 2 + h, &r, &c);
-            const uint64_t row = b / U * BR + r, col = b % U * BC + c;
-            if (row < m.rows && col < m.cols) w[row * m.cols + col] = (uint16_t)(a[p >> 2][p & 3] >> (16 * h));
-        }
+    for (unsigned k = 0; k < 4; k++) { /* 16 rows x 8 pieces of 8 weights: 4 a lane */
+        const unsigned piece = k * 32 + lane, r = piece / 8, c = piece % 8 * 8;
+        const uint64_t row = row0 + r, col = col0 + c;
+        if (row >= m.rows || col >= m.cols) continue;
+        uint16_t *dst = w + row * m.cols + col;
+        if (vec && col + 8 <= m.cols)
+            *reinterpret_cast<uint4 *>(dst) = *reinterpret_cast<const uint4 *>(&tile[warp][r][c]);
+        else
+            for (unsigned e = 0; e < 8 && col + e < m.cols; e++) dst[e] = tile[warp][r][c + e];
+    }
 }
 
 wc_status launched(wc_error *err, const char *what) {
@@ -181,7 +196,8 @@ extern "C" wc_status wcgpu_cf12_pack(const void *d_w, uint32_t rows, uint32_t co
 
 extern "C" wc_status wcgpu_cf12_unpack(const wcgpu_cf12 *m, void *d_w, void *stream, wc_error *err) {
     if (check_shape(m->rows, m->cols, m->base, err)) return err ? err->code : WC_ERR_ARG;
-    unpack_kernel<<<warp_grid(wc_cf12_blocks(m->rows, m->cols)), 256, 0, static_cast<cudaStream_t>(stream)>>>(
+    unpack_kernel<<<warp_grid(wc_cf12_blocks(m->rows, m->cols)), UNPACK_WARPS * 32, 0,
+                    static_cast<cudaStream_t>(stream)>>>(
         *m, static_cast<uint16_t *>(d_w));
     return launched(err, "unpack");
 }

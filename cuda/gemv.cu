@@ -46,22 +46,23 @@ int sm_count(void) {
  * counted whole: a wave's CTAs start and end together), each as long as its warp's units plus a
  * fixed cost (first loads, the warps' sum; about 1.5 units), plus the reduction's launch when K is
  * split. $WCGPU_GEMV="WARPS,KSPLIT" overrides it (for the benchmark's sweep). */
-gemv::plan choose(uint32_t rows, uint32_t cols) {
+gemv::plan choose(uint32_t rows, uint32_t cols, uint32_t batch) {
+    const int nb = batch > 8 ? 2 : 1;
     const uint32_t R = (rows + 15) / 16, U = (cols + 63) / 64;
     gemv::plan best = {4, 1, U};
     const char *env = getenv("WCGPU_GEMV");
     int w = 0;
     unsigned k = 0;
     if (env && sscanf(env, "stream,%d", &w) == 1 && (w == 4 || w == 8)) {
-        const uint64_t warps = (uint64_t)sm_count() * gemv::cf12_ctas_per_sm(w, true) * w;
+        const uint64_t warps = (uint64_t)sm_count() * gemv::cf12_ctas_per_sm(w, true, nb) * w;
         return {w, 0, (uint32_t)((R * (uint64_t)U + warps - 1) / warps)};
-    } else if (env && sscanf(env, "%d,%u", &w, &k) == 2 && (w == 2 || w == 4 || w == 8) && k >= 1) {
+    } else if (env && sscanf(env, "%d,%u", &w, &k) == 2 && (w == 4 || w == 8) && k >= 1) {
         best.warps = w;
         best.ksplit = k;
     } else {
         double best_cost = 1e300;
         for (int warps = 4; warps <= 8; warps *= 2) {
-            const uint64_t slots = (uint64_t)sm_count() * gemv::cf12_ctas_per_sm(warps, false);
+            const uint64_t slots = (uint64_t)sm_count() * gemv::cf12_ctas_per_sm(warps, false, nb);
             for (uint32_t ks = 1; ks <= 16 && ks <= U; ks++) {
                 const uint32_t per = (U + ks - 1) / ks, split = (U + per - 1) / per;
                 if (split != ks) continue;
@@ -88,7 +89,7 @@ template <class Run>
 wc_status run(uint32_t rows, uint32_t cols, const void *x, uint32_t batch, const void *bias, void *y, void *workspace,
               void *stream, wc_error *err, Run kernel) {
     if (check(rows, cols, batch, x, err)) return err ? err->code : WC_ERR_ARG;
-    const gemv::plan p = choose(rows, cols);
+    const gemv::plan p = choose(rows, cols, batch);
     if (p.ksplit != 1 && !workspace) return wc_error_set(err, WC_ERR_ARG, "gemv: no workspace for the split K");
     gemv::args a;
     a.x = static_cast<const uint16_t *>(x);
@@ -115,7 +116,7 @@ wc_status run(uint32_t rows, uint32_t cols, const void *x, uint32_t batch, const
 } // namespace
 
 extern "C" uint64_t wcgpu_gemv_workspace_bytes(uint32_t rows, uint32_t cols, uint32_t batch) {
-    const gemv::plan p = choose(rows, cols);
+    const gemv::plan p = choose(rows, cols, batch);
     if (p.ksplit == 0) { /* a slot per (run, tile) pair: runs + tiles */
         const uint64_t R = (rows + 15) / 16, runs = (R * ((cols + 63) / 64) + p.per - 1) / p.per;
         return (runs + R) * batch * 16 * sizeof(float);

@@ -23,21 +23,11 @@ cudaError_t run_cf12(const wcgpu_cf12 &m, const args &a, const plan &p, cudaStre
     return launch(cf12_src{m.body, m.offsets, m.escapes, a.U, m.base}, a, p, s);
 }
 
-int cf12_ctas_per_sm(int warps, bool streamed) {
-    static int cache[2][9];
-    if (warps != 2 && warps != 4 && warps != 8) return 1;
-    int &n = cache[streamed][warps];
-    if (!n) {
-        cudaError_t e;
-        if (streamed)
-            e = warps == 4 ? cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, gemv_stream_kernel<cf12_src, 4>, 128, 0)
-                           : cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, gemv_stream_kernel<cf12_src, 8>, 256, 0);
-        else
-            e = warps == 2   ? cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, gemv_kernel<cf12_src, 2>, 64, 0)
-                : warps == 4 ? cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, gemv_kernel<cf12_src, 4>, 128, 0)
-                             : cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, gemv_kernel<cf12_src, 8>, 256, 0);
-        if (e != cudaSuccess || n <= 0) n = 1;
-    }
+int cf12_ctas_per_sm(int warps, bool streamed, int nb) {
+    static int cache[2][9][3];
+    if ((warps != 4 && warps != 8) || (nb != 1 && nb != 2)) return 1;
+    int &n = cache[streamed][warps][nb];
+    if (!n) n = ctas_per_sm<cf12_src>(streamed, warps, nb);
     return n;
 }
 

@@ -7,7 +7,8 @@
  * flight while it multiplies the last. Per unit and lane: the A fragments of 4 m16n8k16 products
  * (W's 16 rows x 64 columns), the lane's 16 contiguous activations of batch row g as B, FP32
  * accumulators. Then the warps' sums are added in warp order, and written as BF16 (one K-range)
- * or as FP32 partials for gemv_reduce (several). */
+ * or as FP32 partials for gemv_reduce (several). Batches of 9..16 rows take a second group of 8
+ * (NB = 2): the same decoded fragments, a second product per fragment. */
 #ifndef WCGPU_GEMV_TILE_CUH
 #define WCGPU_GEMV_TILE_CUH
 
@@ -64,50 +65,69 @@ __device__ __forceinline__ uint16_t to_bf16(float v) {
     return __bfloat16_as_ushort(__float2bfloat16_rn(v));
 }
 
-/* Src: fetch(rt, u, lane) -> Src::raw (the loads), frags(raw, rt, u, lane, a) (the decode). */
-template <class Src, int WARPS>
+/* The loads of one unit: W's (Src::raw) and each batch group's activations. */
+template <class Src, int NB> struct unit {
+    typename Src::raw w;
+    xfrag x[NB];
+    __device__ __forceinline__ void load(const Src &src, const args &a, uint32_t rt, uint32_t u, unsigned lane) {
+        w = src.fetch(rt, u, lane);
+#pragma unroll
+        for (int k = 0; k < NB; k++) x[k] = load_x(a, u, (lane >> 2) + 8 * k, lane & 3);
+    }
+    /* decoded, then multiplied into c[k] (batch group k's 16 x 8 accumulators) */
+    __device__ __forceinline__ void mma_into(const Src &src, uint32_t rt, uint32_t u, unsigned lane,
+                                             float c[NB][4]) const {
+        uint32_t f[4][4];
+        src.frags(w, rt, u, lane, f);
+#pragma unroll
+        for (int j = 0; j < 4; j++)
+#pragma unroll
+            for (int k = 0; k < NB; k++) mma(c[k], f[j], x[k].w[2 * j], x[k].w[2 * j + 1]);
+    }
+};
+
+/* Output element i of batch group k in a lane's accumulators: its row in the tile and batch row. */
+__device__ __forceinline__ uint32_t out_row(unsigned lane, int i) { return (lane >> 2) + 8 * (i >> 1); }
+__device__ __forceinline__ uint32_t out_n(unsigned lane, int k, int i) { return 8 * k + 2 * (lane & 3) + (i & 1); }
+__device__ __forceinline__ uint16_t with_bias(const args &a, uint32_t row, float v) {
+    return to_bf16(a.bias ? v + __uint_as_float((uint32_t)a.bias[row] << 16) : v);
+}
+
+/* The tiled schedule. Src: fetch(rt, u, lane) -> Src::raw (the loads), frags(raw, rt, u, lane, a)
+ * (the decode). */
+template <class Src, int WARPS, int NB>
 __global__ void __launch_bounds__(WARPS * 32) gemv_kernel(Src src, args a) {
-    const unsigned lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t = lane & 3;
+    const unsigned lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     const uint32_t rt = blockIdx.x, u0 = blockIdx.y * a.per;
     const uint32_t u1 = u0 + a.per < a.U ? u0 + a.per : a.U;
-    float c[4] = {0.f, 0.f, 0.f, 0.f};
+    float c[NB][4] = {};
     uint32_t u = u0 + warp;
     if (u < u1) {
-        typename Src::raw cur = src.fetch(rt, u, lane);
-        xfrag xc = load_x(a, u, g, t);
+        unit<Src, NB> cur, nxt;
+        cur.load(src, a, rt, u, lane);
         for (;;) {
-            const uint32_t un = u + WARPS;
-            const bool more = un < u1;
-            typename Src::raw nxt = cur;
-            xfrag xn = xc;
-            if (more) {
-                nxt = src.fetch(rt, un, lane);
-                xn = load_x(a, un, g, t);
-            }
-            uint32_t f[4][4];
-            src.frags(cur, rt, u, lane, f);
-#pragma unroll
-            for (int j = 0; j < 4; j++) mma(c, f[j], xc.w[2 * j], xc.w[2 * j + 1]);
+            const bool more = u + WARPS < u1;
+            if (more) nxt.load(src, a, rt, u + WARPS, lane);
+            cur.mma_into(src, rt, u, lane, c);
             if (!more) break;
             cur = nxt;
-            xc = xn;
-            u = un;
+            u += WARPS;
         }
     }
-    __shared__ float red[WARPS][4][32];
+    __shared__ float red[WARPS][NB * 4][32];
 #pragma unroll
-    for (int i = 0; i < 4; i++) red[warp][i][lane] = c[i];
+    for (int i = 0; i < NB * 4; i++) red[warp][i][lane] = c[i / 4][i % 4];
     __syncthreads();
     if (warp) return;
 #pragma unroll
-    for (int i = 0; i < 4; i++) {
+    for (int i = 0; i < NB * 4; i++) {
         float s = red[0][i][lane];
 #pragma unroll
         for (int w = 1; w < WARPS; w++) s += red[w][i][lane];
-        const uint32_t row = rt * 16 + g + 8 * (i >> 1), n = 2 * t + (i & 1);
+        const uint32_t row = rt * 16 + out_row(lane, i % 4), n = out_n(lane, i / 4, i % 4);
         if (row >= a.rows || n >= a.batch) continue;
         if (gridDim.y == 1)
-            a.y[(uint64_t)n * a.rows + row] = to_bf16(a.bias ? s + __uint_as_float((uint32_t)a.bias[row] << 16) : s);
+            a.y[(uint64_t)n * a.rows + row] = with_bias(a, row, s);
         else
             a.partial[((uint64_t)blockIdx.y * a.batch + n) * a.rows + row] = s;
     }
@@ -121,48 +141,37 @@ __global__ void __launch_bounds__(WARPS * 32) gemv_kernel(Src src, args a) {
 __host__ __device__ inline uint32_t first_run(uint32_t rt, uint32_t U, uint32_t per) { return rt * U / per; }
 __host__ __device__ inline uint32_t last_run(uint32_t rt, uint32_t U, uint32_t per) { return ((rt + 1) * U - 1) / per; }
 
-template <class Src, int WARPS>
+template <class Src, int WARPS, int NB>
 __global__ void __launch_bounds__(WARPS * 32) gemv_stream_kernel(Src src, args a) {
-    const unsigned lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+    const unsigned lane = threadIdx.x & 31;
     const uint32_t run = blockIdx.x * WARPS + (threadIdx.x >> 5), total = (a.rows + 15) / 16 * a.U;
     uint32_t f = run * a.per;
     if (f >= total) return;
     const uint32_t f1 = f + a.per < total ? f + a.per : total;
     uint32_t rt = f / a.U, u = f % a.U;
-    float c[4] = {0.f, 0.f, 0.f, 0.f};
-    typename Src::raw cur = src.fetch(rt, u, lane);
-    xfrag xc = load_x(a, u, g, t);
+    float c[NB][4] = {};
+    unit<Src, NB> cur, nxt;
+    cur.load(src, a, rt, u, lane);
     for (;;) {
         const bool more = f + 1 < f1;
         const uint32_t rn = u + 1 == a.U ? rt + 1 : rt, un = u + 1 == a.U ? 0 : u + 1;
-        typename Src::raw nxt = cur;
-        xfrag xn = xc;
-        if (more) {
-            nxt = src.fetch(rn, un, lane);
-            xn = load_x(a, un, g, t);
-        }
-        uint32_t fr[4][4];
-        src.frags(cur, rt, u, lane, fr);
-#pragma unroll
-        for (int j = 0; j < 4; j++) mma(c, fr[j], xc.w[2 * j], xc.w[2 * j + 1]);
+        if (more) nxt.load(src, a, rn, un, lane);
+        cur.mma_into(src, rt, u, lane, c);
         if (!more || rn != rt) { /* the run leaves this tile: its sum out */
             const bool whole = first_run(rt, a.U, a.per) == last_run(rt, a.U, a.per);
 #pragma unroll
-            for (int i = 0; i < 4; i++) {
-                const uint32_t r = g + 8 * (i >> 1), row = rt * 16 + r, n = 2 * t + (i & 1);
+            for (int i = 0; i < NB * 4; i++) {
+                const uint32_t r = out_row(lane, i % 4), row = rt * 16 + r, n = out_n(lane, i / 4, i % 4);
                 if (whole) {
-                    if (row < a.rows && n < a.batch)
-                        a.y[(uint64_t)n * a.rows + row] =
-                            to_bf16(a.bias ? c[i] + __uint_as_float((uint32_t)a.bias[row] << 16) : c[i]);
+                    if (row < a.rows && n < a.batch) a.y[(uint64_t)n * a.rows + row] = with_bias(a, row, c[i / 4][i % 4]);
                 } else if (n < a.batch) {
-                    a.partial[((uint64_t)(run + rt) * a.batch + n) * 16 + r] = c[i];
+                    a.partial[((uint64_t)(run + rt) * a.batch + n) * 16 + r] = c[i / 4][i % 4];
                 }
-                c[i] = 0.f;
+                c[i / 4][i % 4] = 0.f;
             }
         }
         if (!more) break;
         cur = nxt;
-        xc = xn;
         rt = rn, u = un, f++;
     }
 }
@@ -172,22 +181,42 @@ struct plan {
     int warps;
     uint32_t ksplit, per; /* streamed: ksplit = 0, per = units a warp */
 };
-template <class Src> cudaError_t launch(const Src &src, const args &a, const plan &p, cudaStream_t s) {
+template <class Src, int NB> cudaError_t launch_nb(const Src &src, const args &a, const plan &p, cudaStream_t s) {
     if (p.ksplit == 0) {
         const uint32_t runs = ((a.rows + 15) / 16 * a.U + p.per - 1) / p.per, ctas = (runs + p.warps - 1) / p.warps;
-        switch (p.warps) {
-        case 4: gemv_stream_kernel<Src, 4><<<ctas, 128, 0, s>>>(src, a); break;
-        default: gemv_stream_kernel<Src, 8><<<ctas, 256, 0, s>>>(src, a); break;
-        }
-        return cudaGetLastError();
-    }
-    const dim3 grid((a.rows + 15) / 16, p.ksplit);
-    switch (p.warps) {
-    case 2: gemv_kernel<Src, 2><<<grid, 64, 0, s>>>(src, a); break;
-    case 4: gemv_kernel<Src, 4><<<grid, 128, 0, s>>>(src, a); break;
-    default: gemv_kernel<Src, 8><<<grid, 256, 0, s>>>(src, a); break;
+        if (p.warps == 4)
+            gemv_stream_kernel<Src, 4, NB><<<ctas, 128, 0, s>>>(src, a);
+        else
+            gemv_stream_kernel<Src, 8, NB><<<ctas, 256, 0, s>>>(src, a);
+    } else {
+        const dim3 grid((a.rows + 15) / 16, p.ksplit);
+        if (p.warps == 4)
+            gemv_kernel<Src, 4, NB><<<grid, 128, 0, s>>>(src, a);
+        else
+            gemv_kernel<Src, 8, NB><<<grid, 256, 0, s>>>(src, a);
     }
     return cudaGetLastError();
+}
+template <class Src> cudaError_t launch(const Src &src, const args &a, const plan &p, cudaStream_t s) {
+    return a.batch > 8 ? launch_nb<Src, 2>(src, a, p, s) : launch_nb<Src, 1>(src, a, p, s);
+}
+
+/* The fused kernel's resident CTAs per SM, for a schedule, warps and batch groups. */
+template <class Src> int ctas_per_sm(bool streamed, int warps, int nb) {
+    int n = 0;
+    const int t = warps * 32;
+    cudaError_t e;
+    if (streamed)
+        e = warps == 4 ? (nb == 2 ? cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, gemv_stream_kernel<Src, 4, 2>, t, 0)
+                                  : cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, gemv_stream_kernel<Src, 4, 1>, t, 0))
+                       : (nb == 2 ? cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, gemv_stream_kernel<Src, 8, 2>, t, 0)
+                                  : cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, gemv_stream_kernel<Src, 8, 1>, t, 0));
+    else
+        e = warps == 4 ? (nb == 2 ? cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, gemv_kernel<Src, 4, 2>, t, 0)
+                                  : cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, gemv_kernel<Src, 4, 1>, t, 0))
+                       : (nb == 2 ? cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, gemv_kernel<Src, 8, 2>, t, 0)
+                                  : cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, gemv_kernel<Src, 8, 1>, t, 0));
+    return e == cudaSuccess && n > 0 ? n : 1;
 }
 
 /* The dispatcher's entry for both sources: the plan, the kernel, the split-K reduction. */
@@ -195,7 +224,7 @@ cudaError_t run_cf12(const wcgpu_cf12 &m, const args &a, const plan &p, cudaStre
 cudaError_t run_bf16_ref(const uint16_t *w, const args &a, const plan &p, cudaStream_t s);
 /* CTAs of the fused kernel resident on one SM (the plan is made for it, and the reference follows
  * the same plan so that both sum in the same order). */
-int cf12_ctas_per_sm(int warps, bool streamed);
+int cf12_ctas_per_sm(int warps, bool streamed, int nb);
 
 } // namespace gemv
 #endif

@@ -177,8 +177,8 @@ wc_status wcgpu_cf12_pack(const void *d_w, uint32_t rows, uint32_t cols, unsigne
  * (decode, then cuBLAS) and for detach. */
 wc_status wcgpu_cf12_unpack(const wcgpu_cf12 *m, void *d_w, void *stream, wc_error *err);
 
-/* The largest batch the GEMV takes. */
-#define WCGPU_GEMV_MAX_BATCH 8
+/* The largest batch the GEMV takes (more rows: unpack, then cuBLAS; the GEMM issue's). */
+#define WCGPU_GEMV_MAX_BATCH 16
 /* Device memory the GEMV needs beside its output for this shape (split-K partial sums; 0 when
  * one CTA sums a row's whole K), on the current device. */
 uint64_t wcgpu_gemv_workspace_bytes(uint32_t rows, uint32_t cols, uint32_t batch);

@@ -1,6 +1,6 @@
 """The compute format (cf12, docs/FORMAT.md) in torch: a BF16 weight packed on the GPU, and the
 decode-fused linear as the torch custom op wcodec::cf12_linear (a fake implementation beside it,
-so that torch.compile and CUDA graphs trace it). Batches up to 8 rows run the fused GEMV, which
+so that torch.compile and CUDA graphs trace it). Batches up to 16 rows run the fused GEMV, which
 reads each weight once, compressed; larger ones unpack the weight into a temporary BF16 tensor and
 call F.linear (the GEMM issue makes them fused). Every launch goes on torch's current stream, every
 buffer comes from torch's allocator, and nothing synchronizes."""
@@ -12,7 +12,7 @@ from torch.nn import functional as F
 
 from . import _lib
 
-MAX_BATCH = 8  # WCGPU_GEMV_MAX_BATCH
+MAX_BATCH = 16  # WCGPU_GEMV_MAX_BATCH
 
 
 class Cf12Weight:

@@ -5,7 +5,7 @@ Checks, on random BF16 weights drawn as transformers initialises a Llama (normal
 escapes planted (zeros, NaN, Inf, subnormals, huge values), for every Linear shape of the 1.1B and
 8B Llamas and odd shapes: the GPU packer's bytes equal the C reference packer's; unpacking gives
 back every bit; the fused GEMV equals the reference kernel on the plain weights bit for bit at
-batch 1..8 (with and without bias, x unaligned too); the fused linear against cuBLAS BF16 stays
+batch 1..16 (with and without bias, x unaligned too); the fused linear against cuBLAS BF16 stays
 within the stated bound; a CUDA graph replays it to the same bits. With --bench: kernel times per
 shape against cuBLAS and the reference (weights rotated past L2), and the 8B / 1.1B Linear chains
 in CUDA graphs. Prints 'N passed, N failed'."""
@@ -17,6 +17,9 @@ import torch
 from torch.nn import functional as F
 
 from wcodec import _cf12, _lib
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "bench"))
+from cuda_timing import graph_ms  # noqa: E402
 
 torch.manual_seed(0)
 dev = torch.device("cuda")
@@ -144,7 +147,7 @@ def bench_kernels():
         ws = [weights(rows, cols, plant=False) for _ in range(copies)]
         cws = [_cf12.pack(w) for w in ws]
         cbytes = cws[0].nbytes()
-        for m in (1, 4, 8):
+        for m in (1, 4, 8, 16):
             x = torch.randn(m, cols, device=dev).to(torch.bfloat16)
             t = {}
             for kind in ("cublas", "fused", "ref"):
@@ -166,28 +169,7 @@ def bench_kernels():
 
 def graph_time(fn, reps=20):
     """Milliseconds one fn() takes, replayed from a CUDA graph (median of reps)."""
-    s = torch.cuda.Stream()
-    s.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(s):
-        fn()
-        torch.cuda.synchronize()
-        g = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(g):
-            fn()
-    torch.cuda.current_stream().wait_stream(s)
-    g.replay()
-    torch.cuda.synchronize()
-    times = []
-    for _ in range(reps):
-        a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        a.record()
-        g.replay()
-        b.record()
-        b.synchronize()
-        times.append(a.elapsed_time(b))
-    times.sort()
-    del g
-    return times[len(times) // 2]
+    return graph_ms(fn, reps)[0]
 
 
 LLAMA = {"8b": dict(h=4096, i=14336, kv=1024, layers=32, vocab=128256),
@@ -218,16 +200,16 @@ def bench_chain(size, batches=(1, 4, 8, 16)):
 if __name__ == "__main__":
     print("# GPU:", torch.cuda.get_device_name())
     for rows, cols in SHAPES_8B + SHAPES_1B:
-        check_shape(rows, cols, (1, 8) if rows * cols > 100_000_000 else (1, 2, 3, 4, 8))
+        check_shape(rows, cols, (1, 8, 16) if rows * cols > 100_000_000 else (1, 2, 3, 4, 8, 9, 16))
     for rows, cols in ODD:
-        check_shape(rows, cols, range(1, 9))
+        check_shape(rows, cols, range(1, 17))
     check_graph()
     for cfg in ("stream,4", "stream,8", "8,1", "4,3"):  # every schedule the dispatcher may pick
         os.environ["WCGPU_GEMV"] = cfg
         for rows, cols in ((4096, 4096), (14336, 4096), (300, 130), (1, 4096), (17, 65), (2048, 5632)):
             w = weights(rows, cols)
             cw = _cf12.pack(w)
-            for m in (1, 3, 8):
+            for m in (1, 3, 8, 13):
                 x = torch.randn(m, cols, device=dev).to(torch.bfloat16)
                 y = _cf12.gemv(x, cw.body, cw.offsets, cw.escapes, rows, cols, cw.base, None)
                 r = _cf12.gemv(x, None, None, None, rows, cols, 0, None, reference_weight=w)

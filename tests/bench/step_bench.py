@@ -1,0 +1,109 @@
+#!/usr/bin/env python3
+"""step_bench.py SIZE [BATCH...] - a transformers Llama decode step, BF16 against compute="fused",
+the same harness on both sides: a static KV cache (prompt 128, room for 256), the decode step
+captured in a CUDA graph and replayed, only the Linear layers differing.
+
+SIZE: 1b (TinyLlama-1.1B's shape) or 8b (Llama-3.1-8B's). The model is built on the GPU with
+random weights as transformers initialises them (normal, std 0.02; no trained model can be
+downloaded here), timed in BF16 (cuBLAS), then each nn.Linear's weight is packed into the compute
+format (wcodec._cf12.pack, what attach(compute="fused") does after decoding a container) and its
+forward replaced by the fused op, and timed again. Also the Linear layers alone in the same step
+(their share of it), eager steps, peak GPU memory (weights, cache and activations), and the greedy
+tokens of 32 steps compared. Prints a markdown table."""
+import inspect
+import os
+import sys
+import types
+
+import torch
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from transformers import LlamaConfig, LlamaForCausalLM, StaticCache
+
+from wcodec import _cf12
+from cuda_timing import eager_ms, graph_ms
+
+SHAPES = {
+    "1b": dict(hidden_size=2048, intermediate_size=5632, num_hidden_layers=22, num_attention_heads=32,
+               num_key_value_heads=4, vocab_size=32000),
+    "8b": dict(hidden_size=4096, intermediate_size=14336, num_hidden_layers=32, num_attention_heads=32,
+               num_key_value_heads=8, vocab_size=128256, rope_theta=500000.0, max_position_embeddings=8192),
+}
+size = sys.argv[1]
+batches = [int(b) for b in sys.argv[2:]] or [1, 4, 8, 16]
+PROMPT, ROOM, STEPS = 128, 256, 32
+dev = torch.device("cuda")
+
+
+def make_cache(model, b):
+    params = inspect.signature(StaticCache.__init__).parameters
+    kw = dict(config=model.config, max_cache_len=ROOM)
+    if "max_batch_size" in params:
+        kw.update(max_batch_size=b, device=dev, dtype=torch.bfloat16)
+    return StaticCache(**kw)
+
+
+def run(model, b, ids, linears):
+    """(graph step ms, eager step ms, peak MiB of the step, Linear-only ms, greedy tokens)."""
+    cache = make_cache(model, b)
+    with torch.no_grad():
+        out = model(input_ids=ids, past_key_values=cache, cache_position=torch.arange(PROMPT, device=dev),
+                    use_cache=True)
+        tok = out.logits[:, -1:].argmax(-1)
+        pos = torch.tensor([PROMPT], device=dev)
+
+        def step():
+            return model(input_ids=tok, past_key_values=cache, cache_position=pos, use_cache=True).logits
+        torch.cuda.reset_peak_memory_stats()
+        ms, g, logits = graph_ms(step, reps=30)
+        peak = torch.cuda.max_memory_allocated() / 2 ** 20
+        eager = eager_ms(step)
+        # greedy: replay the graph, feeding each step's token to the next
+        toks = []
+        for i in range(STEPS):
+            pos.fill_(PROMPT + i)
+            g.replay()
+            tok.copy_(logits[:, -1:].argmax(-1))
+            toks.append(tok.clone())
+        # the Linear layers alone, as the step calls them, in one graph
+        xs = {k: torch.randn(b, k, device=dev).to(torch.bfloat16) for k in {m.in_features for m in linears}}
+        lin, _, _ = graph_ms(lambda: [m(xs[m.in_features]) for m in linears])
+    del cache, g
+    torch.cuda.empty_cache()
+    return ms, eager, peak, lin, torch.cat(toks, 1)
+
+
+def main():
+    torch.manual_seed(0)
+    cfg = LlamaConfig(**SHAPES[size], tie_word_embeddings=False)
+    torch.set_default_dtype(torch.bfloat16)
+    with torch.device("cuda"):
+        model = LlamaForCausalLM(cfg).eval()
+    torch.set_default_dtype(torch.float32)
+    linears = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
+    ids = {b: torch.randint(0, cfg.vocab_size, (b, PROMPT), device=dev) for b in batches}
+    print(f"# {torch.cuda.get_device_name()}, Llama {size} shape, prompt {PROMPT}, static cache {ROOM}")
+    bf16 = {b: run(model, b, ids[b], linears) for b in batches}
+    wbytes = sum(m.weight.numel() * 2 for m in linears)
+    for m in linears:  # into the compute format, the BF16 weight freed
+        cw = _cf12.pack(m.weight.data)
+        m.weight = torch.nn.Parameter(torch.zeros((), dtype=torch.bfloat16, device=dev).expand(m.weight.shape),
+                                      requires_grad=False)
+        m.forward = types.MethodType(lambda mod, x, cw=cw: _cf12.linear(x, cw, mod.bias), m)
+        m.cf12 = cw
+    cbytes = sum(m.cf12.nbytes() for m in linears)
+    torch.cuda.empty_cache()
+    fused = {b: run(model, b, ids[b], linears) for b in batches}
+    print(f"Linear weights: BF16 {wbytes/1e9:.2f} GB, compute format {cbytes/1e9:.2f} GB ({cbytes/wbytes:.4f})")
+    print("| batch | BF16 step ms (graph) | fused step ms (graph) | speed-up | Linear share BF16 / fused (ms) "
+          "| eager BF16 / fused ms | peak GPU MiB BF16 / fused (ratio) | greedy tokens equal |")
+    print("|---|---|---|---|---|---|---|---|")
+    for b in batches:
+        s0, e0, p0, l0, t0 = bf16[b]
+        s1, e1, p1, l1, t1 = fused[b]
+        same = (t0 == t1)
+        first = "all" if bool(same.all()) else f"first divergence at step {int((~same).any(0).nonzero()[0])}"
+        print(f"| {b} | {s0:.3f} | {s1:.3f} | {s0/s1:.3f} | {l0:.3f} / {l1:.3f} | {e0:.2f} / {e1:.2f} | "
+              f"{p0:.0f} / {p1:.0f} ({p1/p0:.3f}) | {int(same.sum())}/{same.numel()} ({first}) |", flush=True)
+
+
+main()
