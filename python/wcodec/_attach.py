@@ -11,7 +11,7 @@ from torch.nn import functional as F
 
 from . import _lib
 from . import _file
-from . import torch as wtorch
+from . import _tensors as wtorch
 
 ALIGN = 256  # each tensor's place in a group's decode area: torch's own allocation alignment
 

@@ -2,58 +2,14 @@
 device (the GPU decoder, straight into the tensors' memory); attach(): a module whose weights
 stay compressed and are decoded block by block as it runs."""
 import concurrent.futures
-import glob
 import os
 
 import torch
 
 from . import _url
 from ._file import Container, check_size, read_into_gpu
-
-DTYPES = {k: getattr(torch, v) for k, v in {
-    "BOOL": "bool", "U8": "uint8", "I8": "int8", "U16": "uint16", "I16": "int16",
-    "U32": "uint32", "I32": "int32", "U64": "uint64", "I64": "int64", "F16": "float16",
-    "BF16": "bfloat16", "F32": "float32", "F64": "float64", "F8_E4M3": "float8_e4m3fn",
-    "F8_E5M2": "float8_e5m2"}.items() if hasattr(torch, v)}
-
-
-def check_device(device):
-    d = torch.device(device)
-    if d.type == "cuda":
-        if not torch.cuda.is_available():
-            raise RuntimeError(f"device {device!r}: torch sees no CUDA device")
-        return torch.device("cuda", d.index if d.index is not None else torch.cuda.current_device())
-    if d.type != "cpu":
-        raise ValueError(f"device {device!r}: expected 'cpu' or 'cuda[:N]'")
-    return d
-
-
-def _dtype(c, dtype):
-    if dtype not in DTYPES:
-        raise TypeError(f"{c.path}: dtype {dtype} has no torch equivalent in torch {torch.__version__}")
-    return DTYPES[dtype]
-
-
-def _itemsize(dt):
-    return torch.empty((), dtype=dt).element_size()  # dtype.itemsize is new in torch 2.1
-
-
-def _fill(c, t, begin, size, device):
-    if not size:
-        return t
-    if device.type == "cuda":
-        c.read_into_gpu(begin, size, t.data_ptr(), device.index)
-    else:
-        c.read_into(begin, size, t.data_ptr())
-    return t
-
-
-def tensor(c, dtype, shape, begin, size, device):
-    """The original bytes [begin, begin + size) as a tensor of `dtype` (safetensors' name)."""
-    dt = _dtype(c, dtype)
-    check_size(c.path, dtype, shape, _itemsize(dt), size)
-    return _fill(c, torch.empty(list(shape), dtype=dt, device=device), begin, size, device)
-
+from ._tensors import DTYPES, _dtype, _fill, _itemsize, check_device, container_paths, tensor  # noqa: F401
+from ._attach import attach, Attached  # noqa: F401
 
 def _plan(c):
     """The tensors of c by offset, every entry checked against the file before anything is
@@ -130,24 +86,6 @@ def load_file(path, device="cpu"):
         c.close()
 
 
-def container_paths(path):
-    """[path] for a container, the folder's *.wcodec files (sorted) for a folder; a URL of a
-    folder (ending in '/', or an s3:// prefix) by its listing."""
-    if _url.is_url(path):
-        if path.endswith(".wcodec"):
-            return [path]
-        files = [_url.join(path, p) for p, _ in _url.list_folder(path) if p.endswith(".wcodec") and "/" not in p]
-        if not files:
-            raise FileNotFoundError(f"{path}: no .wcodec files")
-        return files
-    if not os.path.isdir(path):
-        return [os.fspath(path)]
-    files = sorted(glob.glob(os.path.join(os.fspath(path), "*.wcodec")))
-    if not files:
-        raise FileNotFoundError(f"{path}: no .wcodec files")
-    return files
-
-
 def _open_all(files):
     """Every container of a folder, opened in order; a URL's at once, from a thread each (each open
     is requests that wait on the network: its pin and its tables). On an error the first failing
@@ -192,4 +130,3 @@ def load_dir(path, device="cpu"):
     return out
 
 
-from ._attach import attach, Attached  # noqa: E402  (it uses the functions above)
