@@ -184,12 +184,15 @@ wc_status wcgpu_cf12_unpack(const wcgpu_cf12 *m, void *d_w, void *stream, wc_err
 uint64_t wcgpu_gemv_workspace_bytes(uint32_t rows, uint32_t cols, uint32_t batch);
 /*
  * y[batch][rows] = x[batch][cols] . W^T (+ bias[rows]): BF16 in and out, FP32 accumulation, on
- * tensor cores (mma.sync m16n8k16, W as the A operand, the batch as N). batch 1..8; x and y
- * row-major and contiguous; bias may be NULL; workspace: wcgpu_gemv_workspace_bytes of device
+ * tensor cores (mma.sync m16n8k16, W as the A operand, the batch as N in groups of 8: batches
+ * 9..16 multiply each decoded fragment twice). batch 1..WCGPU_GEMV_MAX_BATCH; x and y row-major
+ * and contiguous; bias may be NULL; workspace: wcgpu_gemv_workspace_bytes of device
  * memory (NULL when that is 0). The fused kernel (wcgpu_gemv_cf12) reads W in the compute format;
  * the reference (wcgpu_gemv_bf16_ref) reads plain BF16 W (rows x cols, row-major) with the same
  * tiling and reduction order, so the two give identical bits on the same weights.
- * $WCGPU_GEMV="WARPS,KSPLIT" overrides the dispatcher's choice (for the benchmark's sweep).
+ * The dispatcher picks the schedule by shape, batch group and the GPU's SM count and occupancy,
+ * the same for both kernels; $WCGPU_GEMV="WARPS,KSPLIT" (tiled) or "stream,WARPS" (streamed)
+ * overrides it, for the benchmark's sweep.
  */
 wc_status wcgpu_gemv_cf12(const wcgpu_cf12 *m, const void *x, uint32_t batch, const void *bias, void *y,
                           void *workspace, void *stream, wc_error *err);

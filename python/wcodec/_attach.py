@@ -596,7 +596,7 @@ def attach(module, path, device="cuda", keep="gpu", decoded="none", verify="once
     compute="exact" (default) runs every layer on the decoded weights: outputs bit-identical to
     the uncompressed module's. compute="fused" (a CUDA device, keep="gpu") holds each nn.Linear's
     BF16 weight in the compute format (12 bits a weight, docs/FORMAT.md "cf12") and runs it through
-    the decode-fused kernels (the torch op wcodec::cf12_linear: batches of up to 8 rows read each
+    the decode-fused kernels (the torch op wcodec::cf12_linear: batches of up to 16 rows read each
     weight once, compressed, in the fused GEMV; larger ones unpack and call cuBLAS), so a decode
     step moves fewer bytes than BF16 and runs faster; outputs then differ from cuBLAS's by BF16
     rounding (the bound in tests/gpu/gemv_check.py). Nothing else in the module is compressed in
