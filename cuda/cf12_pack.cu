@@ -26,13 +26,12 @@ struct matrix {
     const uint16_t *w;
     uint32_t rows, cols, base, U;
     uint64_t blocks;
-    /* slot i of this lane in block b: its value (padding: 2^(base+1-127)) and whether it escapes */
-    __device__ uint16_t at(uint64_t b, unsigned lane, unsigned i, bool *inside) const {
+    /* slot i of this lane in block b: its value (padding: 2^(base+1-127), which never escapes) */
+    __device__ uint16_t at(uint64_t b, unsigned lane, unsigned i) const {
         unsigned r, c;
         cf12::place(lane, i, &r, &c);
         const uint64_t row = b / U * BR + r, col = b % U * BC + c;
-        *inside = row < rows && col < cols;
-        return *inside ? w[row * cols + col] : (uint16_t)((base + 1) << 7);
+        return row < rows && col < cols ? w[row * cols + col] : (uint16_t)((base + 1) << 7);
     }
     __device__ bool escapes(uint16_t v) const {
         const unsigned e = (v >> 7) & 0xff;
@@ -47,9 +46,7 @@ __global__ void count_kernel(matrix m, uint32_t *counts) {
     if (b >= m.blocks) return;
     unsigned n = 0;
     for (unsigned i = 0; i < 32; i++) {
-        bool inside;
-        const uint16_t v = m.at(b, lane, i, &inside);
-        n += m.escapes(v);
+        n += m.escapes(m.at(b, lane, i));
     }
     for (unsigned o = 16; o; o >>= 1) n += __shfl_down_sync(0xffffffffu, n, o);
     if (!lane) counts[b] = n;
@@ -90,8 +87,7 @@ __global__ void pack_kernel(matrix m, const uint32_t *offsets, uint8_t *body, ui
     uint32_t sm[8] = {0}, cd[4] = {0}, esc = 0;
 #pragma unroll
     for (unsigned i = 0; i < 32; i++) {
-        bool inside;
-        const uint16_t v = m.at(b, lane, i, &inside);
+        const uint16_t v = m.at(b, lane, i);
         const unsigned p = i >> 1, h = i & 1, j = p >> 2, q = p & 3;
         const uint32_t code = m.escapes(v) ? 0 : ((v >> 7) & 0xff) - m.base;
         sm[i / 4] |= (uint32_t)(((v >> 8) & 0x80) | (v & 0x7f)) << (8 * (i & 3));
@@ -110,8 +106,7 @@ __global__ void pack_kernel(matrix m, const uint32_t *offsets, uint8_t *body, ui
     uint32_t at = offsets[b] + before - n;
     for (; esc; esc &= esc - 1) {
         const unsigned i = __ffs(esc) - 1;
-        bool inside;
-        escapes[at++] = (lane * 32 + i) << 8 | ((m.at(b, lane, i, &inside) >> 7) & 0xff);
+        escapes[at++] = (lane * 32 + i) << 8 | ((m.at(b, lane, i) >> 7) & 0xff);
     }
 }
 
@@ -175,7 +170,7 @@ extern "C" wc_status wcgpu_cf12_histogram(const void *d_w, uint64_t n, unsigned 
 
 extern "C" wc_status wcgpu_cf12_offsets(const void *d_w, uint32_t rows, uint32_t cols, unsigned base,
                                         uint32_t *d_offsets, void *stream, wc_error *err) {
-    if (check_shape(rows, cols, base, err)) return err ? err->code : WC_ERR_ARG;
+    if (wc_status st = check_shape(rows, cols, base, err)) return st;
     cudaStream_t s = static_cast<cudaStream_t>(stream);
     const matrix m = {static_cast<const uint16_t *>(d_w), rows, cols, base, (cols + BC - 1) / BC,
                       wc_cf12_blocks(rows, cols)};
@@ -187,7 +182,7 @@ extern "C" wc_status wcgpu_cf12_offsets(const void *d_w, uint32_t rows, uint32_t
 extern "C" wc_status wcgpu_cf12_pack(const void *d_w, uint32_t rows, uint32_t cols, unsigned base,
                                      const uint32_t *d_offsets, uint8_t *d_body, uint32_t *d_escapes, void *stream,
                                      wc_error *err) {
-    if (check_shape(rows, cols, base, err)) return err ? err->code : WC_ERR_ARG;
+    if (wc_status st = check_shape(rows, cols, base, err)) return st;
     const matrix m = {static_cast<const uint16_t *>(d_w), rows, cols, base, (cols + BC - 1) / BC,
                       wc_cf12_blocks(rows, cols)};
     pack_kernel<<<warp_grid(m.blocks), 256, 0, static_cast<cudaStream_t>(stream)>>>(m, d_offsets, d_body, d_escapes);
@@ -195,7 +190,7 @@ extern "C" wc_status wcgpu_cf12_pack(const void *d_w, uint32_t rows, uint32_t co
 }
 
 extern "C" wc_status wcgpu_cf12_unpack(const wcgpu_cf12 *m, void *d_w, void *stream, wc_error *err) {
-    if (check_shape(m->rows, m->cols, m->base, err)) return err ? err->code : WC_ERR_ARG;
+    if (wc_status st = check_shape(m->rows, m->cols, m->base, err)) return st;
     unpack_kernel<<<warp_grid(wc_cf12_blocks(m->rows, m->cols)), UNPACK_WARPS * 32, 0,
                     static_cast<cudaStream_t>(stream)>>>(
         *m, static_cast<uint16_t *>(d_w));

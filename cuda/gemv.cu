@@ -88,7 +88,7 @@ wc_status check(uint32_t rows, uint32_t cols, uint32_t batch, const void *x, wc_
 template <class Run>
 wc_status run(uint32_t rows, uint32_t cols, const void *x, uint32_t batch, const void *bias, void *y, void *workspace,
               void *stream, wc_error *err, Run kernel) {
-    if (check(rows, cols, batch, x, err)) return err ? err->code : WC_ERR_ARG;
+    if (wc_status st = check(rows, cols, batch, x, err)) return st;
     const gemv::plan p = choose(rows, cols, batch);
     if (p.ksplit != 1 && !workspace) return wc_error_set(err, WC_ERR_ARG, "gemv: no workspace for the split K");
     gemv::args a;

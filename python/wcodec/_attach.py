@@ -123,6 +123,7 @@ class Attached:
         self.module, self.device, self.keep, self.verify = module, wtorch.check_device(device), keep, verify
         self.fused = compute == "fused" and self._can_fuse(keep)
         self._fused = []  # (module, _Tensor, Cf12Weight): Linear weights held in the compute format
+        self.fused_bytes = 0
         self._set = None
         self._hooks = []
         self._containers = [_file.Container(p) for p in wtorch.container_paths(path)]
@@ -219,7 +220,6 @@ class Attached:
         self.groups, self.group_modules, self.group_bytes = groups, group_modules, sizes
         self.group_weight_bytes = [sum(t.size for t in g) for g in groups]  # decoded bytes it brings
         self.compressed_bytes = sum(t.c.coded_bytes(t.begin, t.size) for g in groups for t in g)
-        self.fused_decoded_bytes = sum(t.size for t in fused)
         self.kept_bytes = sum(t.size for t in kept)
 
     # -------------------------------------------------------------- attaching
@@ -486,8 +486,8 @@ class Attached:
         kept_decoded_bytes, scratch_bytes (the decode areas) and overhead_bytes (the decoder's own
         device memory: job tables); compute_format_bytes: the part of compressed_bytes held in the
         compute format (compute="fused")."""
-        return {"compressed_bytes": self.compressed_bytes + getattr(self, "fused_bytes", 0),
-                "compute_format_bytes": getattr(self, "fused_bytes", 0), "decoded_bytes": self.decoded_bytes,
+        return {"compressed_bytes": self.compressed_bytes + self.fused_bytes,
+                "compute_format_bytes": self.fused_bytes, "decoded_bytes": self.decoded_bytes,
                 "decoded_peak_bytes": self.decoded_peak_bytes, "kept_decoded_bytes": self.kept_bytes,
                 "scratch_bytes": sum(a["buf"].numel() for a in self._areas),
                 "overhead_bytes": self.overhead_bytes}
