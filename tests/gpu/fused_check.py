@@ -3,16 +3,19 @@
 (wcodec.hf.from_pretrained(..., keep="gpu", compute="fused")) against transformers' BF16 load of
 the raw folder: every Linear runs fused, logits within the bound stated here, greedy tokens
 compared (the first divergence reported), the forward captured and replayed in a CUDA graph,
-memory() reporting the format's bytes, detach() giving back every weight bit for bit. Prints
+memory() reporting the format's bytes, detach() giving back every weight bit for bit, a
+corrupted container refused at attach naming the tensor. Prints
 'N passed, N failed'."""
+import os
+import shutil
 import sys
+import tempfile
 import warnings
 
 import torch
 from transformers import AutoModelForCausalLM
 
 import wcodec.hf
-from wcodec import _cf12
 
 raw, wc = sys.argv[1], sys.argv[2]
 passed = failed = 0
@@ -75,5 +78,19 @@ sd, rsd = m.state_dict(), ref.state_dict()
 ok(all(torch.equal(sd[k].view(torch.int16) if sd[k].dtype == torch.bfloat16 else sd[k],
                    rsd[k].view(torch.int16) if rsd[k].dtype == torch.bfloat16 else rsd[k]) for k in rsd),
    "detach(): every weight back, bit for bit")
+# a damaged tile is refused at attach in this mode too, naming its tensor, before any weight runs
+with tempfile.TemporaryDirectory() as bad:
+    shutil.copytree(wc, bad, dirs_exist_ok=True)
+    big = max((os.path.join(bad, f) for f in os.listdir(bad) if f.endswith(".wcodec")), key=os.path.getsize)
+    with open(big, "r+b") as f:
+        f.seek(os.path.getsize(big) // 2)
+        b = f.read(1)
+        f.seek(-1, 1)
+        f.write(bytes([b[0] ^ 0x55]))
+    try:
+        wcodec.hf.from_pretrained(AutoModelForCausalLM, bad, device="cuda", keep="gpu", compute="fused")
+        ok(False, "a corrupted container refused at attach (compute=fused)")
+    except wcodec.WcodecError as e:
+        ok("tensor" in str(e), "a corrupted container refused at attach (compute=fused), naming the tensor", str(e)[:120])
 print(f"{passed} passed, {failed} failed")
 sys.exit(1 if failed else 0)
