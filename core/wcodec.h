@@ -120,12 +120,36 @@ typedef struct {
 wc_status wc_st_parse(const uint8_t *buf, size_t buf_len, uint64_t file_size, const char *path,
                       wc_st_file *out, wc_error *err);
 void wc_st_free(wc_st_file *f);
+/* 1 if the file at `path` is a safetensors file by its content (a header wc_st_parse accepts,
+ * whatever the file is named: Hugging Face blobs have no extension), 0 if not or unreadable.
+ * Reads the first 8 + N bytes only. */
+int wc_st_sniff_file(const char *path);
 
 /* ===================================================================================== */
 /* Containers: reading                                                                   */
 /* ===================================================================================== */
 
 #define WC_TILE_SIZE_DEFAULT (256u << 10)
+
+/*
+ * Names. A container keeps its source's name. A source named x.safetensors is the container
+ * x.wcodec, and presents (through the mount, and in a tree decode) as x.safetensors: the file
+ * name carries the name (renamed y.wcodec, it presents y.safetensors), and the container holds
+ * none. A source of any other name (a Hugging Face blob, named by its hash, with no extension)
+ * is NAME.wcodec, and the container keeps NAME in its name area (docs/FORMAT.md), which is what
+ * it presents, whatever the file is called.
+ */
+#define WC_NAME_MAX 255 /* bytes of a name: one path component */
+/* 1 if `name` can be a presented file name: 1..255 bytes, no '/', no control byte, not "." or
+ * "..". */
+int wc_name_ok(const char *name);
+/* The container file name for a source named `source_name` (see above) into out[len]: 0, or -1
+ * for a name wc_name_ok refuses or a result that does not fit (in len, or in 255 bytes). */
+int wc_container_file_name(const char *source_name, char *out, size_t len);
+/* The name a container file presents: `stored` (its name area; NULL or "" if none) when it has
+ * one, else file_name with ".wcodec" replaced by ".safetensors". 0, or -1 if file_name does not
+ * end in ".wcodec" (with no name stored) or out[len] is too small. */
+int wc_presented_name(const char *file_name, const char *stored, char *out, size_t len);
 #define WC_TENSOR_NONE 0xFFFFFFFFu /* tile.tensor for header and gap tiles */
 
 typedef enum { WC_TILE_RAW = 0, WC_TILE_PLANES = 1 } wc_tile_mode;
@@ -241,11 +265,16 @@ void wc_container_close(wc_container *c);
 typedef struct {
     uint64_t file_size, source_size, source_checksum, tables_checksum;
     uint32_t tile_size, tile_count, tensor_count;
+    /* the source's name from the name area (checked for form; its checksum is checked when the
+     * container is opened), or "" where the container keeps none */
+    char source_name[WC_NAME_MAX + 1];
 } wc_container_summary;
 
 wc_status wc_container_peek(const char *path, wc_container_summary *out, wc_error *err);
 
 uint64_t wc_container_source_size(const wc_container *c);
+/* The source's name kept in the container, or "" if it keeps none (see Names above). */
+const char *wc_container_source_name(const wc_container *c);
 uint64_t wc_container_source_checksum(const wc_container *c); /* xxh3-64 of the whole source */
 uint64_t wc_container_tables_checksum(const wc_container *c);
 uint64_t wc_container_file_size(const wc_container *c);
@@ -331,6 +360,9 @@ typedef struct {
     unsigned threads;        /* 0 or 1 = encode on the calling thread only */
     int overwrite;           /* replace an existing destination */
     int store_raw;           /* no coding: every tile raw (for baselines; still checksummed) */
+    /* The source's name (see Names above); NULL = src's last path component. One ending in
+     * .safetensors is carried by dst's file name; any other is kept in the container. */
+    const char *source_name;
     volatile sig_atomic_t *cancel; /* NULL, or a flag that aborts the encode when set */
     /* Called from the calling thread now and then; may be NULL. */
     void (*progress)(void *arg, uint64_t done_bytes, uint64_t total_bytes);
@@ -386,12 +418,16 @@ wc_status wc_copy_file(const char *src, const char *dst, int overwrite, wc_error
 /* ===================================================================================== */
 
 /*
- * An encoded directory served over HTTP cannot be listed; its manifest, a JSON file at its
- * root, lists every regular file under it (containers and the files copied beside them):
+ * An encoded directory served over HTTP cannot be listed, nor can an object store keep its
+ * symlinks; its manifest, a JSON file at its root, lists every regular file and symlink under
+ * it (containers, the files copied beside them, a Hugging Face cache's snapshot links):
  *   {"wcodec_manifest": 1, "files": [{"path": "sub/x.wcodec", "size": N, "mtime": S,
- *                                     "xxh3": "16 hex digits"}, ...]}
- * Paths are relative, '/'-separated, without "." or ".." components; sorted, each once.
- * Symlinks, our own temporaries and the manifest itself are not listed.
+ *                                     "xxh3": "16 hex digits"},
+ *                                    {"path": "snapshots/r1/m.safetensors", "mtime": S,
+ *                                     "link": "../../blobs/3f2a"}, ...]}
+ * Paths are relative, '/'-separated, without "." or ".." components; sorted, each once. A
+ * link's target is its text as readlink gives it, unchanged (1..4095 bytes, no control byte);
+ * the link is not followed. Our own temporaries and the manifest itself are not listed.
  */
 #define WC_MANIFEST_NAME "wcodec-manifest.json"
 
@@ -399,7 +435,9 @@ typedef struct {
     char *path;     /* relative, as above */
     uint64_t size;  /* bytes */
     int64_t mtime;  /* seconds since the epoch */
-    uint64_t xxh3;  /* xxh3-64 of the whole file */
+    uint64_t xxh3;  /* xxh3-64 of the whole file; 0 for a link */
+    char *link;     /* a symlink's target; NULL for a regular file. A link's size is the
+                     * target's length, as lstat gives it */
 } wc_manifest_entry;
 
 typedef struct {
@@ -407,17 +445,21 @@ typedef struct {
     wc_manifest_entry *files; /* sorted by path */
 } wc_manifest;
 
-/* Writes DIR/wcodec-manifest.json for the files now under `dir` (atomically, replacing an
- * older one), reading every file once for its checksum. WC_ERR_IO names the file that failed. */
+/* Writes DIR/wcodec-manifest.json for the files and links now under `dir` (atomically,
+ * replacing an older one). A file is read for its checksum unless the older manifest lists it
+ * with the same size and mtime, and that mtime is older than the older manifest (a file changed
+ * within the second it was listed in is read again): re-running it on an unchanged tree reads
+ * no file. WC_ERR_IO names the file that failed. */
 wc_status wc_manifest_write(const char *dir, wc_error *err);
 
 /* Parses manifest bytes (untrusted: from a server). Every entry is checked: WC_ERR_FORMAT
  * names the first problem (not JSON, a path that escapes the root or repeats, a size that is
- * not a whole number in 0..2^62). Free with wc_manifest_free. */
+ * not a whole number in 0..2^62, a link target that is empty, too long or has a control byte).
+ * Free with wc_manifest_free. */
 wc_status wc_manifest_parse(const uint8_t *buf, size_t len, wc_manifest **out, wc_error *err);
 void wc_manifest_free(wc_manifest *m);
-/* For manifests built elsewhere (an S3 listing; files malloc'd, paths malloc'd): sorts the
- * entries and checks them as wc_manifest_parse does. */
+/* For manifests built elsewhere (an S3 listing; files malloc'd, paths and links malloc'd):
+ * sorts the entries and checks them as wc_manifest_parse does. */
 wc_status wc_manifest_check(wc_manifest *m, wc_error *err);
 /* 1 if `path` may be presented: relative, no empty, "." or ".." component, no control byte. */
 int wc_manifest_path_ok(const char *path);

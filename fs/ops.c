@@ -128,8 +128,10 @@ static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 }
 
 static void op_readlink(fuse_req_t req, fuse_ino_t ino) {
-    if (g_fs.net) { /* a remote root has no symlinks */
-        fuse_reply_err(req, EINVAL);
+    if (g_fs.net) { /* a remote root's links are its manifest's */
+        const char *target = wcfs_remote_link(wcfs_node_path(ino));
+        if (target) fuse_reply_readlink(req, target);
+        else fuse_reply_err(req, EINVAL);
         return;
     }
     char *real = real_path(wcfs_node_path(ino));
@@ -178,6 +180,8 @@ static void listing_free(listing *l) {
 static int listing_add_cb(void *l, const char *name, unsigned char type) {
     return listing_add(l, name, type);
 }
+
+static int listing_add_reg(void *l, const char *name) { return listing_add(l, name, DT_REG); }
 
 /* The listing of a remote root's folder; 0 or an errno. */
 static int remote_listing(const char *path, listing **out) {
@@ -231,13 +235,7 @@ static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
         if (de->d_type == DT_UNKNOWN && fstatat(dirfd(d), name, &sb, AT_SYMLINK_NOFOLLOW) == 0)
             mode = sb.st_mode;
         if (S_ISREG(mode) && has_suffix(name, n, ".wcodec")) {
-            /* a container: listed under its presented name if it was registered */
-            char *presented, *full = NULL;
-            if (asprintf(&presented, "%.*s.safetensors", (int)(n - 7), name) < 0) presented = NULL;
-            if (presented && (full = child_path(path, presented)) && wcfs_lookup(&g_fs, full))
-                rc |= listing_add(l, presented, DT_REG);
-            free(full);
-            free(presented);
+            /* a container: listed below by the name it presents, if it was registered */
         } else if (!hidden(name, mode) && !(!strcmp(path, "/") && !strcmp(name, WC_MANIFEST_NAME))) {
             /* a plain file, unless a container presents the same name */
             char *full = child_path(path, name);
@@ -246,6 +244,7 @@ static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
         }
     }
     closedir(d);
+    if (!rc) rc = wcfs_list_files(&g_fs, path, listing_add_reg, l);
     if (rc) {
         listing_free(l);
         fuse_reply_err(req, ENOMEM);

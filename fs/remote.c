@@ -16,7 +16,8 @@
 
 typedef struct wcfs_rnode {
     char *path;      /* presented, "/a/b" */
-    char *key;       /* the object, relative to the root; NULL for a folder */
+    char *key;       /* the object, relative to the root; NULL for a folder or a link */
+    char *link;      /* a symlink's target (the manifest's), as it is; NULL for anything else */
     int is_dir;
     uint64_t size;
     int64_t mtime;
@@ -160,11 +161,14 @@ static void *open_worker(void *arg) {
     return NULL;
 }
 
-static int is_container(const char *path) {
-    size_t n = strlen(path);
-    const char *base = strrchr(path, '/');
-    base = base ? base + 1 : path;
-    return n > 7 && !strcmp(path + n - 7, ".wcodec") && base[0] != '.';
+static const char *base_name(const char *path) {
+    const char *s = strrchr(path, '/');
+    return s ? s + 1 : path;
+}
+
+static int is_container(const wc_manifest_entry *e) {
+    size_t n = strlen(e->path);
+    return !e->link && n > 7 && !strcmp(e->path + n - 7, ".wcodec") && base_name(e->path)[0] != '.';
 }
 
 /* Adds path's folders ("/a", "/a/b" for "/a/b/c"); the same folder comes once per file under
@@ -180,6 +184,7 @@ static int add_folders(size_t *cap, const char *path) {
 static void free_node(wcfs_rnode *n) {
     free(n->path);
     free(n->key);
+    free(n->link);
     pthread_mutex_destroy(&n->pin_lock);
 }
 
@@ -196,7 +201,7 @@ int wcfs_remote_scan(wcfs *fs) {
     size_t *todo = calloc(m->n ? m->n : 1, sizeof *todo), n_todo = 0;
     if (!todo) abort();
     for (size_t i = 0; i < m->n; i++)
-        if (is_container(m->files[i].path)) todo[n_todo++] = i;
+        if (is_container(&m->files[i])) todo[n_todo++] = i;
     fs->files = calloc(n_todo ? n_todo : 1, sizeof *fs->files);
     if (!fs->files) abort();
     for (size_t i = 0; i < n_todo; i++) {
@@ -219,14 +224,19 @@ int wcfs_remote_scan(wcfs *fs) {
     size_t cap = 0, kept = 0, k = 0; /* k: the next container, in manifest order as todo is */
     for (size_t i = 0; i < m->n; i++) {
         const wc_manifest_entry *e = &m->files[i];
-        const char *base = strrchr(e->path, '/');
-        base = base ? base + 1 : e->path;
+        const char *base = base_name(e->path);
         if (!strcmp(e->path, WC_MANIFEST_NAME) || (base[0] == '.' && strstr(base, ".tmp."))) continue;
-        char *path = NULL;
+        char *path = NULL, name[WC_NAME_MAX + 16];
         wcfs_rnode node = {.size = e->size, .mtime = e->mtime};
-        if (is_container(e->path)) {
+        if (is_container(e)) {
             wcfs_file *f = &fs->files[k];
-            if (job.rcs[k++]) {
+            int bad = job.rcs[k++] != 0;
+            /* its source's name, kept in it, or x.safetensors for x.wcodec (wcodec.h, Names) */
+            if (!bad && wc_presented_name(base, wc_container_source_name(f->c), name, sizeof name) != 0) {
+                bad = 1;
+                wc_error_set(&job.errs[k - 1], WC_ERR_FORMAT, "no name to present it under");
+            }
+            if (bad) {
                 wcfs_log("warning: skipping %s: %s", e->path, job.errs[k - 1].msg);
                 fs->stats.containers_failed++;
                 wc_container_close(f->c);
@@ -234,7 +244,7 @@ int wcfs_remote_scan(wcfs *fs) {
                 free(f->r);
                 continue;
             }
-            if (asprintf(&path, "/%.*s.safetensors", (int)(strlen(e->path) - 7), e->path) < 0) abort();
+            if (asprintf(&path, "/%.*s%s", (int)(base - e->path), e->path, name) < 0) abort();
             f->presented = strdup(path);
             f->real = strdup(e->path);
             f->mtime = e->mtime;
@@ -243,6 +253,8 @@ int wcfs_remote_scan(wcfs *fs) {
             node.f = &fs->files[kept++];
         } else if (asprintf(&path, "/%s", e->path) < 0) {
             abort();
+        } else if (e->link) {
+            if (!(node.link = strdup(e->link))) abort();
         } else {
             node.key = strdup(e->path);
         }
@@ -283,7 +295,7 @@ int wcfs_remote_attr(const char *path, struct stat *st) {
     }
     wcfs_rnode *n = find_node(path);
     if (!n) return -ENOENT;
-    st->st_mode = n->is_dir ? S_IFDIR | 0555 : S_IFREG | 0444;
+    st->st_mode = n->is_dir ? S_IFDIR | 0555 : n->link ? S_IFLNK | 0777 : S_IFREG | 0444;
     st->st_nlink = n->is_dir ? 2 : 1;
     st->st_size = (off_t)(n->f ? n->f->source_size : n->size);
     st->st_blocks = (blkcnt_t)((st->st_size + 511) / 512);
@@ -297,9 +309,14 @@ int wcfs_remote_list(const char *dir, int (*add)(void *, const char *, unsigned 
     for (size_t i = 0; i < n_nodes && rc == 0; i++) {
         const char *p = nodes[i].path;
         if (strncmp(p, dir, dl) || p[dl] != '/' || strchr(p + dl + 1, '/')) continue;
-        rc = add(arg, p + dl + 1, nodes[i].is_dir ? DT_DIR : DT_REG);
+        rc = add(arg, p + dl + 1, nodes[i].is_dir ? DT_DIR : nodes[i].link ? DT_LNK : DT_REG);
     }
     return rc;
+}
+
+const char *wcfs_remote_link(const char *path) {
+    wcfs_rnode *n = find_node(path);
+    return n ? n->link : NULL;
 }
 
 wcfs_rnode *wcfs_remote_plain(const char *path) {

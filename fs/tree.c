@@ -13,13 +13,15 @@ static int cmp_file(const void *a, const void *b) {
     return strcmp(((const wcfs_file *)a)->presented, ((const wcfs_file *)b)->presented);
 }
 
-/* Adds the container at real path `real` (presented as `presented`), or warns and skips it. */
-static void add_container(wcfs *fs, size_t *cap, const char *real, const char *presented) {
+/* Adds the container `name` at real path `real`, presented in folder `rel` under the name it
+ * keeps (wc_presented_name), or warns and skips it. */
+static void add_container(wcfs *fs, size_t *cap, const char *real, const char *rel, const char *name) {
     wc_error err = {0};
     wc_container_summary sum;
     struct stat sb;
     wc_index_file rec;
     int reused = 0;
+    char shown[WC_NAME_MAX + 16], *presented = NULL;
     if (stat(real, &sb) != 0 || wc_container_peek(real, &sum, &err) != WC_OK ||
         wc_index_sync(fs->index, real, &sum, (int64_t)sb.st_mtim.tv_sec * 1000000000 + sb.st_mtim.tv_nsec,
                       &rec, &reused, &err) != WC_OK) {
@@ -28,6 +30,9 @@ static void add_container(wcfs *fs, size_t *cap, const char *real, const char *p
         fs->stats.containers_failed++;
         return;
     }
+    if (wc_presented_name(name, sum.source_name, shown, sizeof shown) != 0 ||
+        asprintf(&presented, "%s/%s", rel, shown) < 0)
+        abort(); /* name ends in .wcodec, and the summary's name was checked */
     if (fs->n_files == *cap) {
         *cap = *cap ? 2 * *cap : 64;
         fs->files = realloc(fs->files, *cap * sizeof *fs->files);
@@ -35,7 +40,7 @@ static void add_container(wcfs *fs, size_t *cap, const char *real, const char *p
     }
     wcfs_file *f = &fs->files[fs->n_files++];
     memset(f, 0, sizeof *f);
-    f->presented = strdup(presented);
+    f->presented = presented;
     f->real = strdup(real);
     f->index_id = rec.file_id;
     f->source_size = rec.source_size;
@@ -68,11 +73,7 @@ static int scan_dir(wcfs *fs, size_t *cap, const char *rel) {
                 scan_dir(fs, cap, sub);
             } else if (S_ISREG(sb.st_mode) && len > 7 && !strcmp(name + len - 7, ".wcodec") &&
                        name[0] != '.') {
-                char *presented;
-                if (asprintf(&presented, "%s/%.*s.safetensors", rel, (int)(len - 7), name) > 0) {
-                    add_container(fs, cap, real, presented);
-                    free(presented);
-                }
+                add_container(fs, cap, real, rel, name);
             }
         }
         free(real);
@@ -93,7 +94,44 @@ int wcfs_scan(wcfs *fs) {
     size_t cap = 0;
     if (scan_dir(fs, &cap, "") != 0) return -1;
     wcfs_sort_files(fs);
+    /* two containers of a folder presenting one name (a.wcodec keeping the name "b", and
+     * b.wcodec): the first in path order is served, the other said and dropped */
+    size_t w = 0;
+    for (size_t i = 0; i < fs->n_files; i++) {
+        wcfs_file *f = &fs->files[i];
+        if (w && !strcmp(fs->files[w - 1].presented, f->presented)) {
+            wcfs_log("warning: %s and %s both present %s; serving the first", fs->files[w - 1].real, f->real,
+                     f->presented);
+            fs->stats.containers_failed++;
+            free(f->presented);
+            free(f->real);
+            pthread_mutex_destroy(&f->open_lock);
+            continue;
+        }
+        fs->files[w++] = *f;
+    }
+    fs->n_files = w;
+    wcfs_sort_files(fs); /* ids again, dense */
     return 0;
+}
+
+int wcfs_list_files(wcfs *fs, const char *dir, int (*add)(void *, const char *), void *arg) {
+    char *prefix; /* "/a/b/": the folder's files are the run of paths that start with it */
+    if (asprintf(&prefix, "%s/", strcmp(dir, "/") ? dir : "") < 0) return -1;
+    size_t pl = strlen(prefix), lo = 0, hi = fs->n_files;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (strcmp(fs->files[mid].presented, prefix) < 0) lo = mid + 1;
+        else hi = mid;
+    }
+    int rc = 0;
+    for (size_t i = lo; i < fs->n_files && !rc; i++) {
+        const char *p = fs->files[i].presented;
+        if (strncmp(p, prefix, pl)) break;
+        if (!strchr(p + pl, '/') && add(arg, p + pl)) rc = -1;
+    }
+    free(prefix);
+    return rc;
 }
 
 wcfs_file *wcfs_lookup(wcfs *fs, const char *presented) {

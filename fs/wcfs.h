@@ -74,6 +74,9 @@ int wcfs_scan(wcfs *fs);                                /* at mount; 0 or -1 (me
 wcfs_file *wcfs_lookup(wcfs *fs, const char *presented); /* NULL: not a container */
 int wcfs_file_open(wcfs_file *f);                        /* opens the container once; 0 / -errno */
 void wcfs_sort_files(wcfs *fs);                          /* registry in presented order, ids set */
+/* Calls add(arg, name) for each container presented directly in folder `dir` ("/" or "/a/b");
+ * -1 as soon as add returns non-zero, else 0. */
+int wcfs_list_files(wcfs *fs, const char *dir, int (*add)(void *, const char *), void *arg);
 /* A tile's coded bytes, from the container file or the remote object. */
 wc_status wcfs_file_read_payload(wcfs_file *f, uint32_t tile, uint8_t *buf, wc_error *err);
 
@@ -86,6 +89,7 @@ int wcfs_remote_attr(const char *path, struct stat *st);  /* 0 / -ENOENT */
 /* calls add(arg, name, DT_x) for each entry of folder `dir`; stops at a non-zero return */
 int wcfs_remote_list(const char *dir, int (*add)(void *, const char *, unsigned char), void *arg);
 wcfs_rnode *wcfs_remote_plain(const char *path);          /* a plain file, or NULL */
+const char *wcfs_remote_link(const char *path);           /* a link's target, or NULL */
 ssize_t wcfs_remote_read_plain(wcfs_rnode *n, char *buf, size_t size, off_t off); /* bytes or -errno */
 /* The last tile a read of tiles first..last (with `ahead` more wanted) should decode, and
  * the window fetches may coalesce over. */

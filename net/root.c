@@ -86,8 +86,8 @@ void wcnet_close(wcnet *n) {
     free(n);
 }
 
-int wcnet_list(wcnet *n, wc_manifest **out, wc_error *err) {
-    if (n->s3) return wcnet_s3_list(n, out, err);
+/* The root's wcodec-manifest.json, parsed; 0 or a negative errno. */
+static int fetch_manifest(wcnet *n, wc_manifest **out, wc_error *err) {
     char *url = NULL, *what = NULL;
     uint8_t *body = NULL;
     size_t len = 0;
@@ -96,11 +96,70 @@ int wcnet_list(wcnet *n, wc_manifest **out, wc_error *err) {
         asprintf(&what, "%s" WC_MANIFEST_NAME, n->display) >= 0)
         rc = wcnet_fetch(n, url, what, 0, 0, NULL, &body, &len, 256u << 20, NULL, err);
     if (rc == 0 && wc_manifest_parse(body, len, out, err) != WC_OK) rc = -EIO;
-    if (rc == -ENOENT)
-        wc_error_set(err, WC_ERR_IO, "%s: no " WC_MANIFEST_NAME " there (write one with 'wcodec manifest DIR')",
-                     n->display);
     free(body);
     free(url);
     free(what);
+    return rc;
+}
+
+static int cmp_path(const void *a, const void *b) {
+    return strcmp(((const wc_manifest_entry *)a)->path, ((const wc_manifest_entry *)b)->path);
+}
+
+/* 1 if `path` is a link of `links` (a manifest, sorted) or lies under one. */
+static int under_link(const wc_manifest *links, const char *path) {
+    char prefix[4097];
+    for (const char *s = strchr(path, '/');; s = strchr(s + 1, '/')) {
+        snprintf(prefix, sizeof prefix, "%.*s", s ? (int)(s - path) : (int)strlen(path), path);
+        wc_manifest_entry key = {.path = prefix};
+        const wc_manifest_entry *e = bsearch(&key, links->files, links->n, sizeof key, cmp_path);
+        if (e && e->link) return 1;
+        if (!s) return 0;
+    }
+}
+
+/* An object store keeps no symlinks: a tree uploaded with its manifest gets them from there.
+ * The objects stay as listed, but for those at a link's path or under it, copies made by a tool
+ * that followed the link when it uploaded the tree (aws s3 sync does): the link stands for them. */
+static int add_links(wcnet *n, wc_manifest *m, wc_error *err) {
+    wc_manifest *links = NULL;
+    int rc = fetch_manifest(n, &links, err);
+    if (rc) return rc;
+    size_t n_links = 0, w = 0;
+    for (size_t i = 0; i < links->n; i++) n_links += links->files[i].link != NULL;
+    wc_manifest_entry *v = n_links ? realloc(m->files, (m->n + n_links) * sizeof *v) : NULL;
+    if (v) {
+        m->files = v;
+        for (size_t i = 0; i < m->n; i++) {
+            if (under_link(links, v[i].path)) free(v[i].path);
+            else v[w++] = v[i];
+        }
+        for (size_t i = 0; i < links->n; i++)
+            if (links->files[i].link) v[w++] = links->files[i], links->files[i] = (wc_manifest_entry){0};
+        m->n = w;
+        rc = wc_manifest_check(m, err) == WC_OK ? 0 : -EIO;
+    } else if (n_links) {
+        rc = -ENOMEM;
+        wc_error_set(err, WC_ERR_NOMEM, "out of memory");
+    }
+    wc_manifest_free(links);
+    return rc;
+}
+
+int wcnet_list(wcnet *n, wc_manifest **out, wc_error *err) {
+    if (!n->s3) {
+        int rc = fetch_manifest(n, out, err);
+        if (rc == -ENOENT)
+            wc_error_set(err, WC_ERR_IO, "%s: no " WC_MANIFEST_NAME " there (write one with 'wcodec manifest DIR')",
+                         n->display);
+        return rc;
+    }
+    int rc = wcnet_s3_list(n, out, err);
+    wc_manifest_entry key = {.path = WC_MANIFEST_NAME};
+    if (rc == 0 && (*out)->n && bsearch(&key, (*out)->files, (*out)->n, sizeof key, cmp_path) &&
+        (rc = add_links(n, *out, err)) != 0) {
+        wc_manifest_free(*out);
+        *out = NULL;
+    }
     return rc;
 }

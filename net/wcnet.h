@@ -49,8 +49,10 @@ const char *wcnet_display_url(const wcnet *n);
 
 /*
  * Lists the root as a manifest (wcodec.h; xxh3 is 0 where the source gives none): for S3 by
- * ListObjectsV2 under the prefix (keys ending in '/' are folder markers and skipped); for
- * HTTP by fetching the root's wcodec-manifest.json. 0 or a negative errno, as above.
+ * ListObjectsV2 under the prefix (keys ending in '/' are folder markers and skipped), and where
+ * the prefix holds a wcodec-manifest.json, one GET more for the links it lists (an object store
+ * keeps none; objects at a link's path or under it, copies of what it points to, give way to
+ * it); for HTTP by fetching the root's wcodec-manifest.json. 0 or a negative errno, as above.
  */
 int wcnet_list(wcnet *n, wc_manifest **out, wc_error *err);
 

@@ -3,6 +3,7 @@
 #define WC_CLI_H
 
 #include <signal.h>
+#include <stddef.h>
 #include <stdio.h>
 
 #include "wcodec.h"
@@ -20,10 +21,29 @@ int cli_parse_threads(const char *arg, unsigned *threads);
 /* 1 if path ends with suffix. */
 int cli_has_suffix(const char *path, const char *suffix);
 
-/* Walks the regular files under src (a directory), mirroring subfolders under dst, and calls
- * fn(src_file, dst_dir_path, name, ctx) for each; stops at the first non-zero return. */
-typedef int (*cli_tree_fn)(const char *src_file, const char *dst_dir, const char *name, void *ctx);
-int cli_walk_tree(const char *src, const char *dst, cli_tree_fn fn, void *ctx);
+/* tree.c: walks the tree under src (a directory), mirroring its folders under dst (made as
+ * needed), and hands each regular file to ops->file(src_file, dst_dir, name, ctx) and each
+ * symlink kept to ops->link(target_text, dst_dir, name, ctx); stops at the first non-zero
+ * return. Symlinks never lead the walk into a folder. With `classify` (encode), a link is kept
+ * when it leads inside src or nowhere (dangling, a loop), or to a folder outside, and a link to
+ * a regular file outside src is handed to file() as that file; one warning line each, but for
+ * relative links inside src. Without it (decode) every link is kept as it is. */
+typedef struct {
+    int (*file)(const char *src_file, const char *dst_dir, const char *name, void *ctx);
+    int (*link)(const char *target, const char *dst_dir, const char *name, void *ctx);
+    int classify;
+} cli_tree_ops;
+int cli_walk_tree(const char *src, const char *dst, const cli_tree_ops *ops, void *ctx);
+
+/* A set of strings (the outputs one run has written, to find clashes and leftovers). add:
+ * 0 added, 1 already there, -1 out of memory. */
+typedef struct {
+    char **v;
+    size_t n, cap;
+} cli_pathset;
+int cli_pathset_add(cli_pathset *s, const char *path);
+int cli_pathset_has(const cli_pathset *s, const char *path);
+void cli_pathset_free(cli_pathset *s);
 
 int cmd_encode(int argc, char **argv);
 int cmd_decode(int argc, char **argv);

@@ -13,9 +13,11 @@ int cmd_manifest(int argc, char **argv) {
         printf("usage: wcodec manifest DIR\n"
                "\n"
                "Writes DIR/" WC_MANIFEST_NAME ": every regular file under DIR with its path,\n"
-               "size, mtime and xxh3-64 checksum. 'wcodecfs http://host/DIR/ MNT' reads it to list\n"
-               "the directory (a web server cannot list one). 'wcodec encode' writes it for a\n"
-               "directory; run this after changing files in DIR. Symlinks are not listed.\n");
+               "size, mtime and xxh3-64 checksum, and every symlink with its target (not\n"
+               "followed). 'wcodecfs http://host/DIR/ MNT' reads it to list the directory (a web\n"
+               "server cannot list one), and an S3 mount for the links (an object store keeps\n"
+               "none). 'wcodec encode' writes it for a directory; run this after changing files\n"
+               "in DIR. A file listed before with the same size and mtime is not read again.\n");
         return 0;
     }
     if (argc - optind != 1) return cli_fail("manifest needs DIR; see 'wcodec manifest --help'");

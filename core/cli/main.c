@@ -79,42 +79,6 @@ int cli_has_suffix(const char *path, const char *suffix) {
     return n >= k && strcmp(path + n - k, suffix) == 0;
 }
 
-int cli_walk_tree(const char *src, const char *dst, cli_tree_fn fn, void *ctx) {
-    if (mkdir(dst, 0755) != 0 && errno != EEXIST) return cli_fail("%s: %s", dst, strerror(errno));
-    if (!cli_is_dir(dst)) return cli_fail("%s: not a directory", dst);
-    struct dirent **ents;
-    int n = scandir(src, &ents, NULL, alphasort);
-    if (n < 0) return cli_fail("%s: %s", src, strerror(errno));
-    int rc = 0;
-    for (int i = 0; i < n; i++) {
-        const char *name = ents[i]->d_name;
-        if (rc || cli_cancel || strcmp(name, ".") == 0 || strcmp(name, "..") == 0 ||
-            (name[0] == '.' && strstr(name, ".tmp."))) { /* our own temporaries */
-            free(ents[i]);
-            continue;
-        }
-        char *s = NULL, *d = NULL;
-        struct stat sb;
-        if (asprintf(&s, "%s/%s", src, name) < 0 || asprintf(&d, "%s/%s", dst, name) < 0) {
-            rc = cli_fail("out of memory");
-        } else if (stat(s, &sb) != 0) {
-            rc = cli_fail("%s: %s", s, strerror(errno));
-        } else if (S_ISDIR(sb.st_mode)) {
-            rc = cli_walk_tree(s, d, fn, ctx);
-        } else if (S_ISREG(sb.st_mode)) {
-            rc = fn(s, dst, name, ctx);
-        } else {
-            fprintf(stderr, "wcodec: %s: not a regular file, skipped\n", s);
-        }
-        free(s);
-        free(d);
-        free(ents[i]);
-    }
-    free(ents);
-    if (!rc && cli_cancel) rc = cli_fail("cancelled");
-    return rc;
-}
-
 static void on_signal(int sig) {
     (void)sig;
     cli_cancel = 1;

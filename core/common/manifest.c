@@ -33,7 +33,7 @@ static int list_push(entry_list *l, wc_manifest_entry e) {
 }
 
 static void list_free(entry_list *l) {
-    for (size_t i = 0; i < l->n; i++) free(l->v[i].path);
+    for (size_t i = 0; i < l->n; i++) free(l->v[i].path), free(l->v[i].link);
     free(l->v);
 }
 
@@ -41,37 +41,39 @@ static int cmp_entry(const void *a, const void *b) {
     return strcmp(((const wc_manifest_entry *)a)->path, ((const wc_manifest_entry *)b)->path);
 }
 
-static wc_status hash_file(const char *path, uint64_t *out, wc_error *err) {
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return wc_error_set(err, WC_ERR_IO, "%s: %s", path, strerror(errno));
-    wc_hasher *h = wc_hasher_new();
-    uint8_t *buf = malloc(1 << 20);
-    wc_status st = WC_OK;
-    if (!h || !buf) {
-        st = wc_error_set(err, WC_ERR_NOMEM, "%s: out of memory", path);
-    } else {
-        for (;;) {
-            ssize_t r = read(fd, buf, 1 << 20);
-            if (r < 0 && errno == EINTR) continue;
-            if (r < 0) {
-                st = wc_error_set(err, WC_ERR_IO, "%s: %s", path, strerror(errno));
-                break;
-            }
-            if (r == 0) break;
-            wc_hasher_update(h, buf, (size_t)r);
-        }
-        if (st == WC_OK) *out = wc_hasher_digest(h);
-    }
-    if (h) wc_hasher_free(h);
-    free(buf);
-    close(fd);
-    return st;
+/* A link target the manifest can hold: what a mount can hand to readlink as it is. */
+static int link_target_ok(const char *t) {
+    size_t n = strlen(t);
+    if (n == 0 || n > 4095) return 0;
+    for (size_t k = 0; k < n; k++)
+        if ((unsigned char)t[k] < 0x20 || t[k] == 0x7f) return 0;
+    return 1;
 }
 
-/* Adds the regular files under root/rel to l; rel is "" or "sub/dir/". */
-static wc_status walk(const char *root, const char *rel, entry_list *l, wc_error *err) {
+typedef struct {
+    const char *root;
+    entry_list *l;
+    wc_manifest *old;       /* the manifest being replaced, or NULL */
+    struct timespec old_time; /* its mtime: when the walk that wrote it began */
+} walk_ctx;
+
+/* The checksum an older manifest gives a file still of its size and mtime, or 0. Only for a
+ * file last modified before the walk that wrote the old one began (to the nanosecond): one
+ * rewritten later may keep its size and whole-second mtime. */
+static uint64_t old_xxh3(const walk_ctx *w, const char *path, const struct stat *sb) {
+    wc_manifest_entry key = {.path = (char *)path};
+    const wc_manifest_entry *e = w->old && w->old->n ? bsearch(&key, w->old->files, w->old->n, sizeof key, cmp_entry)
+                                                     : NULL;
+    return e && !e->link && e->size == (uint64_t)sb->st_size && e->mtime == sb->st_mtim.tv_sec &&
+                   (sb->st_mtim.tv_sec < w->old_time.tv_sec ||
+                    (sb->st_mtim.tv_sec == w->old_time.tv_sec && sb->st_mtim.tv_nsec < w->old_time.tv_nsec))
+               ? e->xxh3 : 0;
+}
+
+/* Adds the regular files and symlinks under root/rel to w->l; rel is "" or "sub/dir/". */
+static wc_status walk(const walk_ctx *w, const char *rel, wc_error *err) {
     char *dir;
-    if (asprintf(&dir, "%s/%s", root, rel) < 0) return wc_error_set(err, WC_ERR_NOMEM, "out of memory");
+    if (asprintf(&dir, "%s/%s", w->root, rel) < 0) return wc_error_set(err, WC_ERR_NOMEM, "out of memory");
     struct dirent **ents;
     int n = scandir(dir, &ents, NULL, alphasort);
     wc_status st = n < 0 ? wc_error_set(err, WC_ERR_IO, "%s: %s", dir, strerror(errno)) : WC_OK;
@@ -89,12 +91,27 @@ static wc_status walk(const char *root, const char *rel, entry_list *l, wc_error
         } else if (S_ISDIR(sb.st_mode)) {
             char *subdir;
             if (asprintf(&subdir, "%s/", sub) < 0) st = wc_error_set(err, WC_ERR_NOMEM, "out of memory");
-            else st = walk(root, subdir, l, err), free(subdir);
-        } else if (S_ISREG(sb.st_mode)) {
-            wc_manifest_entry e = {.path = sub, .size = (uint64_t)sb.st_size, .mtime = sb.st_mtim.tv_sec};
-            if ((st = hash_file(full, &e.xxh3, err)) == WC_OK) {
-                if (list_push(l, e) != 0) st = wc_error_set(err, WC_ERR_NOMEM, "out of memory");
-                else sub = NULL; /* the list owns it */
+            else st = walk(w, subdir, err), free(subdir);
+        } else if (S_ISREG(sb.st_mode) || S_ISLNK(sb.st_mode)) {
+            char target[4097]; /* one byte more than a target may have: a longer one is seen */
+            ssize_t tn = S_ISLNK(sb.st_mode) ? readlink(full, target, sizeof target - 1) : 0;
+            if (tn >= 0) target[tn] = 0;
+            wc_manifest_entry e = {.path = sub, .mtime = sb.st_mtim.tv_sec,
+                                   .size = S_ISLNK(sb.st_mode) ? (uint64_t)(tn > 0 ? tn : 0) : (uint64_t)sb.st_size};
+            if (tn < 0)
+                st = wc_error_set(err, WC_ERR_IO, "%s: %s", full, strerror(errno));
+            else if (S_ISLNK(sb.st_mode) && !link_target_ok(target))
+                st = wc_error_set(err, WC_ERR_IO, "%s: a link target a manifest cannot hold (empty, over 4095 "
+                                  "bytes or with a control byte)", full);
+            else if (S_ISLNK(sb.st_mode) && !(e.link = strdup(target)))
+                st = wc_error_set(err, WC_ERR_NOMEM, "out of memory");
+            else if (S_ISREG(sb.st_mode) && !(e.xxh3 = old_xxh3(w, sub, &sb)))
+                st = wc_hash_file(full, &e.xxh3, err);
+            if (st == WC_OK && list_push(w->l, e) == 0) {
+                sub = NULL; /* the list owns it */
+            } else {
+                free(e.link);
+                if (st == WC_OK) st = wc_error_set(err, WC_ERR_NOMEM, "out of memory");
             }
         }
         free(full);
@@ -118,11 +135,12 @@ static char *manifest_json(const entry_list *l) {
         cJSON *o = cJSON_CreateObject();
         if (!o) goto fail;
         cJSON_AddItemToArray(files, o);
-        /* sizes below 2^53 are exact as JSON numbers; a larger file is not a model shard */
+        /* sizes below 2^53 are exact as JSON numbers; a larger file is not a model shard. A link
+         * has no size or checksum of its own: its target is all it holds */
         if (!cJSON_AddStringToObject(o, "path", e->path) ||
-            !cJSON_AddNumberToObject(o, "size", (double)e->size) ||
+            (!e->link && !cJSON_AddNumberToObject(o, "size", (double)e->size)) ||
             !cJSON_AddNumberToObject(o, "mtime", (double)e->mtime) ||
-            !cJSON_AddStringToObject(o, "xxh3", hex))
+            !cJSON_AddStringToObject(o, e->link ? "link" : "xxh3", e->link ? e->link : hex))
             goto fail;
     }
     char *text = cJSON_Print(root);
@@ -133,22 +151,52 @@ fail:
     return NULL;
 }
 
+/* The manifest at `path` and its mtime, or NULL: none there, or one that does not parse, only
+ * means every file is read again. */
+/* The manifest at path now (NULL if none or unparsable), its bytes (*text, malloc'd, NUL-ended;
+ * NULL if unreadable) and its mtime. */
+static wc_manifest *read_old(const char *path, char **text, struct timespec *mtime) {
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    struct stat sb;
+    char *buf = NULL;
+    wc_manifest *m = NULL;
+    if (fd >= 0 && fstat(fd, &sb) == 0 && S_ISREG(sb.st_mode) && sb.st_size < (256 << 20) &&
+        (buf = malloc((size_t)sb.st_size + 1))) {
+        size_t got = 0;
+        while (got < (size_t)sb.st_size) {
+            ssize_t r = read(fd, buf + got, (size_t)sb.st_size - got);
+            if (r < 0 && errno == EINTR) continue;
+            if (r <= 0) break;
+            got += (size_t)r;
+        }
+        buf[got] = 0;
+        if (got == (size_t)sb.st_size && wc_manifest_parse((const uint8_t *)buf, got, &m, NULL) == WC_OK)
+            *mtime = sb.st_mtim;
+    }
+    if (fd >= 0) close(fd);
+    *text = buf;
+    return m;
+}
+
 wc_status wc_manifest_write(const char *dir, wc_error *err) {
     entry_list l = {0};
-    wc_status st = walk(dir, "", &l, err);
     char *text = NULL, *dst = NULL;
+    if (asprintf(&dst, "%s/%s", dir, WC_MANIFEST_NAME) < 0) return wc_error_set(err, WC_ERR_NOMEM, "%s: out of memory", dir);
+    /* the manifest's mtime is when the walk began: a file changed after it was read, in the
+     * same second, is not taken on trust the next time (old_xxh3) */
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    walk_ctx w = {.root = dir, .l = &l};
+    char *old_text = NULL;
+    w.old = read_old(dst, &old_text, &w.old_time);
+    wc_status st = walk(&w, "", err);
+    wc_manifest_free(w.old);
     if (st == WC_OK) {
         qsort(l.v, l.n, sizeof *l.v, cmp_entry);
-        text = manifest_json(&l);
-        if (!text || asprintf(&dst, "%s/%s", dir, WC_MANIFEST_NAME) < 0) {
-            dst = NULL;
-            st = wc_error_set(err, WC_ERR_NOMEM, "%s: out of memory", dir);
-        }
+        if (!(text = manifest_json(&l))) st = wc_error_set(err, WC_ERR_NOMEM, "%s: out of memory", dir);
     }
-    if (st == WC_OK) {
+    if (st == WC_OK && !(old_text && !strcmp(old_text, text))) { /* unchanged: left alone */
         wc_outfile o;
-        struct timespec now;
-        clock_gettime(CLOCK_REALTIME, &now);
         if ((st = wc_out_open(&o, dst, 1, err)) == WC_OK) {
             st = wc_out_pwrite(&o, text, strlen(text), 0, err);
             if (st == WC_OK) st = wc_out_commit(&o, 0644, &now, err);
@@ -156,6 +204,7 @@ wc_status wc_manifest_write(const char *dir, wc_error *err) {
         }
     }
     free(dst);
+    free(old_text);
     cJSON_free(text);
     list_free(&l);
     return st;
@@ -189,19 +238,28 @@ static wc_status parse_entry(const cJSON *o, size_t i, wc_manifest_entry *e, wc_
     const cJSON *size = cJSON_GetObjectItemCaseSensitive(o, "size");
     const cJSON *mtime = cJSON_GetObjectItemCaseSensitive(o, "mtime");
     const cJSON *hash = cJSON_GetObjectItemCaseSensitive(o, "xxh3");
-    double sz, mt = 0;
+    const cJSON *link = cJSON_GetObjectItemCaseSensitive(o, "link");
+    double sz = 0, mt = 0;
     if (!cJSON_IsObject(o) || !cJSON_IsString(path) || !wc_manifest_path_ok(path->valuestring))
         return FMT_FAIL("manifest: file %zu: missing or unsafe \"path\"", i);
-    if (!whole_number(size, (double)MAX_SIZE, &sz) || sz < 0)
+    /* a link's size and checksum are not read: its target is all it holds */
+    if (link && (!cJSON_IsString(link) || !link_target_ok(link->valuestring)))
+        return FMT_FAIL("manifest: %s: \"link\" is not a target of 1..4095 bytes without control bytes",
+                        path->valuestring);
+    if (!link && (!whole_number(size, (double)MAX_SIZE, &sz) || sz < 0))
         return FMT_FAIL("manifest: %s: \"size\" is not a byte count", path->valuestring);
     if (mtime && !whole_number(mtime, 1e15, &mt))
         return FMT_FAIL("manifest: %s: \"mtime\" is not a time in seconds", path->valuestring);
     char *end = NULL;
-    if (hash && (!cJSON_IsString(hash) || strlen(hash->valuestring) != 16 ||
-                 (e->xxh3 = strtoull(hash->valuestring, &end, 16), *end)))
+    if (!link && hash && (!cJSON_IsString(hash) || strlen(hash->valuestring) != 16 ||
+                          (e->xxh3 = strtoull(hash->valuestring, &end, 16), *end)))
         return FMT_FAIL("manifest: %s: \"xxh3\" is not 16 hex digits", path->valuestring);
-    if (!(e->path = strdup(path->valuestring))) return wc_error_set(err, WC_ERR_NOMEM, "out of memory");
-    e->size = (uint64_t)sz;
+    if (!(e->path = strdup(path->valuestring)) || (link && !(e->link = strdup(link->valuestring)))) {
+        free(e->path);
+        e->path = NULL;
+        return wc_error_set(err, WC_ERR_NOMEM, "out of memory");
+    }
+    e->size = link ? strlen(e->link) : (uint64_t)sz;
     e->mtime = (int64_t)mt;
     return WC_OK;
 }
@@ -221,6 +279,7 @@ wc_status wc_manifest_parse(const uint8_t *buf, size_t len, wc_manifest **out, w
         wc_manifest_entry e = {0};
         if ((st = parse_entry(o, i, &e, err)) == WC_OK && list_push(&l, e) != 0) {
             free(e.path);
+            free(e.link);
             st = wc_error_set(err, WC_ERR_NOMEM, "out of memory");
         }
     }
@@ -262,7 +321,7 @@ wc_status wc_manifest_check(wc_manifest *m, wc_error *err) {
 
 void wc_manifest_free(wc_manifest *m) {
     if (!m) return;
-    for (size_t i = 0; i < m->n; i++) free(m->files[i].path);
+    for (size_t i = 0; i < m->n; i++) free(m->files[i].path), free(m->files[i].link);
     free(m->files);
     free(m);
 }

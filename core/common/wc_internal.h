@@ -19,6 +19,13 @@
 #define WC_NO_TABLE 0xFFFFFFFFu
 #define WC_TILE_SIZE_MIN 4096u
 #define WC_TILE_SIZE_MAX (16u << 20)
+#define WC_FLAG_NAME 1u           /* header flag: a name area ends the tables */
+#define WC_NAME_AREA_SIZE 256u    /* u8 length (1..255), the name, zero padding */
+
+/* The name area (core/common/names.c): written from a name wc_name_ok accepts; read back into
+ * out, 0, or -1 if it is malformed (a zero or overlong length, nonzero padding, a bad name). */
+void wc_name_area_write(uint8_t area[WC_NAME_AREA_SIZE], const char *name);
+int wc_name_area_read(const uint8_t area[WC_NAME_AREA_SIZE], char out[WC_NAME_MAX + 1]);
 
 /* ---- rANS parameters: shared by the CPU and CUDA decoders ---- */
 #define WC_RANS_LANES 32u           /* interleaved states per stream: one per warp lane */
@@ -120,6 +127,7 @@ typedef struct {
 
 struct wc_container {
     char *name;
+    char source_name[WC_NAME_MAX + 1]; /* kept in the name area; "" if it has none */
     wc_source *src; /* NULL when parsed from memory */
     uint64_t file_size;
     uint64_t source_size;
@@ -156,6 +164,8 @@ wc_hasher *wc_hasher_new(void); /* NULL when out of memory */
 void wc_hasher_update(wc_hasher *h, const void *p, size_t n);
 uint64_t wc_hasher_digest(const wc_hasher *h);
 void wc_hasher_free(wc_hasher *h);
+/* xxh3-64 of a whole file, read in 1 MiB chunks; WC_ERR_IO naming the path. */
+wc_status wc_hash_file(const char *path, uint64_t *out, wc_error *err);
 
 /* ---- atomic output files (core/common/outfile.c) ----
  * A new file is written under a temporary name beside its destination and renamed onto it

@@ -168,7 +168,7 @@ static size_t out_bound(uint32_t tile_size) {
 }
 
 static void write_tables(const encoder *e, uint8_t *buf, uint64_t *payload_offsets,
-                         uint32_t freq_bytes, uint64_t src_checksum) {
+                         uint32_t freq_bytes, uint64_t src_checksum, const char *name) {
     uint8_t *tr = buf + WC_HEADER_SIZE;
     uint8_t *tl = tr + (size_t)e->n_tensors * WC_TENSOR_RECORD_SIZE;
     uint8_t *fq = tl + (size_t)e->n_tiles * WC_TILE_RECORD_SIZE;
@@ -205,7 +205,8 @@ static void write_tables(const encoder *e, uint8_t *buf, uint64_t *payload_offse
         wc_wr32(r + 32, t->tensor);
         r[36] = t->mode;
     }
-    uint64_t tables_size = (uint64_t)(fq + freq_bytes - tr);
+    if (name) wc_name_area_write(fq + freq_bytes, name);
+    uint64_t tables_size = (uint64_t)(fq + freq_bytes - tr) + (name ? WC_NAME_AREA_SIZE : 0);
     uint8_t *h = buf;
     memset(h, 0, WC_HEADER_SIZE);
     memcpy(h, WC_MAGIC, 8);
@@ -216,6 +217,7 @@ static void write_tables(const encoder *e, uint8_t *buf, uint64_t *payload_offse
     wc_wr32(h + 32, e->n_tensors);
     wc_wr32(h + 36, e->n_tiles);
     wc_wr32(h + 40, freq_bytes);
+    wc_wr32(h + 44, name ? WC_FLAG_NAME : 0);
     wc_wr64(h + 48, wc_hash(tr, (size_t)tables_size));
     wc_wr64(h + 56, wc_hash(h, 56));
 }
@@ -269,6 +271,23 @@ static wc_status alloc_buffers(encoder *e, wc_error *err) {
     return WC_OK;
 }
 
+static const char *last_component(const char *path) {
+    const char *s = strrchr(path, '/');
+    return s ? s + 1 : path;
+}
+
+/* The name the container keeps: NULL for a name ending in .safetensors, which the container's
+ * file name carries (see wcodec.h, Names). */
+static wc_status name_to_keep(const char *src, const char *given, const char **out, wc_error *err) {
+    static const char st[] = ".safetensors";
+    const char *name = given ? given : last_component(src);
+    size_t n = strlen(name);
+    if (!wc_name_ok(name))
+        return wc_error_set(err, WC_ERR_ARG, "%s: \"%.255s\" cannot be kept as a file name", src, name);
+    *out = n >= sizeof st - 1 && !strcmp(name + n - (sizeof st - 1), st) ? NULL : name;
+    return WC_OK;
+}
+
 wc_status wc_encode_file(const char *src, const char *dst, const wc_encode_opts *opts_in,
                          wc_error *err) {
     wc_encode_opts opts = {0};
@@ -282,6 +301,9 @@ wc_status wc_encode_file(const char *src, const char *dst, const wc_encode_opts 
         return wc_error_set(err, WC_ERR_ARG, "tile size %u: must be a multiple of 64 in [%u, %u]",
                        e.tile_size, WC_TILE_SIZE_MIN, WC_TILE_SIZE_MAX);
 
+    const char *keep = NULL;
+    wc_status nst = name_to_keep(src, opts.source_name, &keep, err);
+    if (nst != WC_OK) return nst;
     int fd = open(src, O_RDONLY | O_CLOEXEC);
     if (fd < 0) return wc_error_set(err, WC_ERR_IO, "%s: %s", src, strerror(errno));
     struct stat sb;
@@ -320,7 +342,7 @@ wc_status wc_encode_file(const char *src, const char *dst, const wc_encode_opts 
             if (e.tensors[i].info.plane_coded[p])
                 freq_bytes += (uint32_t)wc_rans_table_size(&e.tensors[i].freqs[p]);
     size_t tables_len = WC_HEADER_SIZE + (size_t)e.n_tensors * WC_TENSOR_RECORD_SIZE +
-                        (size_t)e.n_tiles * WC_TILE_RECORD_SIZE + freq_bytes;
+                        (size_t)e.n_tiles * WC_TILE_RECORD_SIZE + freq_bytes + (keep ? WC_NAME_AREA_SIZE : 0);
     tables = malloc(tables_len);
     payload_offsets = malloc((e.n_tiles ? e.n_tiles : 1) * sizeof *payload_offsets);
     if (!tables || !payload_offsets) {
@@ -331,7 +353,7 @@ wc_status wc_encode_file(const char *src, const char *dst, const wc_encode_opts 
     st = encode_payloads(&e, &o, wc_align_up(tables_len, WC_PAYLOAD_ALIGN), payload_offsets,
                          &opts, err);
     if (st != WC_OK) goto done;
-    write_tables(&e, tables, payload_offsets, freq_bytes, wc_hash(e.src, (size_t)e.src_size));
+    write_tables(&e, tables, payload_offsets, freq_bytes, wc_hash(e.src, (size_t)e.src_size), keep);
     if ((st = wc_out_pwrite(&o, tables, tables_len, 0, err)) != WC_OK) goto done;
     st = wc_out_commit(&o, sb.st_mode, &sb.st_mtim, err);
 done:

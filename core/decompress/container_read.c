@@ -14,6 +14,7 @@ typedef struct {
     uint32_t tile_size, n_tensors, n_tiles, freq_bytes;
     uint64_t source_size, source_checksum, tables_checksum;
     uint64_t tables_size, payload_start;
+    int named; /* WC_FLAG_NAME: the tables end with the name area */
 } header_fields;
 
 #define FMT_FAIL(...) wc_error_set(err, WC_ERR_FORMAT, __VA_ARGS__)
@@ -38,12 +39,14 @@ static wc_status parse_header(const uint8_t *h, uint64_t file_size, const char *
     hf->freq_bytes = wc_rd32(h + 40);
     uint32_t flags = wc_rd32(h + 44);
     hf->tables_checksum = wc_rd64(h + 48);
-    if (flags != 0) return FMT_FAIL("%s: unknown header flags 0x%x", name, flags);
+    if (flags & ~WC_FLAG_NAME) return FMT_FAIL("%s: unknown header flags 0x%x", name, flags);
+    hf->named = (flags & WC_FLAG_NAME) != 0;
     if (hf->tile_size < WC_TILE_SIZE_MIN || hf->tile_size > WC_TILE_SIZE_MAX ||
         hf->tile_size % WC_PAYLOAD_ALIGN)
         return FMT_FAIL("%s: tile size %u out of range", name, hf->tile_size);
     hf->tables_size = (uint64_t)hf->n_tensors * WC_TENSOR_RECORD_SIZE +
-                      (uint64_t)hf->n_tiles * WC_TILE_RECORD_SIZE + hf->freq_bytes;
+                      (uint64_t)hf->n_tiles * WC_TILE_RECORD_SIZE + hf->freq_bytes +
+                      (hf->named ? WC_NAME_AREA_SIZE : 0);
     hf->payload_start = wc_align_up(WC_HEADER_SIZE + hf->tables_size, WC_PAYLOAD_ALIGN);
     if (WC_HEADER_SIZE + hf->tables_size > file_size)
         return FMT_FAIL("%s: tables (%llu bytes) extend beyond the file (%llu bytes): truncated?",
@@ -208,6 +211,10 @@ wc_status wc_container_parse(const uint8_t *buf, size_t buf_len, uint64_t file_s
         goto fail;
     }
     if ((st = parse_tiles(c, tile_recs, &hf, err)) != WC_OK) goto fail;
+    if (hf.named && wc_name_area_read(freq + hf.freq_bytes, c->source_name) != 0) {
+        st = FMT_FAIL("%s: the source's name (name area) is malformed", name);
+        goto fail;
+    }
     *out = c;
     return WC_OK;
 fail:
@@ -284,6 +291,12 @@ wc_status wc_container_peek(const char *path, wc_container_summary *out, wc_erro
     uint8_t h[WC_HEADER_SIZE];
     uint64_t file_size = src->size;
     st = read_header(src, h, &hf, err);
+    uint8_t area[WC_NAME_AREA_SIZE];
+    char stored[WC_NAME_MAX + 1] = "";
+    if (st == WC_OK && hf.named &&
+        (st = wc_source_read(src, WC_HEADER_SIZE + hf.tables_size - WC_NAME_AREA_SIZE, sizeof area, area, err)) == WC_OK &&
+        wc_name_area_read(area, stored) != 0)
+        st = FMT_FAIL("%s: the source's name (name area) is malformed", src->name);
     wc_source_close(src);
     if (st != WC_OK) return st;
     *out = (wc_container_summary){.file_size = file_size,
@@ -293,6 +306,7 @@ wc_status wc_container_peek(const char *path, wc_container_summary *out, wc_erro
                                   .tile_size = hf.tile_size,
                                   .tile_count = hf.n_tiles,
                                   .tensor_count = hf.n_tensors};
+    memcpy(out->source_name, stored, sizeof stored);
     return WC_OK;
 }
 
@@ -312,6 +326,7 @@ void wc_container_close(wc_container *c) {
 }
 
 uint64_t wc_container_source_size(const wc_container *c) { return c->source_size; }
+const char *wc_container_source_name(const wc_container *c) { return c->source_name; }
 uint64_t wc_container_source_checksum(const wc_container *c) { return c->source_checksum; }
 uint64_t wc_container_tables_checksum(const wc_container *c) { return c->tables_checksum; }
 uint64_t wc_container_file_size(const wc_container *c) { return c->file_size; }

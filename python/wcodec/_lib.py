@@ -72,7 +72,7 @@ wc_container_read_range_mt = _fn("wc_container_read_range_mt", INT, P, U64, SZ, 
 # URLs (net/): an HTTP folder's manifest or an S3 prefix's listing, and small whole objects.
 class ManifestEntry(ctypes.Structure):  # wc_manifest_entry
     _fields_ = [("path", ctypes.c_char_p), ("size", ctypes.c_uint64), ("mtime", ctypes.c_int64),
-                ("xxh3", ctypes.c_uint64)]
+                ("xxh3", ctypes.c_uint64), ("link", ctypes.c_char_p)]
 
 
 class Manifest(ctypes.Structure):  # wc_manifest

@@ -334,6 +334,73 @@ grep -qE "^wcodecfs [0-9]+\.[0-9]+\.[0-9]+ \(libfuse 3\." "$T/out" && ok "--vers
 
 # ---- mount helpers: mount -t fuse.wcodecfs, an fstab line, the systemd unit's options
 HELPER=$ROOT/mount-scripts/mount.wcodecfs
+# ---- a Hugging Face cache, as huggingface_hub lays it out: blobs/<sha256> (no extension),
+# snapshots/<rev>/<file> relative links into blobs, revisions sharing blobs, refs/<branch>
+HF=$T/hf/hub; HE=$T/hf.wc
+blob() { # blob MODEL FILE: copies FILE into MODEL's blobs under its sha256; prints the name
+  local h; h=$(sha256sum "$2" | cut -c1-64); cp -p "$2" "$HF/$1/blobs/$h"; echo "$h"; }
+snap() { mkdir -p "$HF/$1/snapshots/$2"; ln -s "../../blobs/$4" "$HF/$1/snapshots/$2/$3"; }
+for m in models--org--alpha models--org--beta; do mkdir -p "$HF/$m/blobs" "$HF/$m/refs"; done
+a1=$(blob models--org--alpha "$T/orig/all_dtypes.safetensors"); a2=$(blob models--org--alpha "$T/orig/sub/edge.safetensors")
+ac=$(blob models--org--alpha "$T/orig/config.json"); b1=$(blob models--org--beta "$T/orig/big_bf16.safetensors")
+r1=1111111111111111111111111111111111111111; r2=2222222222222222222222222222222222222222
+snap models--org--alpha $r1 model.safetensors "$a1"; snap models--org--alpha $r1 config.json "$ac"
+snap models--org--alpha $r2 model.safetensors "$a1"; snap models--org--alpha $r2 extra.safetensors "$a2"
+snap models--org--alpha $r2 config.json "$ac"; snap models--org--beta $r1 model.safetensors "$b1"
+printf %s $r2 > "$HF/models--org--alpha/refs/main"; printf %s $r1 > "$HF/models--org--beta/refs/main"
+mkdir -p "$HF/models--org--beta/snapshots/$r1/odd"
+ln -s ../../blobs/gone "$HF/models--org--beta/snapshots/$r1/dangling"
+ln -s loop2 "$HF/models--org--beta/snapshots/$r1/odd/loop1"; ln -s loop1 "$HF/models--org--beta/snapshots/$r1/odd/loop2"
+ln -s "$T/orig/config.json" "$HF/models--org--beta/snapshots/$r1/odd/absolute"
+ln -s ../.. "$HF/models--org--beta/snapshots/$r1/odd/up" # a folder link to an ancestor: not followed
+t "encode an HF cache" sh -c "'$W' encode -j 2 '$HF' '$HE' 2>'$T/hf.log'"
+t "a blob is a safetensors by its content: every such blob encoded once, at its path" \
+  sh -c "test \$(find '$HE' -name '*.wcodec' | wc -l) = 3 && test -f '$HE/models--org--alpha/blobs/$a1.wcodec' && test -f '$HE/models--org--alpha/blobs/$ac'"
+t "snapshots hold links only (but the absolute link out of the cache)" \
+  sh -c "test \"\$(find '$HE' -path '*snapshots*' -type f)\" = '$HE/models--org--beta/snapshots/$r1/odd/absolute'"
+t "one warning line each: dangling, two loop links, the link out of the cache" \
+  sh -c "test \$(grep -c 'warning: .*dangling' '$T/hf.log') = 1 && test \$(grep -c 'warning: .*loop of symlinks' '$T/hf.log') = 2 &&
+         test \$(grep -c 'warning: .*absolute.*outside SRC; stored as the file' '$T/hf.log') = 1 && test \$(grep -c warning '$T/hf.log') = 4"
+HM=$T/hfm
+t "mount the encoded cache" mnt "$HE" "$HM"
+# the tree, path by path: type, link target, and a regular file's size (before any read)
+hf_tree() { (cd "$1" && find . -mindepth 1 ! -name .wcodecfs-stats ! -path '*/odd/absolute' -printf '%y %P %l %s\n' |
+             awk '$1 != "f" {$NF = ""} {print}' | sort); }
+t "every path, type, link target and size equal" diff <(hf_tree "$HF") <(hf_tree "$HM")
+for f in $(cd "$HF" && find . -type f | sort); do t "cmp hf $f" cmp "$HF/$f" "$HM/$f"; done
+t "the link out of the cache is the file it pointed to" cmp "$T/orig/config.json" "$HM/models--org--beta/snapshots/$r1/odd/absolute"
+# huggingface_hub's resolution: refs/main -> snapshots/<rev>/FILE -> a blob
+hf_resolve() { local rev; rev=$(cat "$1/$2/refs/main") && readlink -e "$1/$2/snapshots/$rev/$3"; }
+hf_same_resolution() { local o n; o=$(hf_resolve "$HF" "$1" "$2") && n=$(hf_resolve "$HM" "$1" "$2") &&
+  [ "${n#"$HM"}" = "${o#"$HF"}" ] && [[ $n == */blobs/* ]] && cmp "$o" "$n"; }
+for mf in models--org--alpha:model.safetensors models--org--alpha:extra.safetensors models--org--alpha:config.json models--org--beta:model.safetensors; do
+  t "HF resolution ${mf/:/ }: refs -> snapshot -> the same blob" hf_same_resolution "${mf%%:*}" "${mf#*:}"
+done
+umnt "$HM"
+t "decode restores the tree, links included" sh -c "'$W' decode -q '$HE' '$T/hf.back' && diff -r --no-dereference -x absolute '$HF' '$T/hf.back'"
+# re-encoding: nothing rewritten; then a new revision and a blob only touched
+stamp() { (cd "$HE" && find . -mindepth 1 -printf '%i %T@ %P\n' | grep -v wcodec-manifest | sort); }
+stamp > "$T/hf.st1"
+t "re-encode of an unchanged cache rewrites nothing and says so" sh -c "'$W' encode -j 2 '$HF' '$HE' 2>'$T/hf.log2' &&
+  grep -q '7 unchanged' '$T/hf.log2' && ! grep -q ' -> .*bytes (' '$T/hf.log2'"
+stamp > "$T/hf.st2"
+t "... no inode or mtime changed" diff "$T/hf.st1" "$T/hf.st2"
+r3=3333333333333333333333333333333333333333
+a3=$(blob models--org--alpha "$T/orig/many_tiny.safetensors"); snap models--org--alpha $r3 model.safetensors "$a3"
+touch -d '2001-01-01' "$HF/models--org--alpha/blobs/$a2" # same bytes, new mtime: the hash decides
+t "an update encodes only the new blob" sh -c "'$W' encode -j 2 '$HF' '$HE' 2>'$T/hf.log3' && test \$(grep -c ' -> .*bytes (' '$T/hf.log3') = 1 &&
+  grep -q 'blobs/$a3 -> ' '$T/hf.log3' && grep -q '$a2: unchanged' '$T/hf.log3'"
+t "... the touched blob's container kept, its mtime now the source's" sh -c "
+  test \"\$(stat -c %i '$HE/models--org--alpha/blobs/$a2.wcodec')\" = \"\$(grep ' models--org--alpha/blobs/$a2.wcodec\$' '$T/hf.st1' | cut -d' ' -f1)\" &&
+  test \"\$(stat -c %Y '$HE/models--org--alpha/blobs/$a2.wcodec')\" = \"\$(stat -c %Y '$HF/models--org--alpha/blobs/$a2')\""
+t "... and the new revision mounts" sh -c "mkdir -p '$HM' && '$FS' '$HE' '$HM' -o index_dir=$T/index && cmp '$HF/models--org--alpha/blobs/$a3' '$HM/models--org--alpha/snapshots/$r3/model.safetensors'"
+umnt "$HM"
+rm "$HF/models--org--beta/snapshots/$r1/dangling"
+t "a file gone from SRC is named, not deleted" sh -c "'$W' encode -q '$HF' '$HE' 2>'$T/hf.log4'; grep -q 'dangling: not in SRC any more' '$T/hf.log4' && test -L '$HE/models--org--beta/snapshots/$r1/dangling'"
+cp "$T/orig/sub/edge.safetensors" "$HF/models--org--alpha/blobs/x"; cp -p "$T/orig/sub/edge.safetensors" "$HF/models--org--alpha/blobs/x.safetensors"
+t_fails "two sources of one container name (x and x.safetensors) refused" "$W" encode -q "$HF" "$HE"
+rm "$HF/models--org--alpha/blobs/x" "$HF/models--org--alpha/blobs/x.safetensors"
+
 if [ "$(id -u)" -eq 0 ] && command -v mount >/dev/null; then
   PATH="$B:$PATH" t "mount.wcodecfs SRC MNT -o opts" "$HELPER" "$T/src" "$M" -o "ro,index_dir=$T/index,cache_size=16M"
   t "helper mount serves bytes" cmp "$T/orig/big_bf16.safetensors" "$M/big_bf16.safetensors"

@@ -33,6 +33,7 @@ cp "$T"/st/*.safetensors "$T/wc/" 2>/dev/null || true # a non-container seed too
 # the answers of servers a remote mount parses: a manifest, and ListObjectsV2 pages
 mkdir -p "$T/manifest" "$T/s3_list"
 mkdir -p "$T/tree/sub" && cp "$T"/wc/bf16.wcodec "$T/tree/sub/" && echo '{}' > "$T/tree/config.json"
+ln -s ../config.json "$T/tree/sub/link.json" # a link entry
 "$W" manifest "$T/tree" && cp "$T/tree/wcodec-manifest.json" "$T/manifest/seed.json"
 printf '\001<ListBucketResult><Contents><Key>m/a&amp;b.wcodec</Key><LastModified>2026-11-24T07:22:47.000Z</LastModified><ETag>&quot;e&quot;</ETag><Size>12</Size></Contents><Contents><Key>m/sub/</Key><Size>0</Size></Contents><IsTruncated>true</IsTruncated><NextContinuationToken>t</NextContinuationToken></ListBucketResult>' > "$T/s3_list/seed.xml"
 for target in safetensors container manifest s3_list; do

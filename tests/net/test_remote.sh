@@ -43,6 +43,12 @@ echo 'flaky but there' > "$T/orig/flaky.txt"
 echo 'here today' > "$T/orig/gone.txt"
 echo 'a name with spaces' > "$T/orig/sub/with space.txt"
 "$W" encode -q -j 2 "$T/orig" "$T/www/enc" || { echo "encode failed"; exit 1; }
+# a Hugging Face cache's shape: a blob named by its hash, no extension (its container keeps the
+# name "abc"), and relative links to it and to a plain file, which the manifest lists
+mkdir -p "$T/orig/blobs" "$T/orig/snap" "$T/www/enc/blobs" "$T/www/enc/snap"
+cp "$T/orig/all_dtypes.safetensors" "$T/orig/blobs/abc"
+"$W" encode -q "$T/orig/blobs/abc" "$T/www/enc/blobs/abc.wcodec" || { echo "encode of the blob failed"; exit 1; }
+for d in orig www/enc; do ln -s ../blobs/abc "$T/$d/snap/model.safetensors"; ln -s ../config.json "$T/$d/snap/config.json"; done
 cp "$T/www/enc/big_bf16.wcodec" "$T/www/enc/broken.wcodec" # answered 500 at mount
 "$W" manifest "$T/www/enc"
 
@@ -76,6 +82,16 @@ for f in $(cd "$T/orig" && find . -type f ! -name denied.txt ! -name gone.txt ! 
   t "cmp $f" cmp "$T/orig/$f" "$M/$f"
 done
 t "cmp a name with spaces" cmp "$T/orig/sub/with space.txt" "$M/sub/with space.txt"
+links_ok() { # links_ok MNT PREFIX: the manifest's links and the named container, as in the local tree
+  t "$2a link: readlink as the manifest says" test "$(readlink "$1/snap/model.safetensors")" = ../blobs/abc -a \
+    "$(readlink "$1/snap/config.json")" = ../config.json -a "$(stat -c %F "$1/snap/model.safetensors")" = "symbolic link"
+  t "$2through the link: the blob's source bytes" cmp "$T/orig/blobs/abc" "$1/snap/model.safetensors"
+  t "$2through the link to a plain file" cmp "$T/orig/config.json" "$1/snap/config.json"
+  t "$2the named container presents as abc, not abc.safetensors" test "$(ls "$1/blobs")" = abc
+  t "$2listed as links (DT_LNK: scandir takes the listing's type)" test "$("$PY" -c '
+import os, sys; print(sum(e.is_symlink() for e in os.scandir(sys.argv[1])))' "$1/snap")" = 2
+}
+links_ok "$M" ""
 t "sizes exact before any read" test "$(stat -c %s "$M/all_dtypes.safetensors")" = "$(stat -c %s "$T/orig/all_dtypes.safetensors")"
 t "a container answered 500 at mount is skipped, and said" grep -q "skipping broken.wcodec: .*broken.wcodec: HTTP 500" "$T/wcfs.log"
 t_fails "403 on a plain file" cat "$M/denied.txt"
@@ -196,6 +212,8 @@ else
     put "$T/www/enc/$f" "llama/$f" && uploaded=$((uploaded+1))
   done
   t "objects uploaded ($uploaded)" test "$uploaded" -ge 6
+  # the copy a tool that follows links when it uploads (aws s3 sync) leaves at a link's path
+  put "$T/orig/config.json" "llama/snap/config.json"
   t_fails "a wrong signature is refused by the check" curl -sS -f --aws-sigv4 "aws:amz:us-east-1:s3" --user S3RVER:wrong -H "x-amz-content-sha256: UNSIGNED-PAYLOAD" "$EP/models/llama/config.json"
   export AWS_ACCESS_KEY_ID=S3RVER AWS_SECRET_ACCESS_KEY=S3CRETKEY
   S=$T/s
@@ -203,6 +221,7 @@ else
   for f in config.json all_dtypes.safetensors big_bf16.safetensors sub/edge.safetensors sub/tokenizer.json; do
     [ -f "$T/orig/$f" ] && t "s3 cmp $f" cmp "$T/orig/$f" "$S/$f"
   done
+  links_ok "$S" "s3: "
   t "s3 mount named without credentials in /proc/mounts" sh -c "grep ' $S ' /proc/mounts | grep -q 's3://models/llama/' && ! grep -q S3CRETKEY /proc/mounts"
   t "s3: replaced object" put "$T/www/enc/all_dtypes.wcodec" "llama/big_bf16.wcodec"
   t_fails "s3: reading the replaced object fails" dd if="$S/big_bf16.safetensors" of=/dev/null bs=1M iflag=direct
@@ -211,7 +230,8 @@ else
   t "s3: mount with a disk cache" mnt "s3://models/llama" "$S" "s3_endpoint=$EP,disk_cache=$T/s3dc"
   umnt "$S"
   t "s3: a second mount with it" mnt "s3://models/llama" "$S" "s3_endpoint=$EP,disk_cache=$T/s3dc"
-  t "s3: it fetched no table: one request, the listing ($(stat_of "$S" net_requests))" test "$(stat_of "$S" net_requests)" = 1
+  t "s3: it fetched no table: two requests, the listing and the manifest for its links ($(stat_of "$S" net_requests))" \
+    test "$(stat_of "$S" net_requests)" = 2
   t "s3: every container's tables from the disk cache" test "$(stat_of "$S" tables_from_disk_cache)" = "$(stat_of "$S" containers)"
   t "s3 (tables from disk): the replaced object's new version served" cmp "$T/orig/all_dtypes.safetensors" "$S/big_bf16.safetensors"
   umnt "$S"

@@ -51,6 +51,13 @@ save(sys.argv[1] + "/model-00002-of-00002.safetensors",
 open(sys.argv[1] + "/config.json", "w").write('{"model_type": "test"}')
 PY
 "$W" encode -q "$T/model" "$T/www/model" || { echo "encode failed"; exit 1; }
+# a Hugging Face cache's shape: a blob named by its hash, no extension (its container keeps the
+# name "abc"), and a relative link to it, which the manifest lists
+mkdir -p "$T/hf/blobs" "$T/hf/snap" "$T/www/hf/blobs" "$T/www/hf/snap"
+cp "$T/orig/all_dtypes.safetensors" "$T/hf/blobs/abc"
+"$W" encode -q "$T/hf/blobs/abc" "$T/www/hf/blobs/abc.wcodec" || { echo "encode failed"; exit 1; }
+for d in hf www/hf; do ln -s ../blobs/abc "$T/$d/snap/model.safetensors"; done
+"$W" manifest "$T/www/hf"
 echo '{"not": "a container"}' > "$T/www/enc/config.wcodec"
 head -c 3000000 "$T/www/enc/big_bf16.wcodec" > "$T/www/enc/truncated.wcodec"
 cp "$T/www/enc/big_bf16.wcodec" "$T/www/enc/replaced.wcodec"
@@ -102,6 +109,16 @@ t_fails "wcodec bench on a truncated container's URL" "$W" bench "$U/truncated.w
 
 t "wcodec decode FOLDER-URL/ DIR: the model folder, containers decoded and files fetched" \
   sh -c "'$W' decode -q 'http://127.0.0.1:$P1/model/' '$T/model.out' && diff -r '$T/model' '$T/model.out'"
+hf_ok() { # hf_ok DST PREFIX: a decode of the hf folder made the tree it was encoded from
+  t "$2the link made again, its target as it was" test "$(readlink "$1/snap/model.safetensors")" = ../blobs/abc
+  t "$2the blob decoded to its kept name, byte-identical" cmp "$T/hf/blobs/abc" "$1/blobs/abc"
+  t "$2the same tree" diff <(cd "$T/hf" && find . -printf '%y %p\n' | sort) <(cd "$1" && find . -printf '%y %p\n' | sort)
+}
+t "wcodec decode FOLDER-URL/ DIR of a tree with a link and a named container" "$W" decode -q "http://127.0.0.1:$P1/hf/" "$T/hf.out"
+hf_ok "$T/hf.out" ""
+t_fails "decoded again over it: refused without -f" "$W" decode -q "http://127.0.0.1:$P1/hf/" "$T/hf.out"
+t "and with -f, the same tree" sh -c "'$W' decode -q -f 'http://127.0.0.1:$P1/hf/' '$T/hf.out'"
+hf_ok "$T/hf.out" "-f: "
 
 # ---- memory: a decode by URL holds a bounded stage, not the object (384 MiB, 250 MB coded)
 "$NP" - "$T/www/huge.safetensors" <<'PY'
@@ -222,6 +239,9 @@ assert bytes(c.read(0, c.source_size)) == open(sys.argv[2], "rb").read()
 c.close()
 PY
   t "s3: wcodec decode s3://models/m DIR: the model folder" sh -c "'$W' decode -q s3://models/m '$T/s3model' && diff -r '$T/model' '$T/s3model'"
+  for f in $(cd "$T/www/hf" && find . -type f | sed 's|^\./||'); do s3_put "$T/www/hf/$f" "models/hf/$f"; done
+  t "s3: wcodec decode s3://models/hf DIR: objects, and the links of its manifest" "$W" decode -q s3://models/hf "$T/s3hf"
+  hf_ok "$T/s3hf" "s3: "
   [ -f "$B/libwcodec.so" ] && "$NP" -c "import torch" 2>/dev/null &&
     t "s3: python torch.load_dir(s3://models/m) equals the local folder's" "$NP" - s3://models/m "$T/www/model" <<'PY'
 import sys, torch, wcodec.torch

@@ -227,8 +227,10 @@ static void test_incompressible_barely_grows(void **state) {
 }
 
 /* A container of several dtypes with small tiles, for the corruption tests. */
-static char *make_container(uint8_t **bytes, size_t *len) {
-    char *src = path_in("c.safetensors"), *wc = path_in("c.wcodec");
+/* A small container of three dtypes from the source `name`: "c.safetensors" keeps no name (c.wcodec
+ * gives it); any other keeps it in the name area. */
+static char *make_container(const char *name, uint8_t **bytes, size_t *len) {
+    char *src = path_in(name), *wc = path_in("c.wcodec");
     uint8_t *a = malloc(20000 * 2), *b = malloc(5000), *c = malloc(3000 * 4);
     fx_fill("BF16", a, 20000, 1);
     fx_fill("I8", b, 5000, 2);
@@ -248,11 +250,10 @@ static char *make_container(uint8_t **bytes, size_t *len) {
     return src;
 }
 
-static void test_every_corrupted_byte_is_caught(void **state) {
-    (void)state;
+static void every_corrupted_byte_is_caught(const char *name) {
     uint8_t *good;
     size_t len;
-    char *src = make_container(&good, &len);
+    char *src = make_container(name, &good, &len);
     char *bad = path_in("bad.wcodec"), *out = path_in("bad.out");
     wc_container *c;
     wc_error err;
@@ -262,7 +263,8 @@ static void test_every_corrupted_byte_is_caught(void **state) {
     size_t tables_end = WC_HEADER_SIZE +
                         (size_t)wc_container_tensor_count(c) * WC_TENSOR_RECORD_SIZE +
                         (size_t)wc_container_tile_count(c) * WC_TILE_RECORD_SIZE +
-                        wc_rd32(good + 40) /* freq_bytes, docs/FORMAT.md */;
+                        wc_rd32(good + 40) /* freq_bytes, docs/FORMAT.md */ +
+                        (wc_rd32(good + 44) & WC_FLAG_NAME ? WC_NAME_AREA_SIZE : 0);
     memset(meaningful, 1, tables_end);
     for (uint32_t i = 0; i < wc_container_tile_count(c); i++) {
         const wc_tile_info *t = wc_container_tile(c, i);
@@ -296,13 +298,19 @@ static void test_every_corrupted_byte_is_caught(void **state) {
     free(out);
 }
 
+static void test_every_corrupted_byte_is_caught(void **state) {
+    (void)state;
+    every_corrupted_byte_is_caught("c.safetensors");
+    every_corrupted_byte_is_caught("c-blob"); /* the name area too */
+}
+
 /* Several threads over a range with two bad tiles: the lowest one is reported, as one thread
  * would; a range that avoids both still reads. */
 static void test_read_range_mt_reports_lowest_bad_tile(void **state) {
     (void)state;
     uint8_t *good;
     size_t len;
-    char *src = make_container(&good, &len), *bad = path_in("two_bad.wcodec");
+    char *src = make_container("c.safetensors", &good, &len), *bad = path_in("two_bad.wcodec");
     wc_container *c;
     wc_error err;
     assert_int_equal(wc_container_parse(good, len, len, "c", &c, &err), WC_OK);
@@ -350,7 +358,7 @@ static void test_crafted_tables_refused(void **state) {
     (void)state;
     uint8_t *good;
     size_t len;
-    char *src = make_container(&good, &len);
+    char *src = make_container("c.safetensors", &good, &len);
     wc_container *c;
     wc_error err;
     assert_int_equal(wc_container_parse(good, len, len, "c", &c, &err), WC_OK);
@@ -400,7 +408,7 @@ static void test_bad_tile_fails_alone(void **state) {
     (void)state;
     uint8_t *good;
     size_t len;
-    char *src = make_container(&good, &len);
+    char *src = make_container("c.safetensors", &good, &len);
     size_t n;
     uint8_t *orig = fx_read_file(src, &n);
     wc_container *c;
@@ -432,7 +440,7 @@ static void test_truncated_container(void **state) {
     (void)state;
     uint8_t *good;
     size_t len;
-    char *src = make_container(&good, &len);
+    char *src = make_container("c.safetensors", &good, &len);
     char *bad = path_in("trunc.wcodec");
     for (size_t cut = 0; cut < len; cut += (cut < 4096 ? 61 : 1999)) {
         assert_int_equal(fx_write_bytes(bad, good, cut), 0);
@@ -565,8 +573,90 @@ static void test_not_a_container(void **state) {
     free(p);
 }
 
+/* A source's name: one ending in .safetensors is not kept (the container's file name carries it,
+ * flag clear, as in every container before names); any other is kept, read back by open and by
+ * peek, and a malformed name area is refused. */
+static void test_source_name_kept(void **state) {
+    (void)state;
+    char out[WC_NAME_MAX + 1];
+    assert_int_equal(wc_container_file_name("x.safetensors", out, sizeof out), 0);
+    assert_string_equal(out, "x.wcodec");
+    assert_int_equal(wc_container_file_name("3f2a9c", out, sizeof out), 0);
+    assert_string_equal(out, "3f2a9c.wcodec");
+    assert_int_equal(wc_container_file_name(".safetensors", out, sizeof out), 0);
+    assert_string_equal(out, ".safetensors.wcodec");
+    char longname[251];
+    memset(longname, 'a', 250);
+    longname[250] = 0;
+    assert_int_equal(wc_container_file_name(longname, out, sizeof out), -1); /* 257 bytes */
+    assert_int_equal(wc_container_file_name("a/b", out, sizeof out), -1);
+    assert_int_equal(wc_container_file_name("..", out, sizeof out), -1);
+    assert_int_equal(wc_presented_name("x.wcodec", NULL, out, sizeof out), 0);
+    assert_string_equal(out, "x.safetensors");
+    assert_int_equal(wc_presented_name("x.wcodec", "3f2a9c", out, sizeof out), 0);
+    assert_string_equal(out, "3f2a9c");
+    assert_int_equal(wc_presented_name("x.bin", "", out, sizeof out), -1);
+
+    struct {
+        const char *src, *dst, *kept;
+    } cases[] = {{"m.safetensors", "m.wcodec", ""},
+                 {"3f2a9c", "3f2a9c.wcodec", "3f2a9c"},
+                 {"m.safetensors", "renamed.wcodec", ""}, /* presents renamed.safetensors */
+                 {"weights.st", "w.out", "weights.st"}};
+    uint8_t *a = malloc(4000);
+    fx_fill("BF16", a, 2000, 7);
+    fx_tensor t = {"a", "BF16", 1, {2000}, a, 4000};
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        char *src = path_in(cases[k].src), *wc = path_in(cases[k].dst);
+        wc_error err = {0};
+        assert_int_equal(fx_write_safetensors(src, &t, 1, NULL), 0);
+        wc_encode_opts o = {.overwrite = 1};
+        if (wc_encode_file(src, wc, &o, &err) != WC_OK) fail_msg("%s: %s", cases[k].src, err.msg);
+        wc_container_summary sum;
+        assert_int_equal(wc_container_peek(wc, &sum, &err), WC_OK);
+        assert_string_equal(sum.source_name, cases[k].kept);
+        wc_container *c;
+        assert_int_equal(wc_container_open(wc, &c, &err), WC_OK);
+        assert_string_equal(wc_container_source_name(c), cases[k].kept);
+        wc_container_close(c);
+        size_t len;
+        uint8_t *bytes = fx_read_file(wc, &len);
+        assert_int_equal(wc_rd32(bytes + 44), *cases[k].kept ? WC_FLAG_NAME : 0);
+        if (*cases[k].kept) { /* the area, malformed three ways: each refused by peek and open */
+            size_t area = WC_HEADER_SIZE + wc_rd32(bytes + 32) * (size_t)WC_TENSOR_RECORD_SIZE +
+                          wc_rd32(bytes + 36) * (size_t)WC_TILE_RECORD_SIZE + wc_rd32(bytes + 40);
+            assert_int_equal(bytes[area], strlen(cases[k].kept));
+            assert_memory_equal(bytes + area + 1, cases[k].kept, strlen(cases[k].kept));
+            const size_t at[] = {area, area + 1, area + 200};
+            const uint8_t to[] = {0, '/', 1};
+            for (unsigned m = 0; m < 3; m++) {
+                uint8_t keep = bytes[at[m]];
+                bytes[at[m]] = to[m];
+                assert_int_equal(fx_write_bytes(wc, bytes, len), 0);
+                assert_int_equal(wc_container_peek(wc, &sum, &err), WC_ERR_FORMAT);
+                assert_non_null(strstr(err.msg, "name"));
+                assert_int_not_equal(wc_container_open(wc, &c, &err), WC_OK);
+                bytes[at[m]] = keep;
+            }
+        }
+        free(bytes);
+        free(src);
+        free(wc);
+    }
+    /* a name the file system cannot take is refused before anything is written */
+    char *src = path_in("m.safetensors"), *wc = path_in("n.wcodec");
+    wc_encode_opts o = {.source_name = "a/b"};
+    wc_error err = {0};
+    assert_int_equal(wc_encode_file(src, wc, &o, &err), WC_ERR_ARG);
+    assert_int_equal(access(wc, F_OK), -1);
+    free(src);
+    free(wc);
+    free(a);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_source_name_kept),
         cmocka_unit_test(test_every_dtype_roundtrips),
         cmocka_unit_test(test_large_tensors_code_well),
         cmocka_unit_test(test_edge_cases),

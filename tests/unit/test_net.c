@@ -48,33 +48,110 @@ static wc_manifest *read_manifest(const char *dir) {
     return m;
 }
 
-static void test_manifest_lists_regular_files(void **state) {
+static void make_link(const char *dir, const char *name, const char *target) {
+    char p[4096];
+    snprintf(p, sizeof p, "%s/%s", dir, name);
+    assert_int_equal(symlink(target, p), 0);
+}
+
+static void test_manifest_lists_files_and_links(void **state) {
     (void)state;
-    char *d = tmpdir(), sub[4096], p[4096];
+    char *d = tmpdir(), sub[4096];
     snprintf(sub, sizeof sub, "%s/sub", d);
     assert_int_equal(mkdir(sub, 0755), 0);
     write_file(d, "config.json", "{}");
     write_file(d, "sub/m.wcodec", "not really a container");
     write_file(d, ".x.tmp.123456", "a temporary of ours");
-    snprintf(p, sizeof p, "%s/link", d);
-    assert_int_equal(symlink("config.json", p), 0);
+    make_link(d, "link", "config.json");
+    make_link(d, "sub/up", "../../blobs/3f2a"); /* dangling: kept as it is, not followed */
+    make_link(d, "dirlink", "sub");             /* a link to a folder: not walked into */
     wc_error err = {0};
     assert_int_equal(wc_manifest_write(d, &err), WC_OK);
     wc_manifest *m = read_manifest(d);
-    assert_int_equal(m->n, 2); /* no symlink, no temporary, not itself */
+    assert_int_equal(m->n, 5); /* no temporary, not itself */
     assert_string_equal(m->files[0].path, "config.json");
+    assert_null(m->files[0].link);
     assert_int_equal(m->files[0].size, 2);
     assert_int_equal(m->files[0].xxh3, XXH3_64bits("{}", 2));
-    assert_string_equal(m->files[1].path, "sub/m.wcodec");
-    assert_int_equal(m->files[1].size, strlen("not really a container"));
-    assert_true(m->files[1].mtime > 1700000000);
+    assert_string_equal(m->files[1].path, "dirlink");
+    assert_string_equal(m->files[1].link, "sub");
+    assert_string_equal(m->files[2].path, "link");
+    assert_string_equal(m->files[2].link, "config.json");
+    assert_int_equal(m->files[2].size, strlen("config.json")); /* a link's size: its target's length */
+    assert_int_equal(m->files[2].xxh3, 0);
+    assert_true(m->files[2].mtime > 1700000000);
+    assert_string_equal(m->files[3].path, "sub/m.wcodec");
+    assert_null(m->files[3].link);
+    assert_int_equal(m->files[3].size, strlen("not really a container"));
+    assert_true(m->files[3].mtime > 1700000000);
+    assert_string_equal(m->files[4].path, "sub/up");
+    assert_string_equal(m->files[4].link, "../../blobs/3f2a");
     wc_manifest_free(m);
     /* written again (the files changed): replaced, not appended */
     write_file(d, "config.json", "{\"a\": 1}");
     assert_int_equal(wc_manifest_write(d, &err), WC_OK);
     m = read_manifest(d);
-    assert_int_equal(m->n, 2);
+    assert_int_equal(m->n, 5);
     assert_int_equal(m->files[0].size, 8);
+    wc_manifest_free(m);
+    /* a target no manifest can hold (a control byte) fails the write, naming the link */
+    make_link(d, "bad", "a\tb");
+    assert_int_equal(wc_manifest_write(d, &err), WC_ERR_IO);
+    assert_non_null(strstr(err.msg, "/bad: a link target"));
+    rm_rf(d);
+    free(d);
+}
+
+static void set_mtime(const char *dir, const char *name, time_t t) {
+    char p[4096];
+    snprintf(p, sizeof p, "%s/%s", dir, name);
+    struct timespec ts[2] = {{t, 0}, {t, 0}};
+    assert_int_equal(utimensat(AT_FDCWD, p, ts, 0), 0);
+}
+
+/* The checksums of an older manifest are reused for files of the same size and mtime: planted
+ * ones show which were (an unchanged file is not read again), real ones which were not. */
+static void test_manifest_reuses_checksums(void **state) {
+    (void)state;
+    char *d = tmpdir(), json[1024];
+    write_file(d, "same", "unchanged");
+    write_file(d, "edited", "version 1");
+    write_file(d, "racy", "the older");
+    set_mtime(d, "same", 1600000000);
+    set_mtime(d, "edited", 1600000000);
+    struct stat racy;
+    char p[4096];
+    snprintf(p, sizeof p, "%s/racy", d);
+    assert_int_equal(stat(p, &racy), 0);
+    snprintf(json, sizeof json,
+             "{\"wcodec_manifest\": 1, \"files\": ["
+             "{\"path\": \"edited\", \"size\": 9, \"mtime\": 1600000000, \"xxh3\": \"00000000000000e1\"},"
+             "{\"path\": \"racy\", \"size\": 9, \"mtime\": %lld, \"xxh3\": \"00000000000000a1\"},"
+             "{\"path\": \"same\", \"size\": 9, \"mtime\": 1600000000, \"xxh3\": \"00000000000000b1\"}]}",
+             (long long)racy.st_mtim.tv_sec);
+    write_file(d, WC_MANIFEST_NAME, json);
+    /* the old manifest written in the second "racy" was last changed in: it may have changed
+     * again after, within that second, keeping its size and mtime */
+    set_mtime(d, WC_MANIFEST_NAME, racy.st_mtim.tv_sec);
+    write_file(d, "edited", "version 2"); /* the same size, another mtime */
+    set_mtime(d, "edited", 1600000001);
+    wc_error err = {0};
+    assert_int_equal(wc_manifest_write(d, &err), WC_OK);
+    wc_manifest *m = read_manifest(d);
+    assert_int_equal(m->n, 3);
+    assert_string_equal(m->files[0].path, "edited");
+    assert_int_equal(m->files[0].xxh3, XXH3_64bits("version 2", 9));
+    assert_int_equal(m->files[0].mtime, 1600000001);
+    assert_string_equal(m->files[1].path, "racy");
+    assert_int_equal(m->files[1].xxh3, XXH3_64bits("the older", 9));
+    assert_string_equal(m->files[2].path, "same");
+    assert_int_equal(m->files[2].xxh3, 0xb1); /* reused: not read */
+    wc_manifest_free(m);
+    /* an old manifest that does not parse: every file read */
+    write_file(d, WC_MANIFEST_NAME, "{\"wcodec_manifest\": 1, \"files\": [{]}");
+    assert_int_equal(wc_manifest_write(d, &err), WC_OK);
+    m = read_manifest(d);
+    assert_int_equal(m->files[2].xxh3, XXH3_64bits("unchanged", 9));
     wc_manifest_free(m);
     rm_rf(d);
     free(d);
@@ -109,7 +186,39 @@ static void test_manifest_refuses_bad_input(void **state) {
             "listed twice");
     refused("{\"wcodec_manifest\": 1, \"files\": [{\"path\": \"a\", \"size\": 1}, {\"path\": \"a/b\", \"size\": 2}]}",
             "a file and a folder");
+    /* links: a target of 1..4095 bytes without a control byte; a path once, not a folder */
+    refused("{\"wcodec_manifest\": 1, \"files\": [{\"path\": \"a\", \"link\": \"\"}]}", "\"link\"");
+    refused("{\"wcodec_manifest\": 1, \"files\": [{\"path\": \"a\", \"link\": \"x\\ty\"}]}", "\"link\"");
+    refused("{\"wcodec_manifest\": 1, \"files\": [{\"path\": \"a\", \"link\": \"x\\u007fy\"}]}", "\"link\"");
+    refused("{\"wcodec_manifest\": 1, \"files\": [{\"path\": \"a\", \"link\": 5}]}", "\"link\"");
+    refused("{\"wcodec_manifest\": 1, \"files\": [{\"path\": \"a\", \"link\": \"x\"}, {\"path\": \"a\", \"size\": 2}]}",
+            "listed twice");
+    refused("{\"wcodec_manifest\": 1, \"files\": [{\"path\": \"a\", \"link\": \"x\"}, {\"path\": \"a/b\", \"link\": \"y\"}]}",
+            "a file and a folder");
+    char *longlink = malloc(4200);
+    assert_non_null(longlink);
+    for (size_t n = 4095; n <= 4096; n++) {
+        int len = snprintf(longlink, 4200, "{\"wcodec_manifest\": 1, \"files\": [{\"path\": \"a\", \"link\": \"%0*d\"}]}",
+                           (int)n, 0);
+        wc_manifest *lm = NULL;
+        assert_int_equal(wc_manifest_parse((const uint8_t *)longlink, (size_t)len, &lm, NULL),
+                         n == 4095 ? WC_OK : WC_ERR_FORMAT);
+        if (lm) assert_int_equal(strlen(lm->files[0].link), 4095);
+        wc_manifest_free(lm);
+    }
+    free(longlink);
     wc_manifest *m = NULL;
+    const char *ln = "{\"wcodec_manifest\": 1, \"files\": [{\"path\": \"s/m.safetensors\", \"mtime\": 7, "
+                     "\"link\": \"../../blobs/3f2a\"}, {\"path\": \"blobs/3f2a.wcodec\", \"size\": 9}]}";
+    assert_int_equal(wc_manifest_parse((const uint8_t *)ln, strlen(ln), &m, NULL), WC_OK);
+    assert_int_equal(m->n, 2);
+    assert_string_equal(m->files[1].path, "s/m.safetensors");
+    assert_string_equal(m->files[1].link, "../../blobs/3f2a");
+    assert_int_equal(m->files[1].size, 16);
+    assert_int_equal(m->files[1].mtime, 7);
+    assert_null(m->files[0].link);
+    wc_manifest_free(m);
+    m = NULL;
     const char *good = "{\"wcodec_manifest\": 1, \"files\": [{\"path\": \"b c/d\", \"size\": 0}]}";
     assert_int_equal(wc_manifest_parse((const uint8_t *)good, strlen(good), &m, NULL), WC_OK);
     assert_string_equal(m->files[0].path, "b c/d");
@@ -248,7 +357,8 @@ static void test_disk_cache(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_manifest_lists_regular_files),
+        cmocka_unit_test(test_manifest_lists_files_and_links),
+        cmocka_unit_test(test_manifest_reuses_checksums),
         cmocka_unit_test(test_manifest_refuses_bad_input),
         cmocka_unit_test(test_list_pages),
         cmocka_unit_test(test_credentials),
