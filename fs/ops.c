@@ -191,8 +191,7 @@ static int remote_listing(const char *path, listing **out) {
     if (!S_ISDIR(st.st_mode)) return ENOTDIR;
     listing *l = calloc(1, sizeof *l);
     if (!l) return ENOMEM;
-    rc = listing_add(l, ".", DT_DIR) | listing_add(l, "..", DT_DIR);
-    if (!strcmp(path, "/")) rc |= listing_add(l, WCFS_STATS_NAME, DT_REG);
+    rc = listing_add(l, ".", DT_DIR) | listing_add(l, "..", DT_DIR); /* .wcodecfs-stats: see op_opendir */
     if (rc || wcfs_remote_list(path, listing_add_cb, l)) {
         listing_free(l);
         return ENOMEM;
@@ -224,8 +223,11 @@ static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
         fuse_reply_err(req, d ? ENOMEM : e);
         return;
     }
+    /* .wcodecfs-stats is opened by name and never listed: the listing is the source tree's, so
+     * that a copy of the mount (cp -a, rsync) gets no stats file, and a tool that takes every
+     * entry at the root as its own (huggingface_hub's scan_cache_dir: one folder per repo) none
+     * it does not know */
     int rc = listing_add(l, ".", DT_DIR) | listing_add(l, "..", DT_DIR);
-    if (!strcmp(path, "/")) rc |= listing_add(l, WCFS_STATS_NAME, DT_REG);
     for (struct dirent *de; rc == 0 && (de = readdir(d));) {
         const char *name = de->d_name;
         size_t n = strlen(name);

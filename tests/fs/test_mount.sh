@@ -49,6 +49,7 @@ DATA=$ROOT/../shared/data
 M=$T/m
 t "mount" mnt "$T/src" "$M" "cache_size=32M,readahead=4"
 t "no .wcodec names under the mount" test -z "$(find "$M" -name '*.wcodec')"
+t "the stats file is read by name and never listed (the listing is the source's)" sh -c "grep -q bytes_served '$M/.wcodecfs-stats' && ! ls -a '$M' | grep -q wcodecfs-stats"
 t "the manifest encode wrote is not presented" sh -c "test -f '$T/src/wcodec-manifest.json' && ! test -e '$M/wcodec-manifest.json' && ! ls -a '$M' | grep -q manifest"
 for f in $(cd "$T/orig" && find . -type f | sort); do
   t "cmp $f" cmp "$T/orig/$f" "$M/$f"
@@ -364,7 +365,7 @@ t "one warning line each: dangling, two loop links, the link out of the cache" \
 HM=$T/hfm
 t "mount the encoded cache" mnt "$HE" "$HM"
 # the tree, path by path: type, link target, and a regular file's size (before any read)
-hf_tree() { (cd "$1" && find . -mindepth 1 ! -name .wcodecfs-stats ! -path '*/odd/absolute' -printf '%y %P %l %s\n' |
+hf_tree() { (cd "$1" && find . -mindepth 1 ! -path '*/odd/absolute' -printf '%y %P %l %s\n' |
              awk '$1 != "f" {$NF = ""} {print}' | sort); }
 t "every path, type, link target and size equal" diff <(hf_tree "$HF") <(hf_tree "$HM")
 for f in $(cd "$HF" && find . -type f | sort); do t "cmp hf $f" cmp "$HF/$f" "$HM/$f"; done
