@@ -3,6 +3,7 @@
 #include <cuda_runtime.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "gemv_tile.cuh"
 #include "wcgpu.h"
@@ -13,6 +14,8 @@ namespace {
 __global__ void stream_fixup_kernel(const float *partial, uint32_t rows, uint32_t U, uint32_t per, uint32_t batch,
                                     const uint16_t *bias, uint16_t *y) {
     const uint32_t i = blockIdx.x * blockDim.x + threadIdx.x, rt = i / (16 * batch);
+    gemv::pdl_launch_next();
+    gemv::pdl_wait_previous();
     if (rt >= (rows + 15) / 16) return;
     const uint32_t n = i / 16 % batch, r = i % 16, row = rt * 16 + r;
     const uint32_t w0 = gemv::first_run(rt, U, per), w1 = gemv::last_run(rt, U, per);
@@ -26,6 +29,8 @@ __global__ void stream_fixup_kernel(const float *partial, uint32_t rows, uint32_
 __global__ void reduce_kernel(const float *partial, uint32_t ksplit, uint32_t n, uint32_t rows,
                               const uint16_t *bias, uint16_t *y) {
     const uint32_t i = blockIdx.x * blockDim.x + threadIdx.x;
+    gemv::pdl_launch_next();
+    gemv::pdl_wait_previous();
     if (i >= n) return;
     float s = partial[i];
     for (uint32_t k = 1; k < ksplit; k++) s += partial[(uint64_t)k * n + i];
@@ -102,18 +107,23 @@ wc_status run(uint32_t rows, uint32_t cols, const void *x, uint32_t batch, const
     cudaError_t e = kernel(a, p, s);
     if (e == cudaSuccess && p.ksplit == 0) {
         const uint32_t n = (rows + 15) / 16 * 16 * batch;
-        stream_fixup_kernel<<<(n + 255) / 256, 256, 0, s>>>(a.partial, rows, a.U, p.per, batch, a.bias, a.y);
-        e = cudaGetLastError();
+        e = gemv::launch_k(stream_fixup_kernel, (n + 255) / 256, 256, s, (const float *)a.partial, rows, a.U, p.per,
+                           batch, a.bias, a.y);
     } else if (e == cudaSuccess && p.ksplit > 1) {
         const uint32_t n = batch * rows;
-        reduce_kernel<<<(n + 255) / 256, 256, 0, s>>>(a.partial, p.ksplit, n, rows, a.bias, a.y);
-        e = cudaGetLastError();
+        e = gemv::launch_k(reduce_kernel, (n + 255) / 256, 256, s, (const float *)a.partial, p.ksplit, n, rows, a.bias,
+                           a.y);
     }
     if (e != cudaSuccess) return wc_error_set(err, WC_ERR_IO, "gemv: %s", cudaGetErrorString(e));
     return WC_OK;
 }
 
 } // namespace
+
+bool gemv::pdl_enabled() { /* read at each launch: a benchmark compares both in one process */
+    const char *e = getenv("WCGPU_PDL");
+    return !(e && !strcmp(e, "0"));
+}
 
 extern "C" uint64_t wcgpu_gemv_workspace_bytes(uint32_t rows, uint32_t cols, uint32_t batch) {
     const gemv::plan p = choose(rows, cols, batch);

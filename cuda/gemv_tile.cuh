@@ -65,14 +65,36 @@ __device__ __forceinline__ uint16_t to_bf16(float v) {
     return __bfloat16_as_ushort(__float2bfloat16_rn(v));
 }
 
+/* Programmatic dependent launch (every kernel of the GEMV is launched with it, gemv::launch_k):
+ * a kernel lets the next one launch as soon as all its CTAs have started, so that the next
+ * GEMV's CTAs take the SMs this one's last wave leaves idle, and fetch their first weights (never
+ * written by anyone) while this one ends; everything that reads what the kernel before wrote (x,
+ * the partials) or writes anything waits for that kernel to be complete, memory included. */
+__device__ __forceinline__ void pdl_launch_next() {
+#if __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+#endif
+}
+__device__ __forceinline__ void pdl_wait_previous() {
+#if __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+}
+
 /* The loads of one unit: W's (Src::raw) and each batch group's activations. */
 template <class Src, int NB> struct unit {
     typename Src::raw w;
     xfrag x[NB];
-    __device__ __forceinline__ void load(const Src &src, const args &a, uint32_t rt, uint32_t u, unsigned lane) {
+    __device__ __forceinline__ void load_w(const Src &src, uint32_t rt, uint32_t u, unsigned lane) {
         w = src.fetch(rt, u, lane);
+    }
+    __device__ __forceinline__ void load_x(const args &a, uint32_t u, unsigned lane) {
 #pragma unroll
-        for (int k = 0; k < NB; k++) x[k] = load_x(a, u, (lane >> 2) + 8 * k, lane & 3);
+        for (int k = 0; k < NB; k++) x[k] = gemv::load_x(a, u, (lane >> 2) + 8 * k, lane & 3);
+    }
+    __device__ __forceinline__ void load(const Src &src, const args &a, uint32_t rt, uint32_t u, unsigned lane) {
+        load_w(src, rt, u, lane);
+        load_x(a, u, lane);
     }
     /* decoded, then multiplied into c[k] (batch group k's 16 x 8 accumulators) */
     __device__ __forceinline__ void mma_into(const Src &src, uint32_t rt, uint32_t u, unsigned lane,
@@ -102,9 +124,12 @@ __global__ void __launch_bounds__(WARPS * 32) gemv_kernel(Src src, args a) {
     const uint32_t u1 = u0 + a.per < a.U ? u0 + a.per : a.U;
     float c[NB][4] = {};
     uint32_t u = u0 + warp;
+    unit<Src, NB> cur, nxt;
+    pdl_launch_next();
+    if (u < u1) cur.load_w(src, rt, u, lane);
+    pdl_wait_previous();
     if (u < u1) {
-        unit<Src, NB> cur, nxt;
-        cur.load(src, a, rt, u, lane);
+        cur.load_x(a, u, lane);
         for (;;) {
             const bool more = u + WARPS < u1;
             if (more) nxt.load(src, a, rt, u + WARPS, lane);
@@ -146,12 +171,15 @@ __global__ void __launch_bounds__(WARPS * 32) gemv_stream_kernel(Src src, args a
     const unsigned lane = threadIdx.x & 31;
     const uint32_t run = blockIdx.x * WARPS + (threadIdx.x >> 5), total = (a.rows + 15) / 16 * a.U;
     uint32_t f = run * a.per;
+    pdl_launch_next();
     if (f >= total) return;
     const uint32_t f1 = f + a.per < total ? f + a.per : total;
     uint32_t rt = f / a.U, u = f % a.U;
     float c[NB][4] = {};
     unit<Src, NB> cur, nxt;
-    cur.load(src, a, rt, u, lane);
+    cur.load_w(src, rt, u, lane);
+    pdl_wait_previous();
+    cur.load_x(a, u, lane);
     for (;;) {
         const bool more = f + 1 < f1;
         const uint32_t rn = u + 1 == a.U ? rt + 1 : rt, un = u + 1 == a.U ? 0 : u + 1;
@@ -181,21 +209,30 @@ struct plan {
     int warps;
     uint32_t ksplit, per; /* streamed: ksplit = 0, per = units a warp */
 };
+/* 1 unless $WCGPU_PDL=0 (the benchmark's comparison): launch with programmatic dependence. */
+bool pdl_enabled();
+
+/* Launches kernel k on stream s, allowed to start before the kernel ahead of it ends (see
+ * pdl_launch_next). */
+template <class... P, class... A>
+cudaError_t launch_k(void (*k)(P...), dim3 grid, dim3 block, cudaStream_t s, A... args) {
+    cudaLaunchAttribute attr;
+    attr.id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    attr.val.programmaticStreamSerializationAllowed = pdl_enabled() ? 1 : 0;
+    cudaLaunchConfig_t cfg = {};
+    cfg.gridDim = grid, cfg.blockDim = block, cfg.stream = s, cfg.attrs = &attr, cfg.numAttrs = 1;
+    return cudaLaunchKernelEx(&cfg, k, args...);
+}
+
 template <class Src, int NB> cudaError_t launch_nb(const Src &src, const args &a, const plan &p, cudaStream_t s) {
     if (p.ksplit == 0) {
         const uint32_t runs = ((a.rows + 15) / 16 * a.U + p.per - 1) / p.per, ctas = (runs + p.warps - 1) / p.warps;
-        if (p.warps == 4)
-            gemv_stream_kernel<Src, 4, NB><<<ctas, 128, 0, s>>>(src, a);
-        else
-            gemv_stream_kernel<Src, 8, NB><<<ctas, 256, 0, s>>>(src, a);
-    } else {
-        const dim3 grid((a.rows + 15) / 16, p.ksplit);
-        if (p.warps == 4)
-            gemv_kernel<Src, 4, NB><<<grid, 128, 0, s>>>(src, a);
-        else
-            gemv_kernel<Src, 8, NB><<<grid, 256, 0, s>>>(src, a);
+        return p.warps == 4 ? launch_k(gemv_stream_kernel<Src, 4, NB>, ctas, 128, s, src, a)
+                            : launch_k(gemv_stream_kernel<Src, 8, NB>, ctas, 256, s, src, a);
     }
-    return cudaGetLastError();
+    const dim3 grid((a.rows + 15) / 16, p.ksplit);
+    return p.warps == 4 ? launch_k(gemv_kernel<Src, 4, NB>, grid, 128, s, src, a)
+                        : launch_k(gemv_kernel<Src, 8, NB>, grid, 256, s, src, a);
 }
 template <class Src> cudaError_t launch(const Src &src, const args &a, const plan &p, cudaStream_t s) {
     return a.batch > 8 ? launch_nb<Src, 2>(src, a, p, s) : launch_nb<Src, 1>(src, a, p, s);

@@ -266,7 +266,7 @@ class Attached:
         # kept-decoded tensors: ordinary tensors now (one object under all the names of a tied one)
         for t in self.kept:
             with _oom(t.size, f"the weights kept decoded ({t.name})", dev):
-                v = wtorch.tensor(t.c, t.st_dtype, t.shape, t.begin, t.size, dev)
+                v = self._decode_whole(t, dev)
             is_param = t.uses[0][1] in t.uses[0][0]._parameters
             v = nn.Parameter(v, requires_grad=False) if is_param else v
             for mod, a, _ in t.uses:
@@ -310,6 +310,14 @@ class Attached:
             warnings.warn(f'wcodec.attach: compute="fused" is not available with {why}; the exact mode runs')
         return why is None
 
+    @staticmethod
+    def _decode_whole(t, dev):
+        """Tensor t decoded whole onto dev (every tile's checksum checked); an error names it."""
+        try:
+            return wtorch.tensor(t.c, t.st_dtype, t.shape, t.begin, t.size, dev)
+        except _lib.WcodecError as e:
+            raise _lib.WcodecError(f"tensor {t.name!r}: {e}") from None
+
     def _pack_fused(self):
         """Each fused Linear weight decoded on the GPU (every tile's checksum checked by the loader)
         into a temporary BF16 tensor, packed into the compute format, the temporary dropped."""
@@ -317,10 +325,7 @@ class Attached:
         for t in self.fused_plan:
             mod = t.uses[0][0]
             with _oom(t.size, f"decoding {t.name} to pack it", self.device):
-                try:
-                    w = wtorch.tensor(t.c, t.st_dtype, t.shape, t.begin, t.size, self.device)
-                except _lib.WcodecError as e:
-                    raise _lib.WcodecError(f"tensor {t.name!r}: {e}") from None
+                w = self._decode_whole(t, self.device)
             with _oom(2 * t.size, f"the compute format of {t.name}", self.device):
                 cw = _cf12.pack(w)
             del w

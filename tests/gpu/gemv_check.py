@@ -24,7 +24,7 @@ from cuda_timing import graph_ms  # noqa: E402
 torch.manual_seed(0)
 dev = torch.device("cuda")
 passed = failed = 0
-WORST = [0.0]  # the largest |fused - cuBLAS| seen, in BF16 ulps of the larger
+WORST = [0.0]  # the largest |fused - cuBLAS| seen where the bound claims one, in BF16 ulps of the larger
 
 
 def ulp(v):
@@ -32,14 +32,19 @@ def ulp(v):
 
 
 def bounded(y, ref, x, w):
-    """The bound the fused linear keeps to cuBLAS BF16: |y - ref| <= 1 ulp of BF16 at the larger
-    of the two, plus 2^-14 of sum |x||w| (both round an FP32 sum of the same products to BF16,
-    summed in other orders)."""
-    d = (y - ref).abs()
+    """The bound the fused linear keeps to cuBLAS BF16: both round an FP32 sum of the same K
+    products to BF16, summed in other orders, so |y - ref| <= 1 ulp of BF16 at the larger of the
+    two (the roundings) plus 2 K 2^-24 sum |x||w| (each order's worst FP32 error, gamma_K). Where
+    sum |x||w| reaches 2^120 (rows of the planted 3e38s) an FP32 partial sum may overflow in one
+    order and not in the other: nothing is claimed there; values equal on both sides (the same
+    infinity) are within it."""
+    same = (y == ref) | (y.isnan() & ref.isnan())
+    d = torch.where(same, 0.0, (y - ref).abs())
     big = torch.maximum(y.abs(), ref.abs())
-    WORST[0] = max(WORST[0], (d / ulp(big)).max().item())
     mag = F.linear(x.float().abs(), w.float().abs())
-    return bool((d <= ulp(big) + mag * 2.0 ** -14).all())
+    claimed = mag < 2.0 ** 120
+    WORST[0] = max(WORST[0], torch.where(claimed, d / ulp(big), 0.0).nan_to_num(0.0).max().item())
+    return bool((same | ~claimed | (d <= ulp(big) + mag * (2.0 * x.shape[-1] * 2.0 ** -24))).all())
 
 
 def ok(cond, name, detail=""):
@@ -137,6 +142,43 @@ def check_graph():
     ok(torch.equal(bits(f(x)), bits(eager * 2)), "torch.compile(fullgraph) traces cf12_linear")
 
 
+def check_chain():
+    """GEMVs that feed each other, back to back (each kernel may start before the one ahead ends:
+    programmatic dependent launch), eager and replayed from a graph, under every schedule: the
+    same bits as the same GEMVs run one at a time with the device synchronized between them."""
+    shapes = [(14336, 4096), (4096, 14336), (4096, 4096), (1024, 4096), (4096, 1024), (32000, 4096)]
+    cws = [_cf12.pack(weights(r, k, plant=False)) for r, k in shapes]
+    for cfg in (None, "stream,4", "8,1", "4,3"):
+        if cfg:
+            os.environ["WCGPU_GEMV"] = cfg
+        for m in (1, 13):
+            x = torch.randn(m, 4096, device=dev).to(torch.bfloat16)
+
+            def run(sync):
+                h = x
+                for cw in cws[:-1]:
+                    h = _cf12.linear(h, cw)
+                    if sync:
+                        torch.cuda.synchronize()
+                return _cf12.linear(h, cws[-1])
+            one_by_one = run(True)
+            ok(torch.equal(bits(run(False)), bits(one_by_one)), f"chain {cfg or 'dispatcher'} batch {m}: back to back == one at a time")
+            g = torch.cuda.CUDAGraph()
+            s = torch.cuda.Stream()
+            s.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(s):
+                run(False)
+                torch.cuda.synchronize()
+                with torch.cuda.graph(g):
+                    out = run(False)
+            torch.cuda.current_stream().wait_stream(s)
+            for _ in range(3):
+                g.replay()
+            torch.cuda.synchronize()
+            ok(torch.equal(bits(out), bits(one_by_one)), f"chain {cfg or 'dispatcher'} batch {m}: graph replay == one at a time")
+        os.environ.pop("WCGPU_GEMV", None)
+
+
 def bench_kernels():
     print("| shape (N x K) | batch | cuBLAS us | fused us | ref us | fused/cuBLAS | cuBLAS GB/s | fused GB/s |")
     print("|---|---|---|---|---|---|---|---|")
@@ -202,6 +244,7 @@ if __name__ == "__main__":
     for rows, cols in ODD:
         check_shape(rows, cols, range(1, 17))
     check_graph()
+    check_chain()
     for cfg in ("stream,4", "stream,8", "8,1", "4,3"):  # every schedule the dispatcher may pick
         os.environ["WCGPU_GEMV"] = cfg
         for rows, cols in ((4096, 4096), (14336, 4096), (300, 130), (1, 4096), (17, 65), (2048, 5632)):
@@ -218,12 +261,15 @@ if __name__ == "__main__":
     if "--bench" in sys.argv:
         # SWEEP: schedules to time beside the dispatcher's ('-' = the dispatcher), each on the
         # kernels and on the chains (CHAINS, default 8b and 1.1b)
-        for cfg in os.environ.get("SWEEP", "-").split():
+        # ('CFG/nopdl': without programmatic dependent launch, WCGPU_PDL=0)
+        for item in os.environ.get("SWEEP", "-").split():
+            cfg, _, pdl = item.partition("/")
             if cfg == "-":
                 os.environ.pop("WCGPU_GEMV", None)
             else:
                 os.environ["WCGPU_GEMV"] = cfg
-            print(f"## schedule: {cfg if cfg != '-' else 'the dispatcher'}")
+            os.environ["WCGPU_PDL"] = "0" if pdl == "nopdl" else "1"
+            print(f"## schedule: {cfg if cfg != '-' else 'the dispatcher'}{', no PDL' if pdl == 'nopdl' else ''}")
             if os.environ.get("KERNELS", "1") == "1":
                 bench_kernels()
             for size in os.environ.get("CHAINS", "8b 1.1b").split():

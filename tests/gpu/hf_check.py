@@ -86,7 +86,8 @@ def main():
         from huggingface_hub import hf_hub_download
         for name in ("config.json", "model.safetensors"):
             p = hf_hub_download("org/tiny", name, local_files_only=True, cache_dir=MNT)
-            ok(p.startswith(MNT) and open(p, "rb").read() == open(os.path.join(raw, name), "rb").read(),
+            orig = os.path.join(HUB, os.path.relpath(p, MNT))  # refs/main's revision of it
+            ok(p.startswith(MNT) and open(p, "rb").read() == open(orig, "rb").read(),
                f"hf_hub_download {name}, local_files_only: in the mount, the original bytes", p)
         import torch
         from transformers import AutoModelForCausalLM
