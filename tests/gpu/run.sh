@@ -13,6 +13,7 @@
 #     weights kept compressed (attach_check.py): logits and greedy tokens equal with keep=gpu/host;
 #     by URL (url_check.py, a range server here): load_dir/load_file to CUDA, hf.from_pretrained;
 #     the compute format and fused GEMV (fused_run.sh: gemv_check.py, fused_check.py);
+#     a Hugging Face cache encoded and mounted (hf_check.py: huggingface_hub and transformers);
 #  4. with BENCH=1, the GPU benchmarks (key: value lines; into $OUT if set).
 # BUILD_DIR (default build-cuda) holds a CUDA build; libraries the machine lacks may sit in
 # $WCODEC_LIBS. DATA_DIR holds real .wcodec containers (optional). Ends 'N passed, N failed'.
@@ -82,6 +83,9 @@ PY
   # the compute format and the fused GEMV (kernels, bit-exactness, bounds), transformers with compute="fused"
   bash "$HERE/fused_run.sh" "$B" > "$T/fused.log" 2>&1
   grep -v "^ok" "$T/fused.log" | grep -v "^[0-9]* passed"; tally "$T/fused.log"
+  # a Hugging Face cache encoded and mounted as it is: scan_cache_dir, hf_hub_download, from_pretrained offline
+  $PY "$HERE/hf_check.py" "$B" > "$T/hf.log" 2>&1
+  grep -E "^(not ok|#)" "$T/hf.log"; tally "$T/hf.log"
   for mode in on off; do
     t "mount the model, gpu=$mode" "$B/wcodecfs" "$T/llm.wc" "$M" -o "gpu=$mode,gpu_min_batch=1,index_dir=$T/index3"
     $PY "$HERE/load_check.py" "$T/llm" "$M" > "$T/load_$mode.log" 2>&1; cat "$T/load_$mode.log" | grep -v "^[0-9]* passed"
