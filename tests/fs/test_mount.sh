@@ -112,8 +112,10 @@ grep -q "kernel_readahead=banana: not a size" "$T/err" && ok "kernel_readahead e
 t "mount with a 2 MiB cache" mnt "$T/src" "$M" "cache_size=2M"
 cat "$M/big_bf16.safetensors" "$M/big_bf16.safetensors" > /dev/null
 t "read twice through a small cache, bytes identical" cmp "$T/orig/big_bf16.safetensors" "$M/big_bf16.safetensors"
-peak=$(stat_of "$M" cache_peak_bytes); ev=$(stat_of "$M" cache_evictions)
-t "peak $peak <= budget 2097152, evictions $ev > 0" test "$peak" -le 2097152 -a "$ev" -gt 0
+# (the whole file went through the cache, 2 MiB at a time: whether its tiles then leave by
+# eviction or, handed to the page cache whole, are freed, depends on timing)
+peak=$(stat_of "$M" cache_peak_bytes); dec=$(stat_of "$M" bytes_decoded); big=$(stat -c %s "$T/orig/big_bf16.safetensors")
+t "peak $peak <= budget 2097152 while decoding $dec bytes (the file: $big)" test "$peak" -le 2097152 -a "$dec" -ge "$big"
 # the stated bound (README): RSS <= cache_size + 64 MiB of fixed overhead
 pid=$(pgrep -f "wcodecfs $T/src $M" | head -1); hwm=$(awk '/VmHWM/ {print $2}' "/proc/$pid/status" 2>/dev/null)
 if ldd "$FS" | grep -q libasan; then echo "# sanitizer build: RSS bound not checked (shadow memory)"
