@@ -24,10 +24,12 @@ int wc_name_ok(const char *name) {
     return 1;
 }
 
+int wc_name_is_safetensors(const char *name) { return ends_with(name, strlen(name), ST_SUFFIX); }
+
 int wc_container_file_name(const char *source_name, char *out, size_t len) {
     if (!wc_name_ok(source_name)) return -1;
     size_t n = strlen(source_name);
-    if (ends_with(source_name, n, ST_SUFFIX)) n -= strlen(ST_SUFFIX);
+    if (wc_name_is_safetensors(source_name)) n -= strlen(ST_SUFFIX);
     if (n + strlen(WC_SUFFIX) + 1 > len || n + strlen(WC_SUFFIX) > WC_NAME_MAX) return -1;
     memcpy(out, source_name, n);
     memcpy(out + n, WC_SUFFIX, sizeof WC_SUFFIX);

@@ -5,13 +5,9 @@
  * area), plus an optional "__metadata__" object. Writers pad the JSON with spaces.
  */
 #include <cjson/cJSON.h>
-#include <errno.h>
-#include <fcntl.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include "wc_internal.h"
 
@@ -215,36 +211,22 @@ done:
     return st;
 }
 
-/* Reads exactly n bytes at off; 0, or -1 (short file or error). */
-static int pread_all(int fd, void *buf, size_t n, off_t off) {
-    for (size_t done = 0; done < n;) {
-        ssize_t r = pread(fd, (char *)buf + done, n - done, off + (off_t)done);
-        if (r < 0 && errno == EINTR) continue;
-        if (r <= 0) return -1;
-        done += (size_t)r;
-    }
-    return 0;
-}
-
 int wc_st_sniff_file(const char *path) {
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return 0;
-    struct stat sb;
+    wc_source *src;
+    if (wc_source_open_file(path, &src, NULL) != WC_OK) return 0;
     uint8_t head[9], *buf = NULL;
     int yes = 0;
-    if (fstat(fd, &sb) == 0 && S_ISREG(sb.st_mode) && sb.st_size >= 10 && pread_all(fd, head, 9, 0) == 0) {
+    /* cheap refusals first: a JSON object that fits the file and the parser's limit */
+    if (src->size >= 10 && wc_source_read(src, 0, sizeof head, head, NULL) == WC_OK) {
         uint64_t n = wc_rd64(head);
-        /* cheap refusals first: a JSON object that fits the file and the parser's limit */
-        if (n >= 2 && n <= WC_ST_MAX_HEADER && n <= (uint64_t)sb.st_size - 8 && head[8] == '{' &&
-            (buf = malloc(8 + n)) && pread_all(fd, buf + 8, (size_t)n, 8) == 0) {
-            memcpy(buf, head, 8);
+        if (n >= 2 && n <= WC_ST_MAX_HEADER && n <= src->size - 8 && head[8] == '{' && (buf = malloc(8 + n)) &&
+            wc_source_read(src, 0, 8 + (size_t)n, buf, NULL) == WC_OK) {
             wc_st_file f;
-            wc_error err = {0};
-            yes = wc_st_parse(buf, 8 + (size_t)n, (uint64_t)sb.st_size, path, &f, &err) == WC_OK;
+            yes = wc_st_parse(buf, 8 + (size_t)n, src->size, path, &f, NULL) == WC_OK;
             if (yes) wc_st_free(&f);
         }
     }
     free(buf);
-    close(fd);
+    wc_source_close(src);
     return yes;
 }

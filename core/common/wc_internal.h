@@ -25,6 +25,8 @@
 /* The name area (core/common/names.c): written from a name wc_name_ok accepts; read back into
  * out, 0, or -1 if it is malformed (a zero or overlong length, nonzero padding, a bad name). */
 void wc_name_area_write(uint8_t area[WC_NAME_AREA_SIZE], const char *name);
+/* 1 if `name` ends in .safetensors (and is more than that): the container's file name carries it. */
+int wc_name_is_safetensors(const char *name);
 int wc_name_area_read(const uint8_t area[WC_NAME_AREA_SIZE], char out[WC_NAME_MAX + 1]);
 
 /* ---- rANS parameters: shared by the CPU and CUDA decoders ---- */

@@ -279,12 +279,10 @@ static const char *last_component(const char *path) {
 /* The name the container keeps: NULL for a name ending in .safetensors, which the container's
  * file name carries (see wcodec.h, Names). */
 static wc_status name_to_keep(const char *src, const char *given, const char **out, wc_error *err) {
-    static const char st[] = ".safetensors";
     const char *name = given ? given : last_component(src);
-    size_t n = strlen(name);
     if (!wc_name_ok(name))
         return wc_error_set(err, WC_ERR_ARG, "%s: \"%.255s\" cannot be kept as a file name", src, name);
-    *out = n >= sizeof st - 1 && !strcmp(name + n - (sizeof st - 1), st) ? NULL : name;
+    *out = wc_name_is_safetensors(name) ? NULL : name;
     return WC_OK;
 }
 
