@@ -37,6 +37,17 @@ __device__ __forceinline__ raw fetch(const uint8_t *body, uint64_t block, unsign
     return r;
 }
 
+/* One block on its way into L2 (no registers held): one bulk prefetch on sm_90, a line a lane
+ * before it. */
+__device__ __forceinline__ void prefetch_l2(const uint8_t *body, uint64_t block, unsigned lane) {
+    const uint8_t *p = body + block * WC_CF12_BLOCK_BYTES;
+#if __CUDA_ARCH__ >= 900
+    if (lane == 0) asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"(p), "r"(WC_CF12_BLOCK_BYTES) : "memory");
+#else
+    if (lane < WC_CF12_BLOCK_BYTES / 128) asm volatile("prefetch.global.L2 [%0];" ::"l"(p + lane * 128));
+#endif
+}
+
 __device__ __forceinline__ uint32_t prmt(uint32_t a, uint32_t sel) {
     uint32_t r;
     asm("prmt.b32 %0, %1, 0, %2;" : "=r"(r) : "r"(a), "r"(sel));
@@ -103,6 +114,22 @@ __device__ __forceinline__ void place(unsigned lane, unsigned i, unsigned *r, un
     *r = g + 8 * (q & 1);
     *c = t * 16 + j * 4 + (q >> 1) * 2 + h;
 }
+
+/* The matrix as the kernels' weight source (gemv_tile.cuh, gemm_tile.cuh): a block's loads, its
+ * decode into A fragments, its prefetch into L2. Its twin for plain BF16 is bf16_source.cuh. */
+struct source {
+    const uint8_t *body;
+    const uint32_t *offsets, *escapes;
+    uint32_t U, base;
+    typedef cf12::raw raw;
+    __device__ __forceinline__ raw fetch(uint32_t rt, uint32_t u, unsigned lane) const {
+        return cf12::fetch(body, (uint64_t)rt * U + u, lane);
+    }
+    __device__ __forceinline__ void prefetch(uint64_t block, unsigned lane) const { prefetch_l2(body, block, lane); }
+    __device__ __forceinline__ void frags(const raw &r, uint32_t rt, uint32_t u, unsigned lane, uint32_t f[4][4]) const {
+        decode(r, offsets, escapes, (uint64_t)rt * U + u, lane, base, f);
+    }
+};
 
 } // namespace cf12
 #endif

@@ -12,20 +12,12 @@
 #ifndef WCGPU_GEMV_TILE_CUH
 #define WCGPU_GEMV_TILE_CUH
 
-#include <cuda_bf16.h>
 #include <stdint.h>
 
-#include "wcgpu.h"
+#include "linear_common.cuh"
 
 namespace gemv {
-
-struct args {
-    const uint16_t *x, *bias;
-    uint16_t *y;
-    float *partial;
-    uint32_t batch, rows, cols, U, per; /* per: units a CTA sums (tiled); a warp's (streamed) */
-    int x_vec;                          /* x rows 16-byte aligned: vector loads */
-};
+using namespace linear;
 
 struct xfrag {
     uint32_t w[8]; /* x[g][unit*64 + t*16 .. +16] as bf16 pairs */
@@ -52,33 +44,6 @@ __device__ __forceinline__ xfrag load_x(const args &a, uint32_t u, unsigned g, u
         f.w[k] = lo | hi << 16;
     }
     return f;
-}
-
-__device__ __forceinline__ void mma(float c[4], const uint32_t a[4], uint32_t b0, uint32_t b1) {
-    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
-                 "{%0,%1,%2,%3};"
-                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-}
-
-__device__ __forceinline__ uint16_t to_bf16(float v) {
-    return __bfloat16_as_ushort(__float2bfloat16_rn(v));
-}
-
-/* Programmatic dependent launch (every kernel of the GEMV is launched with it, gemv::launch_k):
- * a kernel lets the next one launch as soon as all its CTAs have started, so that the next
- * GEMV's CTAs take the SMs this one's last wave leaves idle, and fetch their first weights (never
- * written by anyone) while this one ends; everything that reads what the kernel before wrote (x,
- * the partials) or writes anything waits for that kernel to be complete, memory included. */
-__device__ __forceinline__ void pdl_launch_next() {
-#if __CUDA_ARCH__ >= 900
-    asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
-#endif
-}
-__device__ __forceinline__ void pdl_wait_previous() {
-#if __CUDA_ARCH__ >= 900
-    asm volatile("griddepcontrol.wait;" ::: "memory");
-#endif
 }
 
 /* The loads of one unit: W's (Src::raw) and each batch group's activations. */
@@ -108,15 +73,12 @@ template <class Src, int NB> struct unit {
     }
 };
 
-/* Output element i of batch group k in a lane's accumulators: its row in the tile and batch row. */
-__device__ __forceinline__ uint32_t out_row(unsigned lane, int i) { return (lane >> 2) + 8 * (i >> 1); }
-__device__ __forceinline__ uint32_t out_n(unsigned lane, int k, int i) { return 8 * k + 2 * (lane & 3) + (i & 1); }
-__device__ __forceinline__ uint16_t with_bias(const args &a, uint32_t row, float v) {
-    return to_bf16(a.bias ? v + __uint_as_float((uint32_t)a.bias[row] << 16) : v);
-}
-
 /* The tiled schedule. Src: fetch(rt, u, lane) -> Src::raw (the loads), frags(raw, rt, u, lane, a)
- * (the decode). */
+ * (the decode), prefetch(block, lane) (block rt * U + u on its way into L2, or nothing). Prefetch:
+ * a warp keeps `pf` more of its units on their way into L2 beyond the one it holds in registers,
+ * so that the SM has more bytes in flight than registers would hold (HBM's latency under load
+ * times its bandwidth is more than one unit a warp), and a CTA waiting on the kernel ahead of it
+ * (PDL) streams more than its first unit meanwhile. */
 template <class Src, int WARPS, int NB>
 __global__ void __launch_bounds__(WARPS * 32) gemv_kernel(Src src, args a) {
     const unsigned lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
@@ -126,12 +88,16 @@ __global__ void __launch_bounds__(WARPS * 32) gemv_kernel(Src src, args a) {
     uint32_t u = u0 + warp;
     unit<Src, NB> cur, nxt;
     pdl_launch_next();
-    if (u < u1) cur.load_w(src, rt, u, lane);
+    if (u < u1) {
+        cur.load_w(src, rt, u, lane);
+        for (uint32_t d = 1; d <= a.pf && u + d * WARPS < u1; d++) src.prefetch((uint64_t)rt * a.U + u + d * WARPS, lane);
+    }
     pdl_wait_previous();
     if (u < u1) {
         cur.load_x(a, u, lane);
         for (;;) {
             const bool more = u + WARPS < u1;
+            if (a.pf && u + (a.pf + 1) * WARPS < u1) src.prefetch((uint64_t)rt * a.U + u + (a.pf + 1) * WARPS, lane);
             if (more) nxt.load(src, a, rt, u + WARPS, lane);
             cur.mma_into(src, rt, u, lane, c);
             if (!more) break;
@@ -178,10 +144,12 @@ __global__ void __launch_bounds__(WARPS * 32) gemv_stream_kernel(Src src, args a
     float c[NB][4] = {};
     unit<Src, NB> cur, nxt;
     cur.load_w(src, rt, u, lane);
+    for (uint32_t d = 1; d <= a.pf && f + d < f1; d++) src.prefetch(f + d, lane); /* block index f: row-tile order */
     pdl_wait_previous();
     cur.load_x(a, u, lane);
     for (;;) {
         const bool more = f + 1 < f1;
+        if (a.pf && f + a.pf + 1 < f1) src.prefetch(f + a.pf + 1, lane);
         const uint32_t rn = u + 1 == a.U ? rt + 1 : rt, un = u + 1 == a.U ? 0 : u + 1;
         if (more) nxt.load(src, a, rn, un, lane);
         cur.mma_into(src, rt, u, lane, c);
@@ -204,26 +172,13 @@ __global__ void __launch_bounds__(WARPS * 32) gemv_stream_kernel(Src src, args a
     }
 }
 
-/* Launches the kernel for a source under the dispatcher's choice (gemv.cu). */
+/* The dispatcher's choice (linear.cu). */
 struct plan {
     int warps;
     uint32_t ksplit, per; /* streamed: ksplit = 0, per = units a warp */
 };
-/* 1 unless $WCGPU_PDL=0 (the benchmark's comparison): launch with programmatic dependence. */
-bool pdl_enabled();
 
-/* Launches kernel k on stream s, allowed to start before the kernel ahead of it ends (see
- * pdl_launch_next). */
-template <class... P, class... A>
-cudaError_t launch_k(void (*k)(P...), dim3 grid, dim3 block, cudaStream_t s, A... args) {
-    cudaLaunchAttribute attr;
-    attr.id = cudaLaunchAttributeProgrammaticStreamSerialization;
-    attr.val.programmaticStreamSerializationAllowed = pdl_enabled() ? 1 : 0;
-    cudaLaunchConfig_t cfg = {};
-    cfg.gridDim = grid, cfg.blockDim = block, cfg.stream = s, cfg.attrs = &attr, cfg.numAttrs = 1;
-    return cudaLaunchKernelEx(&cfg, k, args...);
-}
-
+/* Launches the kernel for a source under the dispatcher's choice. */
 template <class Src, int NB> cudaError_t launch_nb(const Src &src, const args &a, const plan &p, cudaStream_t s) {
     if (p.ksplit == 0) {
         const uint32_t runs = ((a.rows + 15) / 16 * a.U + p.per - 1) / p.per, ctas = (runs + p.warps - 1) / p.warps;

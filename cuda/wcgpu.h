@@ -173,11 +173,19 @@ wc_status wcgpu_cf12_offsets(const void *d_w, uint32_t rows, uint32_t cols, unsi
                              void *stream, wc_error *err);
 wc_status wcgpu_cf12_pack(const void *d_w, uint32_t rows, uint32_t cols, unsigned base, const uint32_t *d_offsets,
                           uint8_t *d_body, uint32_t *d_escapes, void *stream, wc_error *err);
-/* The BF16 matrix back (rows x cols into d_w), every bit: for the batches the GEMV does not take
- * (decode, then cuBLAS) and for detach. */
+/* The BF16 matrix back (rows x cols into d_w), every bit: for the batches the fused kernels leave
+ * to a library GEMM (WCGPU_LINEAR_UNPACK) and for detach. */
 wc_status wcgpu_cf12_unpack(const wcgpu_cf12 *m, void *d_w, void *stream, wc_error *err);
 
-/* The largest batch the GEMV takes (more rows: unpack, then cuBLAS; the GEMM issue's). */
+/* Which kernel multiplies a batch of `batch` rows by a matrix, on the current device: the GEMV
+ * (small batches: decode steps), the GEMM (larger ones), or none: unpack the weight, then a
+ * library GEMM (prefill's large batches, where a library's tensor-core rate is worth more than
+ * reading fewer bytes). The thresholds are measured per GPU (H100 and H200 tables in linear.cu;
+ * a default for others); $WCGPU_LINEAR="GEMV_MAX,GEMM_MAX" overrides them. */
+typedef enum { WCGPU_LINEAR_GEMV = 0, WCGPU_LINEAR_GEMM = 1, WCGPU_LINEAR_UNPACK = 2 } wcgpu_linear_kernel;
+wcgpu_linear_kernel wcgpu_linear_kernel_for(uint32_t rows, uint32_t cols, uint32_t batch);
+
+/* The largest batch the GEMV takes. */
 #define WCGPU_GEMV_MAX_BATCH 16
 /* Device memory the GEMV needs beside its output for this shape (split-K partial sums; 0 when
  * one CTA sums a row's whole K), on the current device. */
@@ -197,6 +205,23 @@ uint64_t wcgpu_gemv_workspace_bytes(uint32_t rows, uint32_t cols, uint32_t batch
 wc_status wcgpu_gemv_cf12(const wcgpu_cf12 *m, const void *x, uint32_t batch, const void *bias, void *y,
                           void *workspace, void *stream, wc_error *err);
 wc_status wcgpu_gemv_bf16_ref(const void *w, uint32_t rows, uint32_t cols, const void *x, uint32_t batch,
+                              const void *bias, void *y, void *workspace, void *stream, wc_error *err);
+
+/* The largest batch the GEMM takes. */
+#define WCGPU_GEMM_MAX_BATCH (1u << 20)
+/* Device memory the GEMM needs beside its output (split-K partial sums; 0 when unsplit). */
+uint64_t wcgpu_gemm_workspace_bytes(uint32_t rows, uint32_t cols, uint32_t batch);
+/*
+ * The same product for batch 1..WCGPU_GEMM_MAX_BATCH (decode steps of many sequences, prefill),
+ * with the same contract as the GEMV's above: a CTA takes 4 or 8 row tiles of 16 (a warp each)
+ * and 64 batch rows, whose activations it stages in shared memory; each weight is read once per
+ * 64 batch rows and decoded once, in registers. wcgpu_gemm_bf16_ref reads plain BF16 W with the
+ * same tiling and reduction order: identical bits on the same weights. The K split is picked by
+ * shape and GPU; $WCGPU_GEMM="WARPS,KSPLIT" overrides it.
+ */
+wc_status wcgpu_gemm_cf12(const wcgpu_cf12 *m, const void *x, uint32_t batch, const void *bias, void *y,
+                          void *workspace, void *stream, wc_error *err);
+wc_status wcgpu_gemm_bf16_ref(const void *w, uint32_t rows, uint32_t cols, const void *x, uint32_t batch,
                               const void *bias, void *y, void *workspace, void *stream, wc_error *err);
 
 #ifdef __cplusplus

@@ -1,9 +1,10 @@
 """The compute format (cf12, docs/FORMAT.md) in torch: a BF16 weight packed on the GPU, and the
 decode-fused linear as the torch custom op wcodec::cf12_linear (a fake implementation beside it,
-so that torch.compile and CUDA graphs trace it). Batches up to 16 rows run the fused GEMV, which
-reads each weight once, compressed; larger ones unpack the weight into a temporary BF16 tensor and
-call F.linear (the GEMM issue makes them fused). Every launch goes on torch's current stream, every
-buffer comes from torch's allocator, and nothing synchronizes."""
+so that torch.compile and CUDA graphs trace it). The library picks the kernel by batch and GPU
+(wcgpu_linear_kernel_for): the fused GEMV for decode steps, the fused GEMM for larger batches
+(both read each weight once, compressed), and above the GEMM's measured range (long prefills)
+the weight unpacked into a temporary BF16 tensor and F.linear. Every launch goes on torch's
+current stream, every buffer comes from torch's allocator, and nothing synchronizes."""
 import ctypes
 from typing import Optional
 
@@ -12,7 +13,7 @@ from torch.nn import functional as F
 
 from . import _lib
 
-MAX_BATCH = 16  # WCGPU_GEMV_MAX_BATCH
+GEMV, GEMM, UNPACK = 0, 1, 2  # wcgpu_linear_kernel
 
 
 class Cf12Weight:
@@ -68,32 +69,43 @@ def pack(w):
     return cw
 
 
-def gemv(x2, body, offsets, escapes, rows, cols, base, bias, reference_weight=None):
-    """y = x2 . W^T (+ bias) by the fused GEMV (x2: [m <= 8, cols] contiguous BF16), or by the
-    reference kernel on plain BF16 weights when reference_weight is given."""
+def _product(kernel, x2, body, offsets, escapes, rows, cols, base, bias, reference_weight):
     m = x2.shape[0]
     y = torch.empty((m, rows), dtype=torch.bfloat16, device=x2.device)
-    nws = _lib.wcgpu_gemv_workspace_bytes(rows, cols, m)
+    nws = (_lib.wcgpu_gemv_workspace_bytes if kernel == GEMV else _lib.wcgpu_gemm_workspace_bytes)(rows, cols, m)
     ws = torch.empty(nws, dtype=torch.uint8, device=x2.device) if nws else None
     err, s = _lib._Error(), _stream(x2.device)
     b = bias.data_ptr() if bias is not None else None
     wsp = ws.data_ptr() if ws is not None else None
     if reference_weight is None:
         st = _struct(body, offsets, escapes, rows, cols, base)
-        _lib.check(_lib.wcgpu_gemv_cf12(ctypes.byref(st), x2.data_ptr(), m, b, y.data_ptr(), wsp, s,
-                                        ctypes.byref(err)), err)
+        fn = _lib.wcgpu_gemv_cf12 if kernel == GEMV else _lib.wcgpu_gemm_cf12
+        _lib.check(fn(ctypes.byref(st), x2.data_ptr(), m, b, y.data_ptr(), wsp, s, ctypes.byref(err)), err)
     else:
-        _lib.check(_lib.wcgpu_gemv_bf16_ref(reference_weight.data_ptr(), rows, cols, x2.data_ptr(), m, b,
-                                            y.data_ptr(), wsp, s, ctypes.byref(err)), err)
+        fn = _lib.wcgpu_gemv_bf16_ref if kernel == GEMV else _lib.wcgpu_gemm_bf16_ref
+        _lib.check(fn(reference_weight.data_ptr(), rows, cols, x2.data_ptr(), m, b, y.data_ptr(), wsp, s,
+                      ctypes.byref(err)), err)
     return y
+
+
+def gemv(x2, body, offsets, escapes, rows, cols, base, bias, reference_weight=None):
+    """y = x2 . W^T (+ bias) by the fused GEMV (x2: [m <= 16, cols] contiguous BF16), or by the
+    reference kernel of the same tiling on plain BF16 weights when reference_weight is given."""
+    return _product(GEMV, x2, body, offsets, escapes, rows, cols, base, bias, reference_weight)
+
+
+def gemm(x2, body, offsets, escapes, rows, cols, base, bias, reference_weight=None):
+    """The same by the fused GEMM (any m), or by its reference kernel on plain BF16 weights."""
+    return _product(GEMM, x2, body, offsets, escapes, rows, cols, base, bias, reference_weight)
 
 
 def _linear(x, body, offsets, escapes, rows, cols, base, bias):
     lead = x.shape[:-1]
     x2 = x.reshape(-1, cols).to(torch.bfloat16).contiguous()
     bias = None if bias is None else bias.to(torch.bfloat16).contiguous()
-    if 0 < x2.shape[0] <= MAX_BATCH:
-        y = gemv(x2, body, offsets, escapes, rows, cols, base, bias)
+    kernel = _lib.wcgpu_linear_kernel_for(rows, cols, x2.shape[0]) if x2.shape[0] else UNPACK
+    if kernel != UNPACK:
+        y = _product(kernel, x2, body, offsets, escapes, rows, cols, base, bias, None)
     else:
         w = torch.empty((rows, cols), dtype=torch.bfloat16, device=x.device)
         _unpack_into(body, offsets, escapes, rows, cols, base, w)

@@ -124,6 +124,10 @@ if has_gpu:
     wcgpu_gemv_workspace_bytes = _fn("wcgpu_gemv_workspace_bytes", U64, U32, U32, U32)
     wcgpu_gemv_cf12 = _fn("wcgpu_gemv_cf12", INT, ctypes.POINTER(Cf12), P, U32, P, P, P, P, ERR)
     wcgpu_gemv_bf16_ref = _fn("wcgpu_gemv_bf16_ref", INT, P, U32, U32, P, U32, P, P, P, P, ERR)
+    wcgpu_gemm_workspace_bytes = _fn("wcgpu_gemm_workspace_bytes", U64, U32, U32, U32)
+    wcgpu_gemm_cf12 = _fn("wcgpu_gemm_cf12", INT, ctypes.POINTER(Cf12), P, U32, P, P, P, P, ERR)
+    wcgpu_gemm_bf16_ref = _fn("wcgpu_gemm_bf16_ref", INT, P, U32, U32, P, U32, P, P, P, P, ERR)
+    wcgpu_linear_kernel_for = _fn("wcgpu_linear_kernel_for", INT, U32, U32, U32)  # 0 GEMV, 1 GEMM, 2 unpack
 
 
 def check(status, err):

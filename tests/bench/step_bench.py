@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """step_bench.py SIZE [BATCH...] - a transformers Llama decode step, BF16 against compute="fused",
 the same harness on both sides: a static KV cache (prompt 128, room for 256), the decode step
-captured in a CUDA graph and replayed, only the Linear layers differing.
+captured in a CUDA graph and replayed, only the Linear layers differing. Then prefills (batch 1,
+$PREFILL tokens, default 128 and 2048) the same way: the prompt's forward into a fresh static
+cache, captured and replayed, and its Linear layers alone at that many rows.
 
 SIZE: 1b (TinyLlama-1.1B's shape) or 8b (Llama-3.1-8B's). The model is built on the GPU with
 random weights as transformers initialises them (normal, std 0.02; no trained model can be
@@ -79,6 +81,30 @@ def run(model, b, ids, linears):
     return ms, eager, peak, lin, torch.cat(toks, 1)
 
 
+def prefill(model, tokens, linears):
+    """(graph ms of a prompt's forward, batch 1, into a static cache; its Linear layers alone)."""
+    ids = torch.randint(0, model.config.vocab_size, (1, tokens), device=dev)
+    params = inspect.signature(StaticCache.__init__).parameters
+    kw = dict(config=model.config, max_cache_len=tokens)
+    if "max_batch_size" in params:
+        kw.update(max_batch_size=1, device=dev, dtype=torch.bfloat16)
+    cache = StaticCache(**kw)
+    pos = torch.arange(tokens, device=dev)
+    g = None
+    with torch.no_grad():
+        try:
+            ms, g, _ = graph_ms(lambda: model(input_ids=ids, past_key_values=cache, cache_position=pos,
+                                              use_cache=True, logits_to_keep=1).logits, reps=10)
+        except RuntimeError as e:  # a transformers version whose prefill cannot be captured
+            print(f"# prefill {tokens}: not captured in a CUDA graph ({str(e)[:200]})")
+            ms = float("nan")
+        xs = {k: torch.randn(tokens, k, device=dev).to(torch.bfloat16) for k in {m.in_features for m in linears}}
+        lin, _, _ = graph_ms(lambda: [m(xs[m.in_features]) for m in linears], reps=10)
+    del cache, g
+    torch.cuda.empty_cache()
+    return ms, lin
+
+
 def main():
     torch.manual_seed(0)
     cfg = LlamaConfig(**SHAPES[size], tie_word_embeddings=False)
@@ -89,7 +115,9 @@ def main():
     linears = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
     ids = {b: torch.randint(0, cfg.vocab_size, (b, PROMPT), device=dev) for b in batches}
     print(f"# {torch.cuda.get_device_name()}, Llama {size} shape, prompt {PROMPT}, static cache {ROOM}")
+    prompts = [int(p) for p in os.environ.get("PREFILL", "128 2048").split()]
     bf16 = {b: run(model, b, ids[b], linears) for b in batches}
+    bf16_pre = {p: prefill(model, p, linears) for p in prompts}
     wbytes = sum(m.weight.numel() * 2 for m in linears)
     for m in linears:  # into the compute format, the BF16 weight freed
         cw = _cf12.pack(m.weight.data)
@@ -100,6 +128,7 @@ def main():
     cbytes = sum(m.cf12.nbytes() for m in linears)
     torch.cuda.empty_cache()
     fused = {b: run(model, b, ids[b], linears) for b in batches}
+    fused_pre = {p: prefill(model, p, linears) for p in prompts}
     print(f"Linear weights: BF16 {wbytes/1e9:.2f} GB, compute format {cbytes/1e9:.2f} GB ({cbytes/wbytes:.4f})")
     print("| batch | BF16 step ms (graph) | fused step ms (graph) | speed-up | Linear share BF16 / fused (ms) "
           "| eager BF16 / fused ms | peak GPU MiB BF16 / fused (ratio) | greedy tokens equal |")
@@ -111,6 +140,12 @@ def main():
         first = "all" if bool(same.all()) else f"first divergence at step {int((~same).any(0).nonzero()[0])}"
         print(f"| {b} | {s0:.3f} | {s1:.3f} | {s0/s1:.3f} | {l0:.3f} / {l1:.3f} | {e0:.2f} / {e1:.2f} | "
               f"{p0:.0f} / {p1:.0f} ({p1/p0:.3f}) | {int(same.sum())}/{same.numel()} ({first}) |", flush=True)
+    if prompts:
+        print("| prefill tokens (batch 1) | BF16 ms (graph) | fused ms (graph) | speed-up | Linear layers BF16 / fused ms (ratio) |")
+        print("|---|---|---|---|---|")
+    for p in prompts:
+        (s0, l0), (s1, l1) = bf16_pre[p], fused_pre[p]
+        print(f"| {p} | {s0:.3f} | {s1:.3f} | {s0/s1:.3f} | {l0:.3f} / {l1:.3f} ({l0/l1:.3f}) |", flush=True)
 
 
 main()

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # fused_run.sh BUILD_DIR [--bench] - the compute format and the fused kernels on a GPU machine:
-# gemv_check.py (kernels, bit-exactness, bounds; with --bench the kernel and chain timings), then
-# fused_check.py on a small Llama made here (transformers through wcodec.hf, compute="fused").
+# fused_check.py on a small Llama made here (transformers through wcodec.hf, compute="fused"), then
+# gemv_check.py and gemm_check.py (kernels, bit-exactness, bounds; with --bench the kernel and
+# chain timings).
 set -u
 B=$(realpath "${1:-build-cuda}"); shift
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -23,5 +24,6 @@ PY
 "$B/wcodec" encode -q "$T/llm" "$T/llm.wc"
 $PY "$HERE/fused_check.py" "$T/llm" "$T/llm.wc" 2>&1 | grep -v Warning | tee "$T/fused.log"; tally "$T/fused.log"
 $PY "$HERE/gemv_check.py" "$@" 2>&1 | grep -v Warning | tee "$T/gemv.log"; tally "$T/gemv.log"
+$PY "$HERE/gemm_check.py" "$@" 2>&1 | grep -v Warning | tee "$T/gemm.log"; tally "$T/gemm.log"
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]

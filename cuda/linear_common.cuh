@@ -1,0 +1,81 @@
+/* linear_common.cuh - what the matrix kernels share (the GEMV, gemv_tile.cuh; the GEMM,
+ * gemm_tile.cuh): their arguments, the tensor-core product, the output's rounding and bias,
+ * programmatic dependent launch and the launch that allows it. */
+#ifndef WCGPU_LINEAR_COMMON_CUH
+#define WCGPU_LINEAR_COMMON_CUH
+
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+#include <stdint.h>
+
+#include "wcgpu.h"
+
+namespace linear {
+
+struct args {
+    const uint16_t *x, *bias;
+    uint16_t *y;
+    float *partial;
+    uint32_t batch, rows, cols, U, per; /* per: units a K-range (the GEMV's tiled CTA, the GEMM's warp); a run (streamed GEMV) */
+    uint32_t pf;                        /* units a warp keeps on their way into L2 beyond the one in registers */
+    int x_vec;                          /* x rows 16-byte aligned: vector loads */
+};
+
+__device__ __forceinline__ void mma(float c[4], const uint32_t a[4], uint32_t b0, uint32_t b1) {
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+                 "{%0,%1,%2,%3};"
+                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+__device__ __forceinline__ uint16_t to_bf16(float v) {
+    return __bfloat16_as_ushort(__float2bfloat16_rn(v));
+}
+
+/* Programmatic dependent launch (every kernel of the GEMV and the GEMM is launched with it, launch_k):
+ * a kernel lets the next one launch as soon as all its CTAs have started, so that the next
+ * kernel's CTAs take the SMs this one's last wave leaves idle, and fetch their first weights (never
+ * written by anyone) while this one ends; everything that reads what the kernel before wrote (x,
+ * the partials) or writes anything waits for that kernel to be complete, memory included. */
+__device__ __forceinline__ void pdl_launch_next() {
+#if __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+#endif
+}
+__device__ __forceinline__ void pdl_wait_previous() {
+#if __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+}
+
+/* Output element i of batch group k in a lane's accumulators: its row in the tile and batch row. */
+__device__ __forceinline__ uint32_t out_row(unsigned lane, int i) { return (lane >> 2) + 8 * (i >> 1); }
+__device__ __forceinline__ uint32_t out_n(unsigned lane, int k, int i) { return 8 * k + 2 * (lane & 3) + (i & 1); }
+__device__ __forceinline__ uint16_t with_bias(const args &a, uint32_t row, float v) {
+    return to_bf16(a.bias ? v + __uint_as_float((uint32_t)a.bias[row] << 16) : v);
+}
+
+/* Units a warp prefetches into L2 ahead of the one in registers: $WCGPU_PREFETCH (0..64; the
+ * benchmark's sweep), else WCGPU_LINEAR_PREFETCH. */
+#ifndef WCGPU_LINEAR_PREFETCH
+#define WCGPU_LINEAR_PREFETCH 2
+#endif
+uint32_t prefetch_depth();
+
+/* 1 unless $WCGPU_PDL=0 (the benchmark's comparison): launch with programmatic dependence. */
+bool pdl_enabled();
+
+/* Launches kernel k on stream s, allowed to start before the kernel ahead of it ends (see
+ * pdl_launch_next). */
+template <class... P, class... A>
+cudaError_t launch_k(void (*k)(P...), dim3 grid, dim3 block, cudaStream_t s, A... args) {
+    cudaLaunchAttribute attr;
+    attr.id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    attr.val.programmaticStreamSerializationAllowed = pdl_enabled() ? 1 : 0;
+    cudaLaunchConfig_t cfg = {};
+    cfg.gridDim = grid, cfg.blockDim = block, cfg.stream = s, cfg.attrs = &attr, cfg.numAttrs = 1;
+    return cudaLaunchKernelEx(&cfg, k, args...);
+}
+
+} // namespace linear
+#endif
