@@ -6,7 +6,7 @@ import os
 import torch
 
 from . import _url
-from ._file import check_size
+from ._file import check_size, read_into_gpu
 
 DTYPES = {k: getattr(torch, v) for k, v in {
     "BOOL": "bool", "U8": "uint8", "I8": "int8", "U16": "uint16", "I16": "int16",
@@ -36,21 +36,23 @@ def _itemsize(dt):
     return torch.empty((), dtype=dt).element_size()  # dtype.itemsize is new in torch 2.1
 
 
-def _fill(c, t, begin, size, device):
-    if not size:
-        return t
-    if device.type == "cuda":
-        c.read_into_gpu(begin, size, t.data_ptr(), device.index)
+def _fill(c, t, begin, size, device, runs=None):
+    """Decodes bytes [begin, begin + size) into t; or only `runs` of them ([(offset, length)])."""
+    runs = [(off, n) for off, n in ([(0, size)] if runs is None else runs) if n]
+    if device.type == "cuda":  # one pipeline for all the runs
+        read_into_gpu([(c, begin + off, n, t.data_ptr() + off) for off, n in runs], device.index)
     else:
-        c.read_into(begin, size, t.data_ptr())
+        for off, n in runs:
+            c.read_into(begin + off, n, t.data_ptr() + off)
     return t
 
 
-def tensor(c, dtype, shape, begin, size, device):
-    """The original bytes [begin, begin + size) as a tensor of `dtype` (safetensors' name)."""
+def tensor(c, dtype, shape, begin, size, device, runs=None):
+    """The original bytes [begin, begin + size) as a tensor of `dtype` (safetensors' name); with
+    `runs` ([(offset, length)] within those bytes), only those are decoded, the rest left unset."""
     dt = _dtype(c, dtype)
     check_size(c.path, dtype, shape, _itemsize(dt), size)
-    return _fill(c, torch.empty(list(shape), dtype=dt, device=device), begin, size, device)
+    return _fill(c, torch.empty(list(shape), dtype=dt, device=device), begin, size, device, runs)
 
 
 def container_paths(path):

@@ -17,14 +17,16 @@ def check_device(device):
     return device
 
 
-def tensor(c, dtype, shape, begin, size, device="cpu"):
-    """The original bytes [begin, begin + size) as an array of `dtype` (safetensors' name)."""
+def tensor(c, dtype, shape, begin, size, device="cpu", runs=None):
+    """The original bytes [begin, begin + size) as an array of `dtype` (safetensors' name); with
+    `runs` ([(offset, length)] within those bytes), only those are decoded, the rest left unset."""
     if dtype not in DTYPES:
         raise TypeError(f"{c.path}: dtype {dtype} has no numpy equivalent; use framework='pt'")
     check_size(c.path, dtype, shape, np.dtype(DTYPES[dtype]).itemsize, size)
     a = np.empty(shape, dtype=DTYPES[dtype])
-    if size:
-        c.read_into(begin, size, a.ctypes.data)
+    for off, n in [(0, size)] if runs is None else runs:
+        if n:
+            c.read_into(begin + off, n, a.ctypes.data + off)
     return a
 
 
