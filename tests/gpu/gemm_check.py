@@ -17,7 +17,7 @@ import torch
 from torch.nn import functional as F
 
 import gemv_check as gc
-from gemv_check import SHAPES_1B, SHAPES_8B, LLAMA, bits, bounded, graph_time, ok, weights
+from gemv_check import SHAPES_1B, SHAPES_8B, bits, bounded, graph_time, ok, weights
 from wcodec import _cf12, _lib
 
 dev = gc.dev
@@ -122,26 +122,6 @@ def bench_kernels(batches):
         torch.cuda.empty_cache()
 
 
-def bench_chain(size, batches):
-    c = LLAMA[size]
-    shapes = [(c["h"], c["h"]), (c["kv"], c["h"]), (c["kv"], c["h"]), (c["h"], c["h"]), (c["i"], c["h"]),
-              (c["i"], c["h"]), (c["h"], c["i"])] * c["layers"] + [(c["vocab"], c["h"])]
-    ws = [weights(r, k, plant=False) for r, k in shapes]
-    cws = [_cf12.pack(w) for w in ws]
-    print(f"{size} Linear chain, {len(ws)} matrices (cf12_linear: the dispatcher's kernel for each batch)")
-    print("| batch | kernel | cuBLAS BF16 ms | fused ms | fused/cuBLAS |")
-    print("|---|---|---|---|---|")
-    for m in batches:
-        xs = {k: torch.randn(m, k, device=dev).to(torch.bfloat16) for k in {k for _, k in shapes}}
-        kern = ("GEMV", "GEMM", "unpack")[_lib.wcgpu_linear_kernel_for(c["h"], c["h"], m)]
-        reps = 10 if m <= 256 else 3
-        tb = graph_time(lambda: [F.linear(xs[w.shape[1]], w) for w in ws], reps=reps)
-        tf = graph_time(lambda: [_cf12.linear(xs[cw.cols], cw) for cw in cws], reps=reps)
-        print(f"| {m} | {kern} | {tb:.3f} | {tf:.3f} | {tb/tf:.3f} |", flush=True)
-    del ws, cws
-    torch.cuda.empty_cache()
-
-
 if __name__ == "__main__":
     print("# GPU:", torch.cuda.get_device_name())
     if os.environ.get("CHECKS", "1") == "1":  # CHECKS=0: the benchmark alone
@@ -158,5 +138,5 @@ if __name__ == "__main__":
     if "--bench" in sys.argv:
         bench_kernels([int(b) for b in os.environ.get("GEMM_BATCHES", "16 32 64 128 256 2048").split()])
         for size in os.environ.get("CHAINS", "8b 1.1b").split():
-            bench_chain(size, [int(b) for b in os.environ.get("CHAIN_BATCHES", "16 32 64 128 256 2048").split()])
+            gc.bench_chain(size, [int(b) for b in os.environ.get("CHAIN_BATCHES", "16 32 64 128 256 2048").split()])
     sys.exit(1 if gc.failed else 0)

@@ -223,6 +223,9 @@ LLAMA = {"8b": dict(h=4096, i=14336, kv=1024, layers=32, vocab=128256),
 
 
 def bench_chain(size, batches=(1, 4, 8, 16)):
+    """The step's Linear layers (every q, k, v, o, gate, up, down and the head, distinct weights) in
+    one CUDA graph, cuBLAS BF16 against cf12_linear (the kernel the dispatcher picks per batch; a
+    batch of thousands stands for a prefill of that many tokens)."""
     c = LLAMA[size]
     shapes = [(c["h"], c["h"]), (c["kv"], c["h"]), (c["kv"], c["h"]), (c["h"], c["h"]), (c["i"], c["h"]),
               (c["i"], c["h"]), (c["h"], c["i"])] * c["layers"] + [(c["vocab"], c["h"])]
@@ -232,13 +235,15 @@ def bench_chain(size, batches=(1, 4, 8, 16)):
     cf_bytes = sum(cw.nbytes() for cw in cws)
     print(f"{size} Linear chain: {len(ws)} matrices, BF16 {bf16_bytes/1e9:.2f} GB, cf12 {cf_bytes/1e9:.2f} GB "
           f"({cf_bytes/bf16_bytes:.4f})")
-    print("| batch | cuBLAS BF16 ms | fused ms | fused/cuBLAS | fused GB/s |")
-    print("|---|---|---|---|---|")
+    print("| batch | kernel | cuBLAS BF16 ms | fused ms | fused/cuBLAS | fused GB/s |")
+    print("|---|---|---|---|---|---|")
     for m in batches:
         xs = {k: torch.randn(m, k, device=dev).to(torch.bfloat16) for k in {k for _, k in shapes}}
-        tb = graph_time(lambda: [F.linear(xs[w.shape[1]], w) for w in ws], reps=10)
-        tf = graph_time(lambda: [_cf12.linear(xs[cw.cols], cw) for cw in cws], reps=10)
-        print(f"| {m} | {tb:.3f} | {tf:.3f} | {tb/tf:.3f} | {cf_bytes/tf/1e6:.0f} |", flush=True)
+        kern = ("GEMV", "GEMM", "unpack")[_lib.wcgpu_linear_kernel_for(c["h"], c["h"], m)]
+        reps = 10 if m <= 256 else 3
+        tb = graph_time(lambda: [F.linear(xs[w.shape[1]], w) for w in ws], reps=reps)
+        tf = graph_time(lambda: [_cf12.linear(xs[cw.cols], cw) for cw in cws], reps=reps)
+        print(f"| {m} | {kern} | {tb:.3f} | {tf:.3f} | {tb/tf:.3f} | {cf_bytes/tf/1e6:.0f} |", flush=True)
     del ws, cws
     torch.cuda.empty_cache()
 
