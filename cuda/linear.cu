@@ -120,14 +120,15 @@ gemm::plan choose_gemm(uint32_t rows, uint32_t cols, uint32_t batch) {
     return best;
 }
 
-/* The largest batch each kernel takes on this GPU, measured (docs/BENCHMARKS.md, "Fused GEMM"):
- * above the GEMM's, the weight is unpacked and a library GEMM runs. $WCGPU_LINEAR="GEMV_MAX,GEMM_MAX"
- * overrides it. */
+/* The largest batch each kernel takes on this GPU: above the GEMM's, the weight is unpacked and a
+ * library GEMM runs. The GEMM has not yet been checked or timed on a GPU (docs/BENCHMARKS.md,
+ * "Fused GEMM"), so no GPU's table hands it a batch yet: $WCGPU_LINEAR="GEMV_MAX,GEMM_MAX" (for
+ * example "16,256") turns it on, for its checks and benchmarks. */
 struct thresholds {
     uint32_t gemv_max, gemm_max;
 };
 thresholds kernel_thresholds(void) {
-    thresholds t = {16, 256}; /* any other GPU */
+    thresholds t = {16, 16}; /* any other GPU */
     const char *env = getenv("WCGPU_LINEAR");
     unsigned a, b;
     if (env && sscanf(env, "%u,%u", &a, &b) == 2 && a <= WCGPU_GEMV_MAX_BATCH) return {a, b};
@@ -139,8 +140,8 @@ thresholds kernel_thresholds(void) {
         if (cudaGetDeviceProperties(&p, dev) != cudaSuccess) return t;
         snprintf(names[dev], sizeof names[dev], "%s", p.name);
     }
-    if (strstr(names[dev], "H100")) return {16, 256};
-    if (strstr(names[dev], "H200")) return {16, 256};
+    if (strstr(names[dev], "H100")) return {16, 16};
+    if (strstr(names[dev], "H200")) return {16, 16};
     return t;
 }
 

@@ -65,20 +65,20 @@ def check_dispatch():
     """cf12_linear runs what wcgpu_linear_kernel_for names; its unpack path is cuBLAS's bits."""
     w = weights(1024, 4096, plant=False)
     cw = _cf12.pack(w)
-    for m in (1, 16, 17, 64, 256, 300, 2048):
-        x = torch.randn(m, 4096, device=dev).to(torch.bfloat16)
-        kernel = _lib.wcgpu_linear_kernel_for(1024, 4096, m)
-        y = _cf12.linear(x, cw)
-        if kernel == _cf12.UNPACK:
-            ok(torch.equal(bits(y), bits(F.linear(x, w))), f"dispatch batch {m}: unpack + cuBLAS == cuBLAS")
-        else:
-            fn = _cf12.gemv if kernel == _cf12.GEMV else _cf12.gemm
-            r = fn(x, cw.body, cw.offsets, cw.escapes, 1024, 4096, cw.base, None)
-            ok(torch.equal(bits(y), bits(r)), f"dispatch batch {m}: cf12_linear runs kernel {kernel}")
-    os.environ["WCGPU_LINEAR"] = "16,16"  # everything above the GEMV: unpack
-    x = torch.randn(40, 4096, device=dev).to(torch.bfloat16)
-    ok(torch.equal(bits(_cf12.linear(x, cw)), bits(F.linear(x, w))), "WCGPU_LINEAR=16,16: batch 40 unpacked == cuBLAS")
-    os.environ.pop("WCGPU_LINEAR")
+    for table in (None, "16,16", "8,256"):  # the GPU's own, GEMM off, GEMM from batch 9 to 256
+        if table:
+            os.environ["WCGPU_LINEAR"] = table
+        for m in (1, 9, 16, 17, 64, 256, 300, 2048):
+            x = torch.randn(m, 4096, device=dev).to(torch.bfloat16)
+            kernel = _lib.wcgpu_linear_kernel_for(1024, 4096, m)
+            y = _cf12.linear(x, cw)
+            if kernel == _cf12.UNPACK:
+                ok(torch.equal(bits(y), bits(F.linear(x, w))), f"table {table} batch {m}: unpack + cuBLAS == cuBLAS")
+            else:
+                fn = _cf12.gemv if kernel == _cf12.GEMV else _cf12.gemm
+                r = fn(x, cw.body, cw.offsets, cw.escapes, 1024, 4096, cw.base, None)
+                ok(torch.equal(bits(y), bits(r)), f"table {table} batch {m}: cf12_linear runs kernel {kernel}")
+        os.environ.pop("WCGPU_LINEAR", None)
 
 
 def check_chain():
