@@ -123,8 +123,8 @@ struct plan {
 
 template <class Src> cudaError_t launch(const Src &src, const args &a, const plan &p, cudaStream_t s) {
     const dim3 grid((a.batch + TOKENS - 1) / TOKENS, ((a.rows + 15) / 16 + p.warps - 1) / p.warps, p.ksplit);
-    return p.warps == 4 ? launch_k(gemm_kernel<Src, 4>, grid, 128, s, src, a)
-                        : launch_k(gemm_kernel<Src, 8>, grid, 256, s, src, a);
+    return p.warps == 4 ? launch_k(gemm_kernel<Src, 4>, grid, 128, s, dim3(1), src, a)
+                        : launch_k(gemm_kernel<Src, 8>, grid, 256, s, dim3(1), src, a);
 }
 
 template <class Src> int ctas_per_sm(int warps) {

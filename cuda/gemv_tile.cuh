@@ -12,6 +12,7 @@
 #ifndef WCGPU_GEMV_TILE_CUH
 #define WCGPU_GEMV_TILE_CUH
 
+#include <cooperative_groups.h>
 #include <stdint.h>
 
 #include "linear_common.cuh"
@@ -73,6 +74,32 @@ template <class Src, int NB> struct unit {
     }
 };
 
+/* The split K summed without a second kernel (a.cluster: the K-ranges of a row tile are one
+ * thread-block cluster, blockIdx.y its rank): every CTA leaves its sum in shared memory, and the
+ * first reads the others' through distributed shared memory, adding them in K-range order as
+ * reduce_kernel does (so the bits are the same either way), then writes the output. Every thread
+ * of every CTA takes part in both cluster barriers; the second keeps each CTA's shared memory
+ * alive until the first has read it. */
+template <int NB>
+__device__ __forceinline__ void cluster_sum(const args &a, float (*sum)[32], uint32_t rt, unsigned lane, unsigned warp) {
+#if __CUDA_ARCH__ >= 900
+    cooperative_groups::cluster_group cl = cooperative_groups::this_cluster();
+    cl.sync();
+    if (cl.block_rank() == 0 && warp == 0) {
+#pragma unroll
+        for (int i = 0; i < NB * 4; i++) {
+            float s = sum[i][lane];
+            for (unsigned r = 1; r < cl.num_blocks(); r++) s += *cl.map_shared_rank(&sum[i][lane], r);
+            const uint32_t row = rt * 16 + out_row(lane, i % 4), n = out_n(lane, i / 4, i % 4);
+            if (row < a.rows && n < a.batch) a.y[(uint64_t)n * a.rows + row] = with_bias(a, row, s);
+        }
+    }
+    cl.sync();
+#else
+    (void)a, (void)sum, (void)rt, (void)lane, (void)warp; /* never asked for below sm_90 (linear.cu) */
+#endif
+}
+
 /* The tiled schedule. Src: fetch(rt, u, lane) -> Src::raw (the loads), frags(raw, rt, u, lane, a)
  * (the decode), prefetch(block, lane) (block rt * U + u on its way into L2, or nothing). Prefetch:
  * a warp keeps `pf` more of its units on their way into L2 beyond the one it holds in registers,
@@ -109,19 +136,22 @@ __global__ void __launch_bounds__(WARPS * 32) gemv_kernel(Src src, args a) {
 #pragma unroll
     for (int i = 0; i < NB * 4; i++) red[warp][i][lane] = c[i / 4][i % 4];
     __syncthreads();
-    if (warp) return;
+    if (!warp) {
 #pragma unroll
-    for (int i = 0; i < NB * 4; i++) {
-        float s = red[0][i][lane];
+        for (int i = 0; i < NB * 4; i++) {
+            float s = red[0][i][lane];
 #pragma unroll
-        for (int w = 1; w < WARPS; w++) s += red[w][i][lane];
-        const uint32_t row = rt * 16 + out_row(lane, i % 4), n = out_n(lane, i / 4, i % 4);
-        if (row >= a.rows || n >= a.batch) continue;
-        if (gridDim.y == 1)
-            a.y[(uint64_t)n * a.rows + row] = with_bias(a, row, s);
-        else
-            a.partial[((uint64_t)blockIdx.y * a.batch + n) * a.rows + row] = s;
+            for (int w = 1; w < WARPS; w++) s += red[w][i][lane];
+            red[0][i][lane] = s; /* the CTA's sum, for the cluster's first CTA to read */
+            const uint32_t row = rt * 16 + out_row(lane, i % 4), n = out_n(lane, i / 4, i % 4);
+            if (a.cluster || row >= a.rows || n >= a.batch) continue;
+            if (gridDim.y == 1)
+                a.y[(uint64_t)n * a.rows + row] = with_bias(a, row, s);
+            else
+                a.partial[((uint64_t)blockIdx.y * a.batch + n) * a.rows + row] = s;
+        }
     }
+    if (a.cluster) cluster_sum<NB>(a, red[0], rt, lane, warp);
 }
 
 /* The streamed schedule: the matrix's R x U units in row-tile order, cut into equal runs of `per`,
@@ -182,12 +212,12 @@ struct plan {
 template <class Src, int NB> cudaError_t launch_nb(const Src &src, const args &a, const plan &p, cudaStream_t s) {
     if (p.ksplit == 0) {
         const uint32_t runs = ((a.rows + 15) / 16 * a.U + p.per - 1) / p.per, ctas = (runs + p.warps - 1) / p.warps;
-        return p.warps == 4 ? launch_k(gemv_stream_kernel<Src, 4, NB>, ctas, 128, s, src, a)
-                            : launch_k(gemv_stream_kernel<Src, 8, NB>, ctas, 256, s, src, a);
+        return p.warps == 4 ? launch_k(gemv_stream_kernel<Src, 4, NB>, ctas, 128, s, dim3(1), src, a)
+                            : launch_k(gemv_stream_kernel<Src, 8, NB>, ctas, 256, s, dim3(1), src, a);
     }
-    const dim3 grid((a.rows + 15) / 16, p.ksplit);
-    return p.warps == 4 ? launch_k(gemv_kernel<Src, 4, NB>, grid, 128, s, src, a)
-                        : launch_k(gemv_kernel<Src, 8, NB>, grid, 256, s, src, a);
+    const dim3 grid((a.rows + 15) / 16, p.ksplit), cluster(1, a.cluster ? p.ksplit : 1, 1);
+    return p.warps == 4 ? launch_k(gemv_kernel<Src, 4, NB>, grid, 128, s, cluster, src, a)
+                        : launch_k(gemv_kernel<Src, 8, NB>, grid, 256, s, cluster, src, a);
 }
 template <class Src> cudaError_t launch(const Src &src, const args &a, const plan &p, cudaStream_t s) {
     return a.batch > 8 ? launch_nb<Src, 2>(src, a, p, s) : launch_nb<Src, 1>(src, a, p, s);

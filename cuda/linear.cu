@@ -66,16 +66,17 @@ gemv::plan choose_gemv(uint32_t rows, uint32_t cols, uint32_t batch) {
         return {w, 0, (uint32_t)((R * (uint64_t)U + warps - 1) / warps)};
     } else if (env && sscanf(env, "%d,%u", &w, &k) == 2 && (w == 4 || w == 8) && k >= 1) {
         best.warps = w;
-        best.ksplit = k;
+        best.ksplit = linear::cluster_enabled() && k > 8 ? 8 : k;
     } else {
         double best_cost = 1e300;
+        const bool cluster = linear::cluster_enabled(); /* a split K costs no second kernel, at most 8 */
         for (int warps = 4; warps <= 8; warps *= 2) {
             const uint64_t slots = (uint64_t)sm_count() * gemv::cf12_ctas_per_sm(warps, false, nb);
-            for (uint32_t ks = 1; ks <= 16 && ks <= U; ks++) {
+            for (uint32_t ks = 1; ks <= (cluster ? 8u : 16u) && ks <= U; ks++) {
                 const uint32_t per = (U + ks - 1) / ks, split = (U + per - 1) / per;
                 if (split != ks) continue;
                 const uint64_t waves = (R * (uint64_t)split + slots - 1) / slots;
-                const double cost = waves * ((per + warps - 1) / warps + 1.5) + (split > 1 ? 1.5 : 0);
+                const double cost = waves * ((per + warps - 1) / warps + 1.5) + (split > 1 ? (cluster ? 0.5 : 1.5) : 0);
                 if (cost < best_cost - 1e-9) best_cost = cost, best = {warps, split, per};
             }
         }
@@ -155,7 +156,7 @@ wc_status check(const char *what, uint32_t rows, uint32_t cols, uint32_t batch, 
 }
 
 linear::args make_args(uint32_t rows, uint32_t cols, const void *x, uint32_t batch, const void *bias, void *y,
-                       void *workspace, uint32_t per) {
+                       void *workspace, uint32_t per, bool cluster) {
     linear::args a;
     a.x = static_cast<const uint16_t *>(x);
     a.bias = static_cast<const uint16_t *>(bias);
@@ -164,12 +165,13 @@ linear::args make_args(uint32_t rows, uint32_t cols, const void *x, uint32_t bat
     a.batch = batch, a.rows = rows, a.cols = cols, a.U = (cols + 63) / 64, a.per = per;
     a.x_vec = (reinterpret_cast<uintptr_t>(x) % 16 == 0) && cols % 8 == 0;
     a.pf = linear::prefetch_depth();
+    a.cluster = cluster;
     return a;
 }
 
 cudaError_t reduce(const linear::args &a, uint32_t ksplit, cudaStream_t s) {
     const uint32_t n = a.batch * a.rows;
-    return linear::launch_k(reduce_kernel, (n + 255) / 256, 256, s, (const float *)a.partial, ksplit, n, a.rows, a.bias,
+    return linear::launch_k(reduce_kernel, (n + 255) / 256, 256, s, dim3(1), (const float *)a.partial, ksplit, n, a.rows, a.bias,
                             a.y);
 }
 
@@ -178,15 +180,16 @@ wc_status run_gemv(uint32_t rows, uint32_t cols, const void *x, uint32_t batch, 
                    void *workspace, void *stream, wc_error *err, Run kernel) {
     if (wc_status st = check("gemv", rows, cols, batch, WCGPU_GEMV_MAX_BATCH, x, err)) return st;
     const gemv::plan p = choose_gemv(rows, cols, batch);
-    if (p.ksplit != 1 && !workspace) return wc_error_set(err, WC_ERR_ARG, "gemv: no workspace for the split K");
-    const linear::args a = make_args(rows, cols, x, batch, bias, y, workspace, p.per);
+    const bool cluster = p.ksplit > 1 && linear::cluster_enabled();
+    if (p.ksplit != 1 && !cluster && !workspace) return wc_error_set(err, WC_ERR_ARG, "gemv: no workspace for the split K");
+    const linear::args a = make_args(rows, cols, x, batch, bias, y, workspace, p.per, cluster);
     cudaStream_t s = static_cast<cudaStream_t>(stream);
     cudaError_t e = kernel(a, p, s);
     if (e == cudaSuccess && p.ksplit == 0) {
         const uint32_t n = (rows + 15) / 16 * 16 * batch;
-        e = linear::launch_k(stream_fixup_kernel, (n + 255) / 256, 256, s, (const float *)a.partial, rows, a.U, p.per,
+        e = linear::launch_k(stream_fixup_kernel, (n + 255) / 256, 256, s, dim3(1), (const float *)a.partial, rows, a.U, p.per,
                              batch, a.bias, a.y);
-    } else if (e == cudaSuccess && p.ksplit > 1) {
+    } else if (e == cudaSuccess && p.ksplit > 1 && !cluster) {
         e = reduce(a, p.ksplit, s);
     }
     if (e != cudaSuccess) return wc_error_set(err, WC_ERR_IO, "gemv: %s", cudaGetErrorString(e));
@@ -199,7 +202,7 @@ wc_status run_gemm(uint32_t rows, uint32_t cols, const void *x, uint32_t batch, 
     if (wc_status st = check("gemm", rows, cols, batch, WCGPU_GEMM_MAX_BATCH, x, err)) return st;
     const gemm::plan p = choose_gemm(rows, cols, batch);
     if (p.ksplit != 1 && !workspace) return wc_error_set(err, WC_ERR_ARG, "gemm: no workspace for the split K");
-    const linear::args a = make_args(rows, cols, x, batch, bias, y, workspace, p.per);
+    const linear::args a = make_args(rows, cols, x, batch, bias, y, workspace, p.per, false);
     cudaStream_t s = static_cast<cudaStream_t>(stream);
     cudaError_t e = kernel(a, p, s);
     if (e == cudaSuccess && p.ksplit > 1) e = reduce(a, p.ksplit, s);
@@ -217,6 +220,14 @@ wc_status check_matrix(const wcgpu_cf12 *m, const char *what, wc_error *err) {
 bool linear::pdl_enabled() { /* read at each launch: a benchmark compares both in one process */
     const char *e = getenv("WCGPU_PDL");
     return !(e && !strcmp(e, "0"));
+}
+
+bool linear::cluster_enabled() { /* read at each launch, as pdl_enabled; clusters need sm_90 */
+    const char *e = getenv("WCGPU_CLUSTER");
+    if (!(e && !strcmp(e, "1"))) return false;
+    int dev = 0, major = 0;
+    return cudaGetDevice(&dev) == cudaSuccess &&
+           cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) == cudaSuccess && major >= 9;
 }
 
 uint32_t linear::prefetch_depth() { /* read at each launch, as pdl_enabled */
@@ -238,7 +249,7 @@ extern "C" uint64_t wcgpu_gemv_workspace_bytes(uint32_t rows, uint32_t cols, uin
         const uint64_t R = (rows + 15) / 16, runs = (R * ((cols + 63) / 64) + p.per - 1) / p.per;
         return (runs + R) * batch * 16 * sizeof(float);
     }
-    return p.ksplit > 1 ? (uint64_t)p.ksplit * batch * rows * sizeof(float) : 0;
+    return p.ksplit > 1 && !linear::cluster_enabled() ? (uint64_t)p.ksplit * batch * rows * sizeof(float) : 0;
 }
 
 extern "C" wc_status wcgpu_gemv_cf12(const wcgpu_cf12 *m, const void *x, uint32_t batch, const void *bias, void *y,

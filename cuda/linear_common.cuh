@@ -18,6 +18,7 @@ struct args {
     float *partial;
     uint32_t batch, rows, cols, U, per; /* per: units a K-range (the GEMV's tiled CTA, the GEMM's warp); a run (streamed GEMV) */
     uint32_t pf;                        /* units a warp keeps on their way into L2 beyond the one in registers */
+    int cluster;                        /* the tiled GEMV's split K summed in a cluster (cluster_sum), not by reduce_kernel */
     int x_vec;                          /* x rows 16-byte aligned: vector loads */
 };
 
@@ -62,18 +63,25 @@ __device__ __forceinline__ uint16_t with_bias(const args &a, uint32_t row, float
 #endif
 uint32_t prefetch_depth();
 
+/* $WCGPU_CLUSTER=1 on sm_90 and later: the tiled GEMV sums a split K in a thread-block cluster
+ * (at most 8 K-ranges) instead of a second kernel. Off by default until timed on a GPU. */
+bool cluster_enabled();
+
 /* 1 unless $WCGPU_PDL=0 (the benchmark's comparison): launch with programmatic dependence. */
 bool pdl_enabled();
 
 /* Launches kernel k on stream s, allowed to start before the kernel ahead of it ends (see
  * pdl_launch_next). */
 template <class... P, class... A>
-cudaError_t launch_k(void (*k)(P...), dim3 grid, dim3 block, cudaStream_t s, A... args) {
-    cudaLaunchAttribute attr;
-    attr.id = cudaLaunchAttributeProgrammaticStreamSerialization;
-    attr.val.programmaticStreamSerializationAllowed = pdl_enabled() ? 1 : 0;
+cudaError_t launch_k(void (*k)(P...), dim3 grid, dim3 block, cudaStream_t s, dim3 cluster, A... args) {
+    cudaLaunchAttribute attr[2];
+    attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    attr[0].val.programmaticStreamSerializationAllowed = pdl_enabled() ? 1 : 0;
+    attr[1].id = cudaLaunchAttributeClusterDimension; /* thread-block clusters (cluster_sum), where asked */
+    attr[1].val.clusterDim.x = cluster.x, attr[1].val.clusterDim.y = cluster.y, attr[1].val.clusterDim.z = cluster.z;
     cudaLaunchConfig_t cfg = {};
-    cfg.gridDim = grid, cfg.blockDim = block, cfg.stream = s, cfg.attrs = &attr, cfg.numAttrs = 1;
+    cfg.gridDim = grid, cfg.blockDim = block, cfg.stream = s, cfg.attrs = attr;
+    cfg.numAttrs = cluster.x * cluster.y * cluster.z > 1 ? 2 : 1;
     return cudaLaunchKernelEx(&cfg, k, args...);
 }
 

@@ -180,8 +180,9 @@ wc_status wcgpu_cf12_unpack(const wcgpu_cf12 *m, void *d_w, void *stream, wc_err
 /* Which kernel multiplies a batch of `batch` rows by a matrix, on the current device: the GEMV
  * (small batches: decode steps), the GEMM (larger ones), or none: unpack the weight, then a
  * library GEMM (prefill's large batches, where a library's tensor-core rate is worth more than
- * reading fewer bytes). The thresholds are measured per GPU (H100 and H200 tables in linear.cu;
- * a default for others); $WCGPU_LINEAR="GEMV_MAX,GEMM_MAX" overrides them. */
+ * reading fewer bytes). The thresholds are per GPU (H100 and H200 tables in linear.cu, a
+ * default for others; until the GEMM has been timed on a GPU none hands it a batch);
+ * $WCGPU_LINEAR="GEMV_MAX,GEMM_MAX" overrides them. */
 typedef enum { WCGPU_LINEAR_GEMV = 0, WCGPU_LINEAR_GEMM = 1, WCGPU_LINEAR_UNPACK = 2 } wcgpu_linear_kernel;
 wcgpu_linear_kernel wcgpu_linear_kernel_for(uint32_t rows, uint32_t cols, uint32_t batch);
 
@@ -200,7 +201,11 @@ uint64_t wcgpu_gemv_workspace_bytes(uint32_t rows, uint32_t cols, uint32_t batch
  * tiling and reduction order, so the two give identical bits on the same weights.
  * The dispatcher picks the schedule by shape, batch group and the GPU's SM count and occupancy,
  * the same for both kernels; $WCGPU_GEMV="WARPS,KSPLIT" (tiled) or "stream,WARPS" (streamed)
- * overrides it, for the benchmark's sweep.
+ * overrides it, for the benchmark's sweep. Variants read from the environment at each call, off
+ * by default until timed (both kernels follow them, so the bits stay equal): $WCGPU_PREFETCH=N,
+ * N units a warp on their way into L2 ahead of the one in registers; $WCGPU_CLUSTER=1 (sm_90), a
+ * split K summed in a thread-block cluster instead of a second kernel (no workspace then);
+ * $WCGPU_PDL=0, no programmatic dependent launch (on by default).
  */
 wc_status wcgpu_gemv_cf12(const wcgpu_cf12 *m, const void *x, uint32_t batch, const void *bias, void *y,
                           void *workspace, void *stream, wc_error *err);

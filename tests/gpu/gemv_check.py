@@ -142,20 +142,55 @@ def check_graph():
     ok(torch.equal(bits(f(x)), bits(eager * 2)), "torch.compile(fullgraph) traces cf12_linear")
 
 
+def set_flags(item):
+    """The environment for one schedule: 'CFG/FLAGS', CFG a WCGPU_GEMV value or '-' (or left out:
+    the dispatcher's), FLAGS comma-separated: 'nopdl' (WCGPU_PDL=0), 'pfN' (WCGPU_PREFETCH=N),
+    'cluster' (WCGPU_CLUSTER=1). None: everything back to its default."""
+    for k in ("WCGPU_GEMV", "WCGPU_PDL", "WCGPU_PREFETCH", "WCGPU_CLUSTER"):
+        os.environ.pop(k, None)
+    if not item:
+        return
+    cfg, _, flags = item.partition("/")
+    if cfg == "cluster" or cfg.startswith("pf"):  # flags alone
+        cfg, flags = "-", cfg
+    if cfg != "-":
+        os.environ["WCGPU_GEMV"] = cfg
+    for f in (f for f in flags.split(",") if f):
+        if f == "nopdl":
+            os.environ["WCGPU_PDL"] = "0"
+        elif f == "cluster":
+            os.environ["WCGPU_CLUSTER"] = "1"
+        elif f.startswith("pf"):
+            os.environ["WCGPU_PREFETCH"] = f[2:]
+
+
+def check_cluster():
+    """The split K summed in a thread-block cluster gives the bits of the split K summed by the
+    reduction kernel (the same K-ranges, added in the same order), fused and reference alike."""
+    for rows, cols in ((4096, 4096), (1024, 4096), (300, 130), (4096, 14336)):
+        w = weights(rows, cols)
+        cw = _cf12.pack(w)
+        for cfg in ("4,3", "8,8", "4,2"):
+            for m in (1, 5, 16):
+                x = torch.randn(m, cols, device=dev).to(torch.bfloat16)
+                outs = []
+                for flags in ("", "cluster"):
+                    set_flags(f"{cfg}/{flags}")
+                    outs.append(_cf12.gemv(x, cw.body, cw.offsets, cw.escapes, rows, cols, cw.base, None))
+                    outs.append(_cf12.gemv(x, None, None, None, rows, cols, 0, None, reference_weight=w))
+                set_flags(None)
+                ok(all(torch.equal(bits(o), bits(outs[0])) for o in outs),
+                   f"{rows}x{cols} WCGPU_GEMV={cfg} batch {m}: cluster sum == reduction kernel, fused and reference")
+
+
 def check_chain():
     """GEMVs that feed each other, back to back (each kernel may start before the one ahead ends:
     programmatic dependent launch), eager and replayed from a graph, under every schedule: the
     same bits as the same GEMVs run one at a time with the device synchronized between them."""
     shapes = [(14336, 4096), (4096, 14336), (4096, 4096), (1024, 4096), (4096, 1024), (32000, 4096)]
     cws = [_cf12.pack(weights(r, k, plant=False)) for r, k in shapes]
-    for cfg in (None, "stream,4", "8,1", "4,3", "pf0", "pf5", "stream,8/pf7"):
-        sched, _, pf = cfg.partition("/") if cfg else ("", "", "")
-        if sched.startswith("pf"):
-            sched, pf = "", sched
-        if sched:
-            os.environ["WCGPU_GEMV"] = sched
-        if pf:
-            os.environ["WCGPU_PREFETCH"] = pf[2:]
+    for cfg in (None, "stream,4", "8,1", "4,3", "pf0", "pf5", "stream,8/pf7", "cluster", "4,5/cluster,pf2"):
+        set_flags(cfg)
         for m in (1, 13):
             x = torch.randn(m, 4096, device=dev).to(torch.bfloat16)
 
@@ -181,8 +216,7 @@ def check_chain():
                 g.replay()
             torch.cuda.synchronize()
             ok(torch.equal(bits(out), bits(one_by_one)), f"chain {cfg or 'dispatcher'} batch {m}: graph replay == one at a time")
-        os.environ.pop("WCGPU_GEMV", None)
-        os.environ.pop("WCGPU_PREFETCH", None)
+    set_flags(None)
 
 
 def bench_kernels():
@@ -257,6 +291,7 @@ if __name__ == "__main__":
             check_shape(rows, cols, range(1, 17))
         check_graph()
         check_chain()
+        check_cluster()
         for cfg in ("stream,4", "stream,8", "8,1", "4,3"):  # every schedule the dispatcher may pick
             os.environ["WCGPU_GEMV"] = cfg
             for rows, cols in ((4096, 4096), (14336, 4096), (300, 130), (1, 4096), (17, 65), (2048, 5632)):
@@ -272,21 +307,11 @@ if __name__ == "__main__":
         print(f"{passed} passed, {failed} failed", flush=True)
     if "--bench" in sys.argv:
         # SWEEP: schedules to time beside the dispatcher's ('-' = the dispatcher), each on the
-        # kernels and on the chains (CHAINS, default 8b and 1.1b); flags after '/', comma-separated:
-        # 'nopdl' (no programmatic dependent launch, WCGPU_PDL=0), 'pfN' (WCGPU_PREFETCH=N)
+        # kernels and on the chains (CHAINS, default 8b and 1.1b), as set_flags reads them
+        # ('-/pf2,cluster', 'stream,4/nopdl', ...)
         for item in os.environ.get("SWEEP", "-").split():
-            cfg, _, flags = item.partition("/")
-            flags = [f for f in flags.split(",") if f]
-            if cfg == "-":
-                os.environ.pop("WCGPU_GEMV", None)
-            else:
-                os.environ["WCGPU_GEMV"] = cfg
-            os.environ["WCGPU_PDL"] = "0" if "nopdl" in flags else "1"
-            os.environ.pop("WCGPU_PREFETCH", None)
-            for f in flags:
-                if f.startswith("pf"):
-                    os.environ["WCGPU_PREFETCH"] = f[2:]
-            print(f"## schedule: {cfg if cfg != '-' else 'the dispatcher'} {' '.join(flags)}")
+            set_flags(item)
+            print(f"## schedule: {item} (- = the dispatcher's)")
             if os.environ.get("KERNELS", "1") == "1":
                 bench_kernels()
             for size in os.environ.get("CHAINS", "8b 1.1b").split():
