@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# fused_sweep.sh BUILD_DIR - the fused kernels' checks and timings on a GPU machine, most needed
+# first, each piece run only while $BUDGET seconds (default 540) last: a short lease still brings
+# back the first pieces. Logs go to $OUT (or /tmp). Run from the repository root, e.g.
+#   WCODEC_LIBS=.carry/libs BUDGET=400 bash tests/bench/fused_sweep.sh build-cuda
+# Variants (set_flags in tests/gpu/gemv_check.py): SWEEP (GEMV chains, default: the dispatcher,
+# prefetch 2, cluster sums, both), BEST (the variant the later pieces run under, e.g. "-/pf2,cluster"),
+# GEMM_TABLE (WCGPU_LINEAR for the GEMM's pieces, default 16,4096: the GEMM for every batch above 16).
+set -u
+B=$(realpath "${1:-build-cuda}"); R=$(cd "$(dirname "$0")/../.." && pwd)
+START=$(date +%s); BUDGET=${BUDGET:-540}; O=${OUT:-/tmp}
+[ -n "${WCODEC_LIBS:-}" ] && export LD_LIBRARY_PATH=$(realpath "$WCODEC_LIBS")${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+export WCODEC_LIBRARY=$B/libwcodec.so WCODEC_BIN=$B/wcodec PYTHONPATH=$R/python PYTHONUNBUFFERED=1
+left() { echo $((BUDGET - ($(date +%s) - START))); }
+# piece NAME LOG NEED CMD...: CMD under what is left of the budget, if NEED seconds are left
+piece() { local name=$1 log=$O/$2 need=$3 l; shift 3; l=$(left)
+  if [ "$l" -lt "$need" ]; then echo "== $name: skipped ($l s left)"; return; fi
+  echo "== $name ($l s left)"; timeout "$l" "$@" > "$log" 2>&1
+  grep -v Warning "$log" | grep -vE '^ok|^\|---' | tail -60; }
+nvidia-smi --query-gpu=name,clocks.sm,clocks.max.sm --format=csv,noheader
+cd "$R/tests/gpu"
+piece "GEMM checks" gemm.log 30 python3 gemm_check.py
+piece "GEMV checks (prefetch, cluster sums)" gemv.log 30 python3 gemv_check.py
+CHECKS=0 KERNELS=0 CHAINS=8b SWEEP=${SWEEP:-"- -/pf2 -/cluster -/pf2,cluster"} \
+  piece "GEMV 8B chain, variants" gemv_sweep.log 60 python3 gemv_check.py --bench
+WCGPU_LINEAR=${GEMM_TABLE:-16,4096} CHECKS=0 CHAINS=8b GEMM_BATCHES="32 64 128 256 2048" \
+  CHAIN_BATCHES="16 32 64 128 256 2048" piece "GEMM kernels and 8B chain" gemm_bench.log 60 python3 gemm_check.py --bench
+CHECKS=0 KERNELS=1 CHAINS=1.1b SWEEP="- ${BEST:--}" piece "GEMV kernels, 1.1B chain" gemv_kernels.log 60 python3 gemv_check.py --bench
+. <(python3 -c "import sys; sys.path.insert(0, '.'); import os; from gemv_check import set_flags; set_flags('${BEST:--}'); print(' '.join(f'export {k}={v};' for k, v in os.environ.items() if k.startswith('WCGPU_')))")
+piece "the 8B step (static cache, CUDA graph), prefills" step.log 120 python3 "$R/tests/bench/step_bench.py" 8b 1 4 8 16 64 256
+FUSED_ONLY=1 piece "fused_check (a small Llama through wcodec.hf)" fused_check.log 30 bash "$R/tests/gpu/fused_run.sh" "$B"
+echo "== done ($(left) s left)"
