@@ -9,7 +9,7 @@
 set -u
 B=$(realpath "${1:-build-cuda}"); R=$(cd "$(dirname "$0")/../.." && pwd)
 START=$(date +%s); BUDGET=${BUDGET:-540}; O=${OUT:-/tmp}
-[ -n "${WCODEC_LIBS:-}" ] && export LD_LIBRARY_PATH=$(realpath "$WCODEC_LIBS")${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+[ -n "${WCODEC_LIBS:-}" ] && export WCODEC_LIBS=$(realpath "$WCODEC_LIBS") LD_LIBRARY_PATH=$(realpath "$WCODEC_LIBS")${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
 export WCODEC_LIBRARY=$B/libwcodec.so WCODEC_BIN=$B/wcodec PYTHONPATH=$R/python PYTHONUNBUFFERED=1
 left() { echo $((BUDGET - ($(date +%s) - START))); }
 # piece NAME LOG NEED CMD...: CMD under what is left of the budget, if NEED seconds are left
