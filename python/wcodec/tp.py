@@ -78,26 +78,58 @@ def shard_dim(name, ndim, style):
     return None
 
 
-def _load(path, plan, rank, world, device):
+def _load(path, plan, rank, world, device, exchange):
+    """(tensors, coded bytes, {name: full shape} of the rowwise weights left to _exchange: for
+    those, `exchange` has this rank decode its run of rows, as for a colwise shard)."""
     from ._tensors import container_paths  # torch only here, so that shard() works with numpy too
-    out, coded = {}, 0
+    out, coded, pending = {}, 0, {}
     for p in container_paths(path):
         with safe_open(p, framework="pt", device=device) as f:
             for name in f.keys():
                 if name in out:
                     raise ValueError(f"{p}: tensor {name!r} is in another shard too")
-                dim = shard_dim(name, len(f.get_slice(name).get_shape()), style_of(name, plan))
-                out[name] = f.get_tensor(name) if dim is None else shard(f, name, dim, rank, world)
+                shape = f.get_slice(name).get_shape()
+                dim = shard_dim(name, len(shape), style_of(name, plan))
+                if dim is None:
+                    out[name] = f.get_tensor(name)
+                elif exchange and len(shape) >= 2 and dim % len(shape) == len(shape) - 1:
+                    out[name], pending[name] = shard(f, name, 0, rank, world), shape
+                else:
+                    out[name] = shard(f, name, dim, rank, world)
             coded += f.coded_bytes_read
-    return out, coded
+    return out, coded, pending
 
 
-def load_shards(path, plan, rank=None, world=None, device="cpu", group=None):
+def _exchange(rows, shape, rank, world, group):
+    """A rowwise (last-dimension) part of a tensor of `shape` from every rank's run of its rows:
+    the runs gathered (as bytes, padded to ceil(rows / world), so that any dtype and an uneven
+    split travel through any backend), stacked, and this rank's columns copied out."""
+    import torch
+    import torch.distributed as dist
+    part = -(-shape[0] // world)
+    pad = torch.zeros([part] + list(shape[1:]), dtype=rows.dtype, device=rows.device)
+    pad[:rows.shape[0]] = rows
+    flat = pad.reshape(-1).view(torch.uint8)
+    every = [torch.empty_like(flat) for _ in range(world)]
+    dist.all_gather(every, flat, group=group)
+    whole = torch.cat([e.view(rows.dtype).reshape(pad.shape) for e in every])[:shape[0]]
+    lo, hi = split(shape[-1], rank, world)
+    return whole[..., lo:hi].clone()
+
+
+def load_shards(path, plan, rank=None, world=None, device="cpu", group=None, rowwise="slice"):
     """Rank `rank`'s tensors of a container or a folder of containers (`path`), as torch tensors
     on `device`: the parameters `plan` names ({pattern: "colwise" | "rowwise"}, as transformers'
     tp_plan) split as transformers splits them, every other tensor whole. Returns
     ({name: tensor}, coded_bytes): the coded bytes of the tiles this rank decoded (what it read of
     the containers).
+
+    rowwise: how a rowwise weight (its columns split, so every tile holds a part of every rank's)
+    is had. "slice": each rank decodes the whole tensor and keeps its columns (no collective).
+    "exchange": each rank decodes only its run of rows, as for a colwise shard, and the ranks
+    gather the runs over `group` (one all_gather a tensor) and keep their columns: each reads and
+    decodes about 1/world of the tensor, and the interconnect carries what the decode saved
+    (docs/TP.md). It needs torch.distributed initialized, with `rank` and `world` its own.
 
     rank and world default to torch.distributed's (of `group`). Where torch.distributed is
     initialized with more than one rank, the ranks agree on the outcome before returning (one
@@ -106,16 +138,20 @@ def load_shards(path, plan, rank=None, world=None, device="cpu", group=None):
     failing rank and its error, instead of the others going on into a collective that never
     completes. With NCCL, set the current CUDA device first, as for any object collective."""
     import torch.distributed as dist
+    if rowwise not in ("slice", "exchange"):
+        raise ValueError(f"rowwise={rowwise!r}: expected 'slice' or 'exchange'")
     distributed = dist.is_available() and dist.is_initialized()
     if rank is None or world is None:
         if not distributed:
             raise ValueError("rank and world are needed where torch.distributed is not initialized")
         rank = dist.get_rank(group) if rank is None else rank
         world = dist.get_world_size(group) if world is None else world
+    if rowwise == "exchange" and not (distributed and (rank, world) == (dist.get_rank(group), dist.get_world_size(group))):
+        raise ValueError("rowwise='exchange' needs torch.distributed initialized, with rank and world its own")
     if not distributed or dist.get_world_size(group) == 1:
-        return _load(path, plan, rank, world, device)
+        return _load(path, plan, rank, world, device, False)[:2]
     try:
-        result, error = _load(path, plan, rank, world, device), None
+        result, error = _load(path, plan, rank, world, device, rowwise == "exchange"), None
     except Exception as e:  # noqa: BLE001 - every rank must hear of any failure
         result, error = None, e
     said = [None] * dist.get_world_size(group)
@@ -125,4 +161,7 @@ def load_shards(path, plan, rank=None, world=None, device="cpu", group=None):
     bad = next((r for r, msg in enumerate(said) if msg is not None), None)
     if bad is not None:
         raise WcodecError(f"rank {bad} of {len(said)}: {said[bad]}") from error
-    return result
+    out, coded, pending = result
+    for name, shape in pending.items():  # the same names in the same order on every rank
+        out[name] = _exchange(out[name], shape, rank, world, group)
+    return out, coded

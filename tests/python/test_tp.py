@@ -331,18 +331,24 @@ class Shards(Model):
             self.assertEqual(coded, expected_coded(self.wc, rank))
         with self.assertRaisesRegex(ValueError, "rank and world"):
             wcodec.tp.load_shards(self.wc, PLAN)
+        with self.assertRaisesRegex(ValueError, "needs torch.distributed"):  # no group to exchange over
+            wcodec.tp.load_shards(self.wc, PLAN, 0, WORLD, rowwise="exchange")
+        with self.assertRaisesRegex(ValueError, "expected 'slice' or 'exchange'"):
+            wcodec.tp.load_shards(self.wc, PLAN, 0, WORLD, rowwise="gather")
 
 
-def expected_coded(folder, rank):
+def expected_coded(folder, rank, exchange=False):
     """The coded bytes of the tiles that hold rank's parts (colwise: its rows; rowwise: every tile,
-    each row holds a part; the rest: every tile), by the containers' tables."""
+    each row holds a part, or with exchange its run of rows; the rest: every tile), by the
+    containers' tables."""
     total = 0
     for n in sorted(n for n in os.listdir(folder) if n.endswith(".wcodec")):
         c = wcodec.Container(os.path.join(folder, n))
         for name, info in c.header.items():
             _, begin, size = c.tensor_range(name)
             ndim = len(info["shape"])
-            if expected_dim(name, ndim) == -ndim:  # split on dim 0: a run of rows
+            d = expected_dim(name, ndim)
+            if d == -ndim or (exchange and d == -1 and ndim >= 2):  # a run of rows
                 rows = info["shape"][0]
                 lo, hi = wcodec.tp.split(rows, rank, WORLD)
                 total += c.coded_bytes(begin + lo * size // rows, (hi - lo) * size // rows)
@@ -365,7 +371,7 @@ def _worker(rank, tmp, src, cases):
     for case, path in cases:
         t0 = time.monotonic()
         try:
-            state, coded = wcodec.tp.load_shards(path, PLAN)
+            state, coded = wcodec.tp.load_shards(path, PLAN, rowwise="exchange" if case.startswith("exchange") else "slice")
         except Exception as e:  # noqa: BLE001 - what every rank raised is compared by the parent
             said[case] = {"error": f"{type(e).__name__}: {e}", "seconds": time.monotonic() - t0}
             dist.barrier()  # the ranks are still in step after the error
@@ -401,7 +407,7 @@ class TwoRanks(Model):
         empty = os.path.join(cls.tmp, "empty")
         os.makedirs(empty)
         cases = [("folder", cls.wc), ("file", cls.two), ("missing", os.path.join(cls.tmp, "missing.wcodec")),
-                 ("empty", empty), ("damaged", cls.bad)]
+                 ("empty", empty), ("damaged", cls.bad), ("exchange", cls.wc), ("exchange damaged", cls.bad)]
         t0 = time.monotonic()
         ctx = mp.spawn(_worker, args=(run, cls.src, cases), nprocs=WORLD, join=False)
         while not ctx.join(timeout=1):
@@ -426,6 +432,14 @@ class TwoRanks(Model):
                     self.assertEqual(self.said[r][case]["coded"], expected_coded(folder, r))
                 self.assertEqual(shapes[UP], [151, 517] if r == 0 else [150, 517])
 
+    def test_exchange_reads_only_each_ranks_rows(self):
+        """rowwise="exchange": the same parts (checked in the worker against transformers' rule),
+        each rank decoding only its run of rows of the rowwise weights too."""
+        for r in range(WORLD):
+            self.assertEqual(self.said[r]["exchange"]["shapes"], self.said[r]["folder"]["shapes"])
+            self.assertEqual(self.said[r]["exchange"]["coded"], expected_coded(self.wc, r, exchange=True))
+            self.assertLess(self.said[r]["exchange"]["coded"], self.said[r]["folder"]["coded"])
+
     def test_each_rank_reads_its_share_of_a_colwise_tensor(self):
         c = wcodec.Container(self.two)
         _, begin, size = c.tensor_range(UP)
@@ -437,7 +451,8 @@ class TwoRanks(Model):
             self.assertLessEqual(colwise, 1.1 * whole / WORLD, r)
 
     def test_every_rank_raises_the_same_error(self):
-        for case, text in (("missing", "missing.wcodec"), ("empty", "no .wcodec files"), ("damaged", "tile")):
+        for case, text in (("missing", "missing.wcodec"), ("empty", "no .wcodec files"), ("damaged", "tile"),
+                           ("exchange damaged", "tile")):
             errors = [self.said[r][case].get("error") for r in range(WORLD)]
             self.assertIsNotNone(errors[0], case)
             self.assertEqual(errors, [errors[0]] * WORLD, case)
