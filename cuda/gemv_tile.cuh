@@ -7,7 +7,8 @@
  * flight while it multiplies the last. Per unit and lane: the A fragments of 4 m16n8k16 products
  * (W's 16 rows x 64 columns), the lane's 16 contiguous activations of batch row g as B, FP32
  * accumulators. Then the warps' sums are added in warp order, and written as BF16 (one K-range)
- * or as FP32 partials for gemv_reduce (several). Batches of 9..16 rows take a second group of 8
+ * or as FP32 partials for linear.cu's reduction kernel (several), or added across the K-ranges'
+ * thread-block cluster (cluster_sum) in that kernel's order. Batches of 9..16 rows take a second group of 8
  * (NB = 2): the same decoded fragments, a second product per fragment. */
 #ifndef WCGPU_GEMV_TILE_CUH
 #define WCGPU_GEMV_TILE_CUH
