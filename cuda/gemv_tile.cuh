@@ -207,6 +207,7 @@ __global__ void __launch_bounds__(WARPS * 32) gemv_stream_kernel(Src src, args a
 struct plan {
     int warps;
     uint32_t ksplit, per; /* streamed: ksplit = 0, per = units a warp */
+    bool cluster;         /* a split K summed in a cluster (cluster_sum), not by the reduction kernel */
 };
 
 /* Launches the kernel for a source under the dispatcher's choice. */
@@ -216,7 +217,7 @@ template <class Src, int NB> cudaError_t launch_nb(const Src &src, const args &a
         return p.warps == 4 ? launch_k(gemv_stream_kernel<Src, 4, NB>, ctas, 128, s, dim3(1), src, a)
                             : launch_k(gemv_stream_kernel<Src, 8, NB>, ctas, 256, s, dim3(1), src, a);
     }
-    const dim3 grid((a.rows + 15) / 16, p.ksplit), cluster(1, a.cluster ? p.ksplit : 1, 1);
+    const dim3 grid((a.rows + 15) / 16, p.ksplit), cluster(1, p.cluster ? p.ksplit : 1, 1);
     return p.warps == 4 ? launch_k(gemv_kernel<Src, 4, NB>, grid, 128, s, cluster, src, a)
                         : launch_k(gemv_kernel<Src, 8, NB>, grid, 256, s, cluster, src, a);
 }

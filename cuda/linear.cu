@@ -57,19 +57,19 @@ int sm_count(void) {
 gemv::plan choose_gemv(uint32_t rows, uint32_t cols, uint32_t batch) {
     const int nb = batch > 8 ? 2 : 1;
     const uint32_t R = (rows + 15) / 16, U = (cols + 63) / 64;
-    gemv::plan best = {4, 1, U};
+    const bool cluster = linear::cluster_enabled(); /* a split K costs no second kernel, at most 8 */
+    gemv::plan best = {4, 1, U, false};
     const char *env = getenv("WCGPU_GEMV");
     int w = 0;
     unsigned k = 0;
     if (env && sscanf(env, "stream,%d", &w) == 1 && (w == 4 || w == 8)) {
         const uint64_t warps = (uint64_t)sm_count() * gemv::cf12_ctas_per_sm(w, true, nb) * w;
-        return {w, 0, (uint32_t)((R * (uint64_t)U + warps - 1) / warps)};
+        return {w, 0, (uint32_t)((R * (uint64_t)U + warps - 1) / warps), false};
     } else if (env && sscanf(env, "%d,%u", &w, &k) == 2 && (w == 4 || w == 8) && k >= 1) {
         best.warps = w;
-        best.ksplit = linear::cluster_enabled() && k > 8 ? 8 : k;
+        best.ksplit = cluster && k > 8 ? 8 : k;
     } else {
         double best_cost = 1e300;
-        const bool cluster = linear::cluster_enabled(); /* a split K costs no second kernel, at most 8 */
         for (int warps = 4; warps <= 8; warps *= 2) {
             const uint64_t slots = (uint64_t)sm_count() * gemv::cf12_ctas_per_sm(warps, false, nb);
             for (uint32_t ks = 1; ks <= (cluster ? 8u : 16u) && ks <= U; ks++) {
@@ -77,12 +77,13 @@ gemv::plan choose_gemv(uint32_t rows, uint32_t cols, uint32_t batch) {
                 if (split != ks) continue;
                 const uint64_t waves = (R * (uint64_t)split + slots - 1) / slots;
                 const double cost = waves * ((per + warps - 1) / warps + 1.5) + (split > 1 ? (cluster ? 0.5 : 1.5) : 0);
-                if (cost < best_cost - 1e-9) best_cost = cost, best = {warps, split, per};
+                if (cost < best_cost - 1e-9) best_cost = cost, best = {warps, split, per, false};
             }
         }
     }
     best.per = (U + best.ksplit - 1) / best.ksplit;
     best.ksplit = (U + best.per - 1) / best.per;
+    best.cluster = cluster && best.ksplit > 1;
     return best;
 }
 
@@ -121,29 +122,19 @@ gemm::plan choose_gemm(uint32_t rows, uint32_t cols, uint32_t batch) {
     return best;
 }
 
-/* The largest batch each kernel takes on this GPU: above the GEMM's, the weight is unpacked and a
- * library GEMM runs. The GEMM has not yet been checked or timed on a GPU (docs/BENCHMARKS.md,
- * "Fused GEMM"), so no GPU's table hands it a batch yet: $WCGPU_LINEAR="GEMV_MAX,GEMM_MAX" (for
- * example "16,256") turns it on, for its checks and benchmarks. */
+/* The largest batch each kernel takes: above the GEMM's, the weight is unpacked and a library
+ * GEMM runs. The GEMM has not yet been checked or timed on a GPU (docs/BENCHMARKS.md, "Fused
+ * GEMM"), so it takes no batch yet, on any GPU; once timed, per-GPU tables go here (by
+ * cudaDeviceProp.name). $WCGPU_LINEAR="GEMV_MAX,GEMM_MAX" (for example "16,256") overrides it,
+ * for its checks and benchmarks. */
 struct thresholds {
     uint32_t gemv_max, gemm_max;
 };
 thresholds kernel_thresholds(void) {
-    thresholds t = {16, 16}; /* any other GPU */
     const char *env = getenv("WCGPU_LINEAR");
     unsigned a, b;
     if (env && sscanf(env, "%u,%u", &a, &b) == 2 && a <= WCGPU_GEMV_MAX_BATCH) return {a, b};
-    static char names[64][256];
-    int dev = 0;
-    if (cudaGetDevice(&dev) != cudaSuccess || dev < 0 || dev >= 64) return t;
-    if (!names[dev][0]) {
-        cudaDeviceProp p;
-        if (cudaGetDeviceProperties(&p, dev) != cudaSuccess) return t;
-        snprintf(names[dev], sizeof names[dev], "%s", p.name);
-    }
-    if (strstr(names[dev], "H100")) return {16, 16};
-    if (strstr(names[dev], "H200")) return {16, 16};
-    return t;
+    return {WCGPU_GEMV_MAX_BATCH, WCGPU_GEMV_MAX_BATCH};
 }
 
 wc_status check(const char *what, uint32_t rows, uint32_t cols, uint32_t batch, uint32_t max_batch, const void *x,
@@ -180,16 +171,15 @@ wc_status run_gemv(uint32_t rows, uint32_t cols, const void *x, uint32_t batch, 
                    void *workspace, void *stream, wc_error *err, Run kernel) {
     if (wc_status st = check("gemv", rows, cols, batch, WCGPU_GEMV_MAX_BATCH, x, err)) return st;
     const gemv::plan p = choose_gemv(rows, cols, batch);
-    const bool cluster = p.ksplit > 1 && linear::cluster_enabled();
-    if (p.ksplit != 1 && !cluster && !workspace) return wc_error_set(err, WC_ERR_ARG, "gemv: no workspace for the split K");
-    const linear::args a = make_args(rows, cols, x, batch, bias, y, workspace, p.per, cluster);
+    if (p.ksplit != 1 && !p.cluster && !workspace) return wc_error_set(err, WC_ERR_ARG, "gemv: no workspace for the split K");
+    const linear::args a = make_args(rows, cols, x, batch, bias, y, workspace, p.per, p.cluster);
     cudaStream_t s = static_cast<cudaStream_t>(stream);
     cudaError_t e = kernel(a, p, s);
     if (e == cudaSuccess && p.ksplit == 0) {
         const uint32_t n = (rows + 15) / 16 * 16 * batch;
         e = linear::launch_k(stream_fixup_kernel, (n + 255) / 256, 256, s, dim3(1), (const float *)a.partial, rows, a.U, p.per,
                              batch, a.bias, a.y);
-    } else if (e == cudaSuccess && p.ksplit > 1 && !cluster) {
+    } else if (e == cudaSuccess && p.ksplit > 1 && !p.cluster) {
         e = reduce(a, p.ksplit, s);
     }
     if (e != cudaSuccess) return wc_error_set(err, WC_ERR_IO, "gemv: %s", cudaGetErrorString(e));
@@ -249,7 +239,7 @@ extern "C" uint64_t wcgpu_gemv_workspace_bytes(uint32_t rows, uint32_t cols, uin
         const uint64_t R = (rows + 15) / 16, runs = (R * ((cols + 63) / 64) + p.per - 1) / p.per;
         return (runs + R) * batch * 16 * sizeof(float);
     }
-    return p.ksplit > 1 && !linear::cluster_enabled() ? (uint64_t)p.ksplit * batch * rows * sizeof(float) : 0;
+    return p.ksplit > 1 && !p.cluster ? (uint64_t)p.ksplit * batch * rows * sizeof(float) : 0;
 }
 
 extern "C" wc_status wcgpu_gemv_cf12(const wcgpu_cf12 *m, const void *x, uint32_t batch, const void *bias, void *y,

@@ -180,8 +180,8 @@ wc_status wcgpu_cf12_unpack(const wcgpu_cf12 *m, void *d_w, void *stream, wc_err
 /* Which kernel multiplies a batch of `batch` rows by a matrix, on the current device: the GEMV
  * (small batches: decode steps), the GEMM (larger ones), or none: unpack the weight, then a
  * library GEMM (prefill's large batches, where a library's tensor-core rate is worth more than
- * reading fewer bytes). The thresholds are per GPU (H100 and H200 tables in linear.cu, a
- * default for others; until the GEMM has been timed on a GPU none hands it a batch);
+ * reading fewer bytes). The thresholds are to be measured per GPU (linear.cu); until the GEMM
+ * has been timed on a GPU it takes no batch: the GEMV to 16 rows, unpack above.
  * $WCGPU_LINEAR="GEMV_MAX,GEMM_MAX" overrides them. */
 typedef enum { WCGPU_LINEAR_GEMV = 0, WCGPU_LINEAR_GEMM = 1, WCGPU_LINEAR_UNPACK = 2 } wcgpu_linear_kernel;
 wcgpu_linear_kernel wcgpu_linear_kernel_for(uint32_t rows, uint32_t cols, uint32_t batch);
