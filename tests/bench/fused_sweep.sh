@@ -28,5 +28,10 @@ WCGPU_LINEAR=${GEMM_TABLE:-16,4096} CHECKS=0 CHAINS=8b GEMM_BATCHES="32 64 128 2
 CHECKS=0 KERNELS=1 CHAINS=1.1b SWEEP="- ${BEST:--}" piece "GEMV kernels, 1.1B chain" gemv_kernels.log 60 python3 gemv_check.py --bench
 . <(python3 -c "import sys; sys.path.insert(0, '.'); import os; from gemv_check import set_flags; set_flags('${BEST:--}'); print(' '.join(f'export {k}={v};' for k, v in os.environ.items() if k.startswith('WCGPU_')))")
 piece "the 8B step (static cache, CUDA graph), prefills" step.log 120 python3 "$R/tests/bench/step_bench.py" 8b 1 4 8 16 64 256
+for shape in "14336 4096 1" "4096 4096 1"; do # ncu's DRAM bytes and throughput, fused and cuBLAS, under BEST
+  piece "ncu: $shape" "ncu_${shape// /_}.log" 30 ncu --clock-control none --metrics \
+    dram__bytes_read.sum,dram__throughput.avg.pct_of_peak_sustained_elapsed,gpu__time_duration.sum \
+    python3 "$R/tests/bench/gemv_ncu.py" $shape
+done
 FUSED_ONLY=1 piece "fused_check (a small Llama through wcodec.hf)" fused_check.log 30 bash "$R/tests/gpu/fused_run.sh" "$B"
 echo "== done ($(left) s left)"
