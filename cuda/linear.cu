@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "gemm_tile.cuh"
+#include "gemm_wgmma_tile.cuh"
 #include "gemv_tile.cuh"
 #include "wcgpu.h"
 
@@ -87,39 +88,115 @@ gemv::plan choose_gemv(uint32_t rows, uint32_t cols, uint32_t batch) {
     return best;
 }
 
-/* The GEMM's CTA shape and K split, by the same wave model: a warp's K-range of `per` units plus a
- * fixed cost (the first loads, the first slices, the epilogue: about 3 units), and for a split K
- * the partials' traffic (written, then read by the reduction) in unit-times of the whole GPU's
- * streaming. The split is held to partials of at most half the weights' bytes.
- * $WCGPU_GEMM="WARPS,KSPLIT" overrides it. */
-gemm::plan choose_gemm(uint32_t rows, uint32_t cols, uint32_t batch) {
+/* Partials of a K split in [ksplit][batch][rows] FP32 are held to half the weights' bytes (so
+ * that a split never costs more traffic than it saves time). */
+bool split_fits(uint32_t split, uint32_t batch, uint32_t cols) { return split == 1 || (double)split * batch * 4 <= cols * 0.75; }
+
+/* The mma.sync GEMM's CTA shape and K split, by the same wave model: a warp's K-range of `per`
+ * units plus a fixed cost (the first loads, the first slices, the epilogue: about 3 units), and
+ * for a split K the partials' traffic (written, then read by the reduction) in unit-times of the
+ * whole GPU's streaming. */
+gemm::plan choose_gemm_mma(uint32_t rows, uint32_t cols, uint32_t batch) {
     const uint32_t R = (rows + 15) / 16, U = (cols + 63) / 64, T = (batch + gemm::TOKENS - 1) / gemm::TOKENS;
     gemm::plan best = {8, 1, U};
-    const char *env = getenv("WCGPU_GEMM");
-    int w = 0;
-    unsigned k = 0;
-    if (env && sscanf(env, "%d,%u", &w, &k) == 2 && (w == 4 || w == 8) && k >= 1) {
-        best.warps = w;
-        best.ksplit = k;
-    } else {
-        double best_cost = 1e300;
-        for (int warps = 4; warps <= 8; warps *= 2) {
-            const uint64_t slots = (uint64_t)sm_count() * gemm::cf12_ctas_per_sm(warps);
-            const uint64_t ctas1 = (uint64_t)((R + warps - 1) / warps) * T;
-            const double unit_bytes = (double)slots * warps * WC_CF12_BLOCK_BYTES; /* a unit-time's bytes */
-            for (uint32_t ks = 1; ks <= 16 && ks <= U; ks++) {
-                const uint32_t per = (U + ks - 1) / ks, split = (U + per - 1) / per;
-                if (split != ks || (split > 1 && (double)split * batch * 4 > cols * 0.75)) continue;
-                const uint64_t waves = (ctas1 * split + slots - 1) / slots;
-                const double reduce = split > 1 ? 2 + 2.0 * split * batch * rows * 4 / unit_bytes : 0;
-                const double cost = waves * (per + 3.0) + reduce;
-                if (cost < best_cost - 1e-9) best_cost = cost, best = {warps, split, per};
-            }
+    double best_cost = 1e300;
+    for (int warps = 4; warps <= 8; warps *= 2) {
+        const uint64_t slots = (uint64_t)sm_count() * gemm::cf12_ctas_per_sm(warps);
+        const uint64_t ctas1 = (uint64_t)((R + warps - 1) / warps) * T;
+        const double unit_bytes = (double)slots * warps * WC_CF12_BLOCK_BYTES; /* a unit-time's bytes */
+        for (uint32_t ks = 1; ks <= 16 && ks <= U; ks++) {
+            const uint32_t per = (U + ks - 1) / ks, split = (U + per - 1) / per;
+            if (split != ks || !split_fits(split, batch, cols)) continue;
+            const uint64_t waves = (ctas1 * split + slots - 1) / slots;
+            const double reduce = split > 1 ? 2 + 2.0 * split * batch * rows * 4 / unit_bytes : 0;
+            const double cost = waves * (per + 3.0) + reduce;
+            if (cost < best_cost - 1e-9) best_cost = cost, best = {warps, split, per};
         }
     }
-    best.per = (U + best.ksplit - 1) / best.ksplit;
-    best.ksplit = (U + best.per - 1) / best.per;
     return best;
+}
+
+/* The wgmma GEMM's shape (warpgroups, batch rows a CTA) and K split, in SM cycles: a wave of
+ * resident CTAs lasts its K-range plus about 3 units, a unit as long as the larger of the tensor
+ * cores' time for every resident CTA's product (2 cycles a batch row for 64 rows x 64 columns at
+ * ~4096 FLOP a cycle an SM) and the weights' streaming (a warpgroup's 6 KB at ~14 bytes a cycle an
+ * SM, ~440 cycles); a split K adds its partials' traffic and the reduction's launch. */
+gemm_wgmma::plan choose_gemm_wgmma(uint32_t rows, uint32_t cols, uint32_t batch) {
+    const uint32_t R = (rows + 15) / 16, U = (cols + 63) / 64;
+    gemm_wgmma::plan best = {2, 256, 1, U};
+    double best_cost = 1e300;
+    for (int wg = 1; wg <= 2; wg++)
+        for (int nt = 128; nt <= 256; nt *= 2) {
+            const int c = gemm_wgmma::cf12_ctas_per_sm(wg, nt);
+            const uint64_t slots = (uint64_t)sm_count() * c, ctas1 = (uint64_t)((R + 4 * wg - 1) / (4 * wg)) * ((batch + nt - 1) / nt);
+            const double unit = (double)c * wg * (2.0 * nt > 440 ? 2.0 * nt : 440);
+            for (uint32_t ks = 1; ks <= 16 && ks <= U; ks++) {
+                const uint32_t per = (U + ks - 1) / ks, split = (U + per - 1) / per;
+                if (split != ks || !split_fits(split, batch, cols)) continue;
+                const uint64_t waves = (ctas1 * split + slots - 1) / slots;
+                const double reduce = split > 1 ? 4000 + 2.0 * split * batch * rows * 4 / (14.0 * sm_count()) : 0;
+                const double cost = waves * (per + 3.0) * unit + reduce;
+                if (cost < best_cost - 1e-9) best_cost = cost, best = {wg, nt, split, per};
+            }
+        }
+    return best;
+}
+
+/* The wgmma GEMM runs on 9.0 devices where it was built (sm_90a), unless $WCGPU_WGMMA=0. */
+bool wgmma_usable(void) {
+#ifdef WCGPU_HAVE_WGMMA
+    const char *e = getenv("WCGPU_WGMMA");
+    if (e && !strcmp(e, "0")) return false;
+    int dev = 0, major = 0, minor = 0;
+    return cudaGetDevice(&dev) == cudaSuccess &&
+           cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) == cudaSuccess &&
+           cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev) == cudaSuccess && major == 9 && minor == 0;
+#else
+    return false;
+#endif
+}
+
+/* The smallest batch the GEMM takes on wgmma where it can ($WCGPU_WGMMA_MIN overrides): not yet
+ * timed on a GPU, so a guess, where its 128-row tiles are at least half full. */
+uint32_t wgmma_min_batch(void) {
+    const char *e = getenv("WCGPU_WGMMA_MIN");
+    unsigned v;
+    return e && sscanf(e, "%u", &v) == 1 ? v : 65;
+}
+
+/* The GEMM's kernel and schedule: the one plan that the fused kernel, its reference, the
+ * workspace size and the reduction all follow. */
+struct gemm_plan {
+    bool wgmma;
+    gemm::plan mma;       /* !wgmma */
+    gemm_wgmma::plan wg;  /* wgmma */
+    uint32_t ksplit() const { return wgmma ? wg.ksplit : mma.ksplit; }
+    uint32_t per() const { return wgmma ? wg.per : mma.per; }
+};
+
+/* $WCGPU_GEMM overrides the choice: "WARPS,KSPLIT" (mma.sync) or "wg,WARPGROUPS,BATCH_ROWS,KSPLIT"
+ * (wgmma, where usable), for the checks and the benchmark's sweep. */
+gemm_plan choose_gemm(uint32_t rows, uint32_t cols, uint32_t batch) {
+    const uint32_t U = (cols + 63) / 64;
+    gemm_plan p = {};
+    const char *env = getenv("WCGPU_GEMM");
+    int w = 0, nt = 0;
+    unsigned k = 0;
+    const bool wgmma = wgmma_usable();
+    if (env && wgmma && sscanf(env, "wg,%d,%d,%u", &w, &nt, &k) == 3 && (w == 1 || w == 2) && (nt == 128 || nt == 256) && k >= 1) {
+        p.wgmma = true, p.wg = {w, nt, k, 0};
+    } else if (env && sscanf(env, "%d,%u", &w, &k) == 2 && (w == 4 || w == 8) && k >= 1) {
+        p.mma = {w, k, 0};
+    } else if (wgmma && batch >= wgmma_min_batch()) {
+        p.wgmma = true, p.wg = choose_gemm_wgmma(rows, cols, batch);
+    } else {
+        p.mma = choose_gemm_mma(rows, cols, batch);
+    }
+    uint32_t &ks = p.wgmma ? p.wg.ksplit : p.mma.ksplit, &per = p.wgmma ? p.wg.per : p.mma.per;
+    if (ks > U) ks = U;
+    per = (U + ks - 1) / ks;
+    ks = (U + per - 1) / per;
+    return p;
 }
 
 /* The largest batch each kernel takes: above the GEMM's, the weight is unpacked and a library
@@ -190,12 +267,12 @@ template <class Run>
 wc_status run_gemm(uint32_t rows, uint32_t cols, const void *x, uint32_t batch, const void *bias, void *y,
                    void *workspace, void *stream, wc_error *err, Run kernel) {
     if (wc_status st = check("gemm", rows, cols, batch, WCGPU_GEMM_MAX_BATCH, x, err)) return st;
-    const gemm::plan p = choose_gemm(rows, cols, batch);
-    if (p.ksplit != 1 && !workspace) return wc_error_set(err, WC_ERR_ARG, "gemm: no workspace for the split K");
-    const linear::args a = make_args(rows, cols, x, batch, bias, y, workspace, p.per, false);
+    const gemm_plan p = choose_gemm(rows, cols, batch);
+    if (p.ksplit() != 1 && !workspace) return wc_error_set(err, WC_ERR_ARG, "gemm: no workspace for the split K");
+    const linear::args a = make_args(rows, cols, x, batch, bias, y, workspace, p.per(), false);
     cudaStream_t s = static_cast<cudaStream_t>(stream);
     cudaError_t e = kernel(a, p, s);
-    if (e == cudaSuccess && p.ksplit > 1) e = reduce(a, p.ksplit, s);
+    if (e == cudaSuccess && p.ksplit() > 1) e = reduce(a, p.ksplit(), s);
     if (e != cudaSuccess) return wc_error_set(err, WC_ERR_IO, "gemm: %s", cudaGetErrorString(e));
     return WC_OK;
 }
@@ -257,20 +334,30 @@ extern "C" wc_status wcgpu_gemv_bf16_ref(const void *w, uint32_t rows, uint32_t 
 }
 
 extern "C" uint64_t wcgpu_gemm_workspace_bytes(uint32_t rows, uint32_t cols, uint32_t batch) {
-    const gemm::plan p = choose_gemm(rows, cols, batch);
-    return p.ksplit > 1 ? (uint64_t)p.ksplit * batch * rows * sizeof(float) : 0;
+    const gemm_plan p = choose_gemm(rows, cols, batch);
+    return p.ksplit() > 1 ? (uint64_t)p.ksplit() * batch * rows * sizeof(float) : 0;
 }
 
 extern "C" wc_status wcgpu_gemm_cf12(const wcgpu_cf12 *m, const void *x, uint32_t batch, const void *bias, void *y,
                                      void *workspace, void *stream, wc_error *err) {
     if (wc_status st = check_matrix(m, "gemm", err)) return st;
     return run_gemm(m->rows, m->cols, x, batch, bias, y, workspace, stream, err,
-                    [&](const linear::args &a, const gemm::plan &p, cudaStream_t s) { return gemm::run_cf12(*m, a, p, s); });
+                    [&](const linear::args &a, const gemm_plan &p, cudaStream_t s) {
+#ifdef WCGPU_HAVE_WGMMA
+                        if (p.wgmma) return gemm_wgmma::run_cf12(*m, a, p.wg, s);
+#endif
+                        return gemm::run_cf12(*m, a, p.mma, s);
+                    });
 }
 
 extern "C" wc_status wcgpu_gemm_bf16_ref(const void *w, uint32_t rows, uint32_t cols, const void *x, uint32_t batch,
                                          const void *bias, void *y, void *workspace, void *stream, wc_error *err) {
     const uint16_t *wp = static_cast<const uint16_t *>(w);
     return run_gemm(rows, cols, x, batch, bias, y, workspace, stream, err,
-                    [&](const linear::args &a, const gemm::plan &p, cudaStream_t s) { return gemm::run_bf16_ref(wp, a, p, s); });
+                    [&](const linear::args &a, const gemm_plan &p, cudaStream_t s) {
+#ifdef WCGPU_HAVE_WGMMA
+                        if (p.wgmma) return gemm_wgmma::run_bf16_ref(wp, a, p.wg, s);
+#endif
+                        return gemm::run_bf16_ref(wp, a, p.mma, s);
+                    });
 }

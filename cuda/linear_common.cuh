@@ -70,19 +70,27 @@ bool cluster_enabled();
 /* 1 unless $WCGPU_PDL=0 (the benchmark's comparison): launch with programmatic dependence. */
 bool pdl_enabled();
 
-/* Launches kernel k on stream s, allowed to start before the kernel ahead of it ends (see
- * pdl_launch_next). */
+/* Launches kernel k on stream s with `smem` bytes of dynamic shared memory, allowed to start
+ * before the kernel ahead of it ends (see pdl_launch_next), as a cluster of `cluster` CTAs. */
 template <class... P, class... A>
-cudaError_t launch_k(void (*k)(P...), dim3 grid, dim3 block, cudaStream_t s, dim3 cluster, A... args) {
+cudaError_t launch_cfg(void (*k)(P...), dim3 grid, dim3 block, size_t smem, cudaStream_t s, dim3 cluster, A... args) {
     cudaLaunchAttribute attr[2];
     attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
     attr[0].val.programmaticStreamSerializationAllowed = pdl_enabled() ? 1 : 0;
     attr[1].id = cudaLaunchAttributeClusterDimension; /* thread-block clusters (cluster_sum), where asked */
     attr[1].val.clusterDim.x = cluster.x, attr[1].val.clusterDim.y = cluster.y, attr[1].val.clusterDim.z = cluster.z;
     cudaLaunchConfig_t cfg = {};
-    cfg.gridDim = grid, cfg.blockDim = block, cfg.stream = s, cfg.attrs = attr;
+    cfg.gridDim = grid, cfg.blockDim = block, cfg.dynamicSmemBytes = smem, cfg.stream = s, cfg.attrs = attr;
     cfg.numAttrs = cluster.x * cluster.y * cluster.z > 1 ? 2 : 1;
     return cudaLaunchKernelEx(&cfg, k, args...);
+}
+template <class... P, class... A>
+cudaError_t launch_k(void (*k)(P...), dim3 grid, dim3 block, cudaStream_t s, dim3 cluster, A... args) {
+    return launch_cfg(k, grid, block, 0, s, cluster, args...);
+}
+template <class... P, class... A>
+cudaError_t launch_k_smem(void (*k)(P...), dim3 grid, dim3 block, size_t smem, cudaStream_t s, A... args) {
+    return launch_cfg(k, grid, block, smem, s, dim3(1), args...);
 }
 
 } // namespace linear

@@ -218,11 +218,16 @@ wc_status wcgpu_gemv_bf16_ref(const void *w, uint32_t rows, uint32_t cols, const
 uint64_t wcgpu_gemm_workspace_bytes(uint32_t rows, uint32_t cols, uint32_t batch);
 /*
  * The same product for batch 1..WCGPU_GEMM_MAX_BATCH (decode steps of many sequences, prefill),
- * with the same contract as the GEMV's above: a CTA takes 4 or 8 row tiles of 16 (a warp each)
- * and 64 batch rows, whose activations it stages in shared memory; each weight is read once per
- * 64 batch rows and decoded once, in registers. wcgpu_gemm_bf16_ref reads plain BF16 W with the
- * same tiling and reduction order: identical bits on the same weights. The K split is picked by
- * shape and GPU; $WCGPU_GEMM="WARPS,KSPLIT" overrides it.
+ * with the same contract as the GEMV's above, on one of two kernels, picked by batch and GPU:
+ * - mma.sync (any GPU): a CTA takes 4 or 8 row tiles of 16 (a warp each) and 64 batch rows,
+ *   whose activations it stages in shared memory; each weight is read once per 64 batch rows.
+ * - wgmma (sm_90a builds on 9.0 devices, H100 and H200; batches from $WCGPU_WGMMA_MIN, default 65;
+ *   $WCGPU_WGMMA=0 turns it off): a CTA takes 1 or 2 warpgroups of 64 rows and 128 or 256 batch
+ *   rows; each weight is read once per 128 or 256 batch rows.
+ * Either way each weight is decoded once, in registers, never written. wcgpu_gemm_bf16_ref reads
+ * plain BF16 W with the same kernel, tiling and reduction order: identical bits on the same
+ * weights. The K split is picked by shape and GPU; $WCGPU_GEMM overrides the kernel and schedule:
+ * "WARPS,KSPLIT" (mma.sync) or "wg,WARPGROUPS,BATCH_ROWS,KSPLIT" (wgmma, where it runs).
  */
 wc_status wcgpu_gemm_cf12(const wcgpu_cf12 *m, const void *x, uint32_t batch, const void *bias, void *y,
                           void *workspace, void *stream, wc_error *err);

@@ -51,12 +51,13 @@ def check_shape(rows, cols, batches):
 
 
 def check_schedules():
-    for cfg in ("4,1", "8,1", "4,3", "8,5", "4,16"):
+    # mma.sync's "WARPS,KSPLIT", then wgmma's "wg,WARPGROUPS,BATCH_ROWS,KSPLIT" (sm_90a; elsewhere the default runs)
+    for cfg in ("4,1", "8,1", "4,3", "8,5", "4,16", "wg,1,128,1", "wg,2,256,1", "wg,1,256,3", "wg,2,128,5"):
         os.environ["WCGPU_GEMM"] = cfg
         for rows, cols in ((4096, 4096), (300, 130), (17, 65), (2048, 5632), (1, 4096)):
             w = weights(rows, cols)
             cw = _cf12.pack(w)
-            for m in (17, 64, 100, 129):
+            for m in (17, 64, 100, 129, 300):
                 fused_vs_reference(w, cw, m, m == 100, f"WCGPU_GEMM={cfg} {rows}x{cols}")
         os.environ.pop("WCGPU_GEMM")
 
@@ -101,9 +102,20 @@ def check_chain():
         ok(torch.equal(bits(out), bits(one_by_one)), f"GEMM chain batch {m}: graph replay == one at a time")
 
 
-def bench_kernels(batches):
-    print("| shape (N x K) | batch | cuBLAS us | fused GEMM us | unpack+cuBLAS us | fused/cuBLAS | fused GB/s (cf12) | fused TFLOP/s | cuBLAS TFLOP/s |")
-    print("|---|---|---|---|---|---|---|---|---|")
+def use_cfg(cfg):
+    """A GEMM schedule for the benchmark: '-' the dispatcher's, 'mma' the dispatcher's without wgmma,
+    else a $WCGPU_GEMM override."""
+    os.environ.pop("WCGPU_GEMM", None)
+    os.environ.pop("WCGPU_WGMMA", None)
+    if cfg == "mma":
+        os.environ["WCGPU_WGMMA"] = "0"
+    elif cfg != "-":
+        os.environ["WCGPU_GEMM"] = cfg
+
+
+def bench_kernels(batches, cfgs):
+    print("| shape (N x K) | batch | schedule | cuBLAS us | fused GEMM us | unpack+cuBLAS us | fused/cuBLAS | fused GB/s (cf12) | fused TFLOP/s | cuBLAS TFLOP/s |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for rows, cols in SHAPES_8B + SHAPES_1B:
         copies = max(2, int(4e8 // (rows * cols * 2)))
         ws = [weights(rows, cols, plant=False) for _ in range(copies)]
@@ -112,12 +124,15 @@ def bench_kernels(batches):
         for m in batches:
             x = torch.randn(m, cols, device=dev).to(torch.bfloat16)
             tb = graph_time(lambda: [F.linear(x, w) for w in ws]) / copies
-            tf = graph_time(lambda: [_cf12.gemm(x, c.body, c.offsets, c.escapes, rows, cols, c.base, None)
-                                     for c in cws]) / copies
             tu = graph_time(lambda: [F.linear(x, c.unpack()) for c in cws]) / copies
             flop = 2.0 * m * rows * cols
-            print(f"| {rows}x{cols} | {m} | {tb*1e3:.1f} | {tf*1e3:.1f} | {tu*1e3:.1f} | {tb/tf:.3f} | "
-                  f"{cbytes/tf/1e6:.0f} | {flop/tf/1e9:.0f} | {flop/tb/1e9:.0f} |", flush=True)
+            for cfg in cfgs:
+                use_cfg(cfg)
+                tf = graph_time(lambda: [_cf12.gemm(x, c.body, c.offsets, c.escapes, rows, cols, c.base, None)
+                                         for c in cws]) / copies
+                print(f"| {rows}x{cols} | {m} | {cfg} | {tb*1e3:.1f} | {tf*1e3:.1f} | {tu*1e3:.1f} | {tb/tf:.3f} | "
+                      f"{cbytes/tf/1e6:.0f} | {flop/tf/1e9:.0f} | {flop/tb/1e9:.0f} |", flush=True)
+            use_cfg("-")
         del ws, cws
         torch.cuda.empty_cache()
 
@@ -136,7 +151,12 @@ if __name__ == "__main__":
         print(f"# largest |fused - cuBLAS|: {gc.WORST[0]:.2f} BF16 ulps")
         print(f"{gc.passed} passed, {gc.failed} failed", flush=True)
     if "--bench" in sys.argv:
-        bench_kernels([int(b) for b in os.environ.get("GEMM_BATCHES", "16 32 64 128 256 2048").split()])
-        for size in os.environ.get("CHAINS", "8b 1.1b").split():
-            gc.bench_chain(size, [int(b) for b in os.environ.get("CHAIN_BATCHES", "16 32 64 128 256 2048").split()])
+        bench_kernels([int(b) for b in os.environ.get("GEMM_BATCHES", "16 32 64 128 256 2048").split()],
+                      os.environ.get("GEMM_CFGS", "-").split())
+        for cfg in os.environ.get("CHAIN_CFGS", "-").split():
+            use_cfg(cfg)
+            print(f"# GEMM schedule: {cfg}")
+            for size in os.environ.get("CHAINS", "8b 1.1b").split():
+                gc.bench_chain(size, [int(b) for b in os.environ.get("CHAIN_BATCHES", "16 32 64 128 256 2048").split()])
+        use_cfg("-")
     sys.exit(1 if gc.failed else 0)
