@@ -49,13 +49,15 @@ def _int(k):
     return int(k) if isinstance(k, numbers.Integral) and not isinstance(k, bool) else None
 
 
-def _plan(key, shape, size, tile):
+def _plan(key, shape, size, tile, negative_steps=True):
     """What decoding `key` (basic indexing: ints, slices, Ellipsis, None) of a tensor of `shape`
     takes: its `size` bytes are cut into tiles of `tile` bytes from its first byte (docs/FORMAT.md).
     Returns the rows [r0, r1) of the first dimension that hold the selection, the key rebased onto
     that block of rows (same meaning), and the runs of the block to decode: (offset, length), the
     tiles holding any selected element, merged so that no tile is in two runs. None for any other
-    key (lists, arrays, bools, ...): the caller decodes the whole tensor."""
+    key (lists, arrays, bools, ...): the caller decodes the whole tensor. Bad keys raise as the
+    framework would, in the same order, before anything is decoded: IndexError for an index out of
+    bounds, ValueError for a step < 0 where the framework refuses one (negative_steps False: torch)."""
     key = key if isinstance(key, tuple) else (key,)
     if not shape or not shape[0]:
         return None
@@ -81,6 +83,8 @@ def _plan(key, shape, size, tile):
             continue
         d, n = len(lo), shape[len(lo)]
         if isinstance(k, slice):
+            if not negative_steps and k.step is not None and k.step < 0:
+                raise ValueError("step must be greater than zero")
             picked = range(*k.indices(n))
         else:
             i = _int(k)
@@ -141,7 +145,7 @@ class _Slice:
 
     def __getitem__(self, key):
         shape, c = self._info["shape"], self._f._c
-        plan = _plan(key, shape, self._size, c.tile_size)
+        plan = _plan(key, shape, self._size, c.tile_size, self._f._fw.NEGATIVE_STEPS)
         if plan is None:
             return self._f.get_tensor(self._name)[key]
         r0, r1, rebased, runs = plan

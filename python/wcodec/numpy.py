@@ -10,6 +10,8 @@ DTYPES = {"BOOL": np.bool_, "U8": np.uint8, "I8": np.int8, "U16": np.uint16, "I1
           "U32": np.uint32, "I32": np.int32, "U64": np.uint64, "I64": np.int64,
           "F16": np.float16, "F32": np.float32, "F64": np.float64}
 
+NEGATIVE_STEPS = True  # numpy's basic indexing takes slices with a step < 0
+
 
 def check_device(device):
     if device != "cpu":

@@ -11,6 +11,8 @@ from ._file import Container, check_size, read_into_gpu
 from ._tensors import DTYPES, _dtype, _fill, _itemsize, check_device, container_paths, tensor  # noqa: F401
 from ._attach import attach, Attached  # noqa: F401
 
+NEGATIVE_STEPS = False  # torch's indexing refuses a slice with a step < 0 (get_slice refuses it before decoding)
+
 def _plan(c):
     """The tensors of c by offset, every entry checked against the file before anything is
     allocated; and the span [lo, hi) of the data area they cover."""
