@@ -28,9 +28,14 @@ def ok(cond, name, detail=""):
 
 
 ref = AutoModelForCausalLM.from_pretrained(raw, dtype=torch.bfloat16).cuda().eval()
+torch.cuda.synchronize()
+before = torch.cuda.memory_allocated()
+torch.cuda.reset_peak_memory_stats()
 with warnings.catch_warnings(record=True) as wlist:
     warnings.simplefilter("always")
     m = wcodec.hf.from_pretrained(AutoModelForCausalLM, wc, device="cuda", keep="gpu", compute="fused")
+torch.cuda.synchronize()
+held, load_peak = torch.cuda.memory_allocated() - before, torch.cuda.max_memory_allocated() - before
 ok(not [w for w in wlist if "compute format" in str(w.message)], "every Linear weight held in the compute format")
 linears = [mod for mod in m.modules() if isinstance(mod, torch.nn.Linear)]
 ok(all("forward" in mod.__dict__ for mod in linears), f"{len(linears)} Linear layers run fused")
@@ -38,6 +43,17 @@ mem = m.wcodec.memory()
 lin_bytes = sum(mod.weight.numel() * 2 for mod in ref.modules() if isinstance(mod, torch.nn.Linear))
 ratio = mem["compute_format_bytes"] / lin_bytes
 ok(0.70 < ratio < 0.77, "memory(): compute_format_bytes", f"{ratio:.4f} of the Linear weights' BF16 bytes")
+# the bounds a user relies on: the GPU holds what memory() reports (the compute format, the
+# tensors kept decoded such as embeddings and norms, decode areas, the decoder's tables), nothing
+# more; loading needs beside that one Linear weight decoded and its packing's scratch (at most 3x
+# the largest Linear's BF16 bytes); 32 MiB for the allocator's rounding
+ref_bytes = sum(t.numel() * t.element_size() for t in list(ref.parameters()) + list(ref.buffers()))
+big = max(mod.weight.numel() * 2 for mod in ref.modules() if isinstance(mod, torch.nn.Linear))
+reported = mem["compressed_bytes"] + mem["kept_decoded_bytes"] + mem["scratch_bytes"] + mem["overhead_bytes"]
+print(f"# GPU memory: held {held / 2**20:.1f} MiB ({held / ref_bytes:.3f} of the BF16 model's {ref_bytes / 2**20:.1f}), "
+      f"memory() {reported / 2**20:.1f} MiB, load peak {load_peak / 2**20:.1f} MiB")
+ok(held <= reported + (32 << 20), "GPU memory held after loading is what memory() reports", f"{held / 2**20:.1f} MiB")
+ok(load_peak <= held + 3 * big + (32 << 20), "GPU memory peak while loading", f"{load_peak / 2**20:.1f} MiB")
 
 torch.manual_seed(1)
 ids = torch.randint(0, ref.config.vocab_size, (1, 32), device="cuda")
