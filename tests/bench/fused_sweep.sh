@@ -4,7 +4,8 @@
 # back the first pieces. Logs go to $OUT (or /tmp). Run from the repository root, e.g.
 #   WCODEC_LIBS=.carry/libs BUDGET=400 bash tests/bench/fused_sweep.sh build-cuda
 # Variants (set_flags in tests/gpu/gemv_check.py): SWEEP (GEMV chains, default: the dispatcher,
-# prefetch 2, cluster sums, both), BEST (the variant the later pieces run under, e.g. "-/pf2,cluster"),
+# prefetch 2, cluster sums, both), BEST (the variant the later pieces run under, e.g. "-/pf2,cluster";
+# unset, the sweep's fastest at batch 1),
 # GEMM_TABLE (WCGPU_LINEAR for the GEMM's pieces, default 16,4096: the GEMM for every batch above 16),
 # GEMM_CFGS and CHAIN_CFGS (GEMM schedules timed: see use_cfg in tests/gpu/gemm_check.py).
 set -u
@@ -26,6 +27,10 @@ CAP=${GEMM_CHECK_CAP:-150} piece "GEMM checks (mma.sync and wgmma)" gemm.log 30 
 piece "GEMV checks (prefetch, cluster sums)" gemv.log 30 python3 gemv_check.py
 CHECKS=0 KERNELS=0 CHAINS=8b SWEEP=${SWEEP:-"- -/pf2 -/cluster -/pf2,cluster"} \
   piece "GEMV 8B chain, variants" gemv_sweep.log 60 python3 gemv_check.py --bench
+if [ -z "${BEST:-}" ] && [ -s "$O/gemv_sweep.log" ]; then # unset: the sweep's best at batch 1
+  BEST=$(awk '/^## schedule:/{s=$3} /^\| 1 \|/{split($0,f,"|"); if (f[6]+0 > b) {b = f[6]+0; best = s}} END{print best}' "$O/gemv_sweep.log")
+  echo "== BEST, the 8B chain's fastest variant at batch 1: ${BEST:--}"
+fi
 WCGPU_LINEAR=${GEMM_TABLE:-16,4096} CHECKS=0 CHAINS=8b GEMM_BATCHES="32 64 128 256 2048" \
   GEMM_CFGS=${GEMM_CFGS:-"mma - wg,2,256,1 wg,1,128,1"} CHAIN_CFGS=${CHAIN_CFGS:-"mma -"} \
   CHAIN_BATCHES="16 32 64 128 256 2048" piece "GEMM kernels and 8B chain" gemm_bench.log 60 python3 gemm_check.py --bench
