@@ -192,10 +192,16 @@ struct plan {
     uint32_t ksplit, per;
 };
 
-/* The kernel's dynamic shared memory allowed, once a process (the attribute is the kernel's). */
+/* The kernel's dynamic shared memory allowed, once a process for each device (the attribute is
+ * the kernel's on the current device). */
 template <class Src, int WG, int NT> cudaError_t prepare() {
-    static cudaError_t e = cudaFuncSetAttribute(gemm_wgmma_kernel<Src, WG, NT>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                                (int)shape<NT>::SMEM_BYTES);
+    static bool done[64];
+    int dev = 0;
+    if (const cudaError_t e = cudaGetDevice(&dev)) return e;
+    if (dev >= 0 && dev < 64 && done[dev]) return cudaSuccess;
+    const cudaError_t e = cudaFuncSetAttribute(gemm_wgmma_kernel<Src, WG, NT>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                               (int)shape<NT>::SMEM_BYTES);
+    if (e == cudaSuccess && dev >= 0 && dev < 64) done[dev] = true;
     return e;
 }
 
