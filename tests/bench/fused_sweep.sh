@@ -22,7 +22,8 @@ piece() { local name=$1 log=$O/$2 need=$3 l; shift 3; l=$(left)
   echo "== $name ($l s)"; timeout "$l" "$@" > "$log" 2>&1
   grep -v Warning "$log" | grep -vE '^ok|^\|---' | tail -60; }
 nvidia-smi --query-gpu=name,clocks.sm,clocks.max.sm --format=csv,noheader
-command -v cuobjdump >/dev/null && echo "== SASS: $(cuobjdump -sass "$B/libwcodec.so" 2>/dev/null | grep -c HGMMA) HGMMA instructions (the wgmma GEMM)"
+CUOBJ=$(command -v cuobjdump || echo /usr/local/cuda/bin/cuobjdump)
+[ -x "$CUOBJ" ] && echo "== SASS: $("$CUOBJ" -sass "$B/libwcodec.so" 2>/dev/null | grep -c HGMMA) HGMMA instructions (the wgmma GEMM)"
 cd "$R/tests/gpu"
 CAP=${GEMM_CHECK_CAP:-150} piece "GEMM checks (mma.sync and wgmma)" gemm.log 30 python3 gemm_check.py
 piece "GEMV checks (prefetch, cluster sums)" gemv.log 30 python3 gemv_check.py
