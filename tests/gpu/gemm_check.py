@@ -50,6 +50,28 @@ def check_shape(rows, cols, batches):
             ok(bounded(y, F.linear(x, clean, bias).float(), x, clean), f"{name} batch {m} bias {with_bias}: GEMM within the bound of cuBLAS")
 
 
+def probe(cfg, rows=64, batch=128):
+    """Where a schedule's outputs come from, when they are wrong: x one-hot (batch row n picks column
+    n % 64 of a single 64-column unit), W of distinct values, so y[n, r] should be W[r, n % 64]; each
+    wrong element is traced back to the (row, column) of W it holds. Runs the reference kernel
+    (plain BF16 W) so that the layout is tested apart from the decode. Returns the mismatches."""
+    os.environ["WCGPU_GEMM"] = cfg
+    w = (torch.arange(rows * 64, device=dev, dtype=torch.int32) + 0x3C00).to(torch.int16).view(torch.bfloat16).view(rows, 64)
+    x = torch.zeros(batch, 64, device=dev, dtype=torch.bfloat16)
+    x[torch.arange(batch), torch.arange(batch) % 64] = 1
+    y = _cf12.gemm(x, None, None, None, rows, 64, 0, None, reference_weight=w).float()
+    os.environ.pop("WCGPU_GEMM")
+    want = w.float().t()[torch.arange(batch) % 64]  # [batch, rows]
+    bad = (y != want).nonzero().tolist()
+    if bad:
+        print(f"# probe {cfg}: {len(bad)} of {y.numel()} wrong; first (n, r) -> value, where W holds it:")
+        wf = w.float()
+        for n, r in bad[:12]:
+            where = (wf == y[n, r]).nonzero().tolist()[:3]
+            print(f"#   y[{n}, {r}] = {y[n, r].item():g} (want W[{r}, {n % 64}] = {want[n, r].item():g}); W has it at {where}")
+    return len(bad)
+
+
 def check_schedules():
     # mma.sync's "WARPS,KSPLIT", then wgmma's "wg,WARPGROUPS,BATCH_ROWS,KSPLIT" (sm_90a; elsewhere the default runs)
     for cfg in ("4,1", "8,1", "4,3", "8,5", "4,16", "wg,1,128,1", "wg,2,256,1", "wg,1,256,3", "wg,2,128,5"):
@@ -140,6 +162,8 @@ def bench_kernels(batches, cfgs):
 if __name__ == "__main__":
     print("# GPU:", torch.cuda.get_device_name())
     if os.environ.get("CHECKS", "1") == "1":  # CHECKS=0: the benchmark alone
+        for cfg in ("8,1", "wg,1,128,1", "wg,2,256,1"):  # the layouts first: a wrong one is traced
+            ok(probe(cfg) == 0, f"probe {cfg}: each output is its weight")
         for rows, cols in SHAPES_8B + SHAPES_1B:
             check_shape(rows, cols, (17, 64, 256) if rows * cols > 100_000_000 else (17, 33, 64, 65, 130, 256))
         for rows, cols in ODD:
