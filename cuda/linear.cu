@@ -200,18 +200,38 @@ gemm_plan choose_gemm(uint32_t rows, uint32_t cols, uint32_t batch) {
 }
 
 /* The largest batch each kernel takes: above the GEMM's, the weight is unpacked and a library
- * GEMM runs. The GEMM has not yet been checked or timed on a GPU (docs/BENCHMARKS.md, "Fused
- * GEMM"), so it takes no batch yet, on any GPU; once timed, per-GPU tables go here (by
- * cudaDeviceProp.name). $WCGPU_LINEAR="GEMV_MAX,GEMM_MAX" (for example "16,256") overrides it,
- * for its checks and benchmarks. */
+ * GEMM runs. Measured per GPU (docs/BENCHMARKS.md, "Fused GEMM"; a GPU is matched by a part of its
+ * name); on GPUs not measured the GEMM takes no batch: the GEMV to 16 rows, unpack above.
+ * $WCGPU_LINEAR="GEMV_MAX,GEMM_MAX" (for example "16,256") overrides it, for the checks and the
+ * benchmarks. */
 struct thresholds {
     uint32_t gemv_max, gemm_max;
+};
+struct gpu_thresholds {
+    const char *name;
+    thresholds t;
+};
+const gpu_thresholds MEASURED[] = {
+    {"H100", {WCGPU_GEMV_MAX_BATCH, WCGPU_GEMV_MAX_BATCH}},
+    {"H200", {WCGPU_GEMV_MAX_BATCH, WCGPU_GEMV_MAX_BATCH}},
 };
 thresholds kernel_thresholds(void) {
     const char *env = getenv("WCGPU_LINEAR");
     unsigned a, b;
     if (env && sscanf(env, "%u,%u", &a, &b) == 2 && a <= WCGPU_GEMV_MAX_BATCH) return {a, b};
-    return {WCGPU_GEMV_MAX_BATCH, WCGPU_GEMV_MAX_BATCH};
+    static thresholds by_device[64];
+    static bool known[64];
+    int dev = 0;
+    if (cudaGetDevice(&dev) != cudaSuccess || dev < 0 || dev >= 64) return {WCGPU_GEMV_MAX_BATCH, WCGPU_GEMV_MAX_BATCH};
+    if (!known[dev]) {
+        cudaDeviceProp prop;
+        thresholds t = {WCGPU_GEMV_MAX_BATCH, WCGPU_GEMV_MAX_BATCH};
+        if (cudaGetDeviceProperties(&prop, dev) == cudaSuccess)
+            for (const gpu_thresholds &g : MEASURED)
+                if (strstr(prop.name, g.name)) t = g.t;
+        by_device[dev] = t, known[dev] = true;
+    }
+    return by_device[dev];
 }
 
 wc_status check(const char *what, uint32_t rows, uint32_t cols, uint32_t batch, uint32_t max_batch, const void *x,
