@@ -311,7 +311,8 @@ bool linear::pdl_enabled() { /* read at each launch: a benchmark compares both i
 
 bool linear::cluster_enabled() { /* read at each launch, as pdl_enabled; clusters need sm_90 */
     const char *e = getenv("WCGPU_CLUSTER");
-    if (!(e && !strcmp(e, "1"))) return false;
+    const bool asked = e && (!strcmp(e, "0") || !strcmp(e, "1")) ? e[0] == '1' : WCGPU_LINEAR_CLUSTER;
+    if (!asked) return false;
     int dev = 0, major = 0;
     return cudaGetDevice(&dev) == cudaSuccess &&
            cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) == cudaSuccess && major >= 9;

@@ -203,7 +203,7 @@ uint64_t wcgpu_gemv_workspace_bytes(uint32_t rows, uint32_t cols, uint32_t batch
  * the same for both kernels; $WCGPU_GEMV="WARPS,KSPLIT" (tiled) or "stream,WARPS" (streamed)
  * overrides it, for the benchmark's sweep. Variants read from the environment at each call, off
  * by default until timed (both kernels follow them, so the bits stay equal): $WCGPU_PREFETCH=N,
- * N units a warp on their way into L2 ahead of the one in registers; $WCGPU_CLUSTER=1 (sm_90), a
+ * N units a warp on their way into L2 ahead of the one in registers; $WCGPU_CLUSTER=1 (sm_90; =0 off), a
  * split K summed in a thread-block cluster instead of a second kernel (no workspace then);
  * $WCGPU_PDL=0, no programmatic dependent launch (on by default).
  */

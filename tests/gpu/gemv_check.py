@@ -145,21 +145,21 @@ def check_graph():
 def set_flags(item):
     """The environment for one schedule: 'CFG/FLAGS', CFG a WCGPU_GEMV value or '-' (or left out:
     the dispatcher's), FLAGS comma-separated: 'nopdl' (WCGPU_PDL=0), 'pfN' (WCGPU_PREFETCH=N),
-    'cluster' (WCGPU_CLUSTER=1). None: everything back to its default."""
+    'cluster' (WCGPU_CLUSTER=1), 'nocluster' (WCGPU_CLUSTER=0). None: everything back to its default."""
     for k in ("WCGPU_GEMV", "WCGPU_PDL", "WCGPU_PREFETCH", "WCGPU_CLUSTER"):
         os.environ.pop(k, None)
     if not item:
         return
     cfg, _, flags = item.partition("/")
-    if cfg == "cluster" or cfg.startswith("pf"):  # flags alone
+    if cfg in ("cluster", "nocluster", "nopdl") or cfg.startswith("pf"):  # flags alone
         cfg, flags = "-", cfg
     if cfg != "-":
         os.environ["WCGPU_GEMV"] = cfg
     for f in (f for f in flags.split(",") if f):
         if f == "nopdl":
             os.environ["WCGPU_PDL"] = "0"
-        elif f == "cluster":
-            os.environ["WCGPU_CLUSTER"] = "1"
+        elif f in ("cluster", "nocluster"):
+            os.environ["WCGPU_CLUSTER"] = "1" if f == "cluster" else "0"
         elif f.startswith("pf"):
             os.environ["WCGPU_PREFETCH"] = f[2:]
 
