@@ -26,16 +26,16 @@ CUOBJ=$(command -v cuobjdump || echo /usr/local/cuda/bin/cuobjdump)
 [ -x "$CUOBJ" ] && echo "== SASS: $("$CUOBJ" -sass "$B/libwcodec.so" 2>/dev/null | grep -c HGMMA) HGMMA instructions (the wgmma GEMM)"
 cd "$R/tests/gpu"
 CAP=${GEMM_CHECK_CAP:-150} piece "GEMM checks (mma.sync and wgmma)" gemm.log 30 python3 gemm_check.py
-piece "GEMV checks (prefetch, cluster sums)" gemv.log 30 python3 gemv_check.py
+CAP=${GEMV_CHECK_CAP:-120} piece "GEMV checks (prefetch, cluster sums)" gemv.log 30 python3 gemv_check.py
 CHECKS=0 KERNELS=0 CHAINS=8b SWEEP=${SWEEP:-"- -/pf2 -/cluster -/pf2,cluster"} \
   piece "GEMV 8B chain, variants" gemv_sweep.log 60 python3 gemv_check.py --bench
 if [ -z "${BEST:-}" ] && [ -s "$O/gemv_sweep.log" ]; then # unset: the sweep's best at batch 1
   BEST=$(awk '/^## schedule:/{s=$3} /^\| 1 \|/{split($0,f,"|"); if (f[6]+0 > b) {b = f[6]+0; best = s}} END{print best}' "$O/gemv_sweep.log")
   echo "== BEST, the 8B chain's fastest variant at batch 1: ${BEST:--}"
 fi
-WCGPU_LINEAR=${GEMM_TABLE:-16,4096} CHECKS=0 CHAINS=8b GEMM_BATCHES="32 64 128 256 2048" \
+WCGPU_LINEAR=${GEMM_TABLE:-16,4096} CHECKS=0 CHAINS=8b GEMM_BATCHES=${GEMM_BATCHES:-"32 64 128 256 2048"} \
   GEMM_CFGS=${GEMM_CFGS:-"mma - wg,2,256,1 wg,1,128,1"} CHAIN_CFGS=${CHAIN_CFGS:-"mma -"} \
-  CHAIN_BATCHES="16 32 64 128 256 2048" piece "GEMM kernels and 8B chain" gemm_bench.log 60 python3 gemm_check.py --bench
+  CHAIN_BATCHES=${CHAIN_BATCHES:-"16 32 64 128 256 2048"} piece "GEMM kernels and 8B chain" gemm_bench.log 60 python3 gemm_check.py --bench
 CHECKS=0 KERNELS=1 CHAINS=1.1b SWEEP="- ${BEST:--}" piece "GEMV kernels, 1.1B chain" gemv_kernels.log 60 python3 gemv_check.py --bench
 . <(python3 -c "import sys; sys.path.insert(0, '.'); import os; from gemv_check import set_flags; set_flags('${BEST:--}'); print(' '.join(f'export {k}={v};' for k, v in os.environ.items() if k.startswith('WCGPU_')))")
 WCGPU_LINEAR=${GEMM_TABLE:-16,4096} piece "the 8B step (static cache, CUDA graph), prefills" step.log 120 python3 "$R/tests/bench/step_bench.py" 8b 1 4 8 16 64 256
