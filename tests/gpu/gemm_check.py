@@ -177,10 +177,8 @@ if __name__ == "__main__":
     if "--bench" in sys.argv:
         bench_kernels([int(b) for b in os.environ.get("GEMM_BATCHES", "16 32 64 128 256 2048").split()],
                       os.environ.get("GEMM_CFGS", "-").split())
-        for cfg in os.environ.get("CHAIN_CFGS", "-").split():
-            use_cfg(cfg)
-            print(f"# GEMM schedule: {cfg}")
-            for size in os.environ.get("CHAINS", "8b 1.1b").split():
-                gc.bench_chain(size, [int(b) for b in os.environ.get("CHAIN_BATCHES", "16 32 64 128 256 2048").split()])
+        for size in os.environ.get("CHAINS", "8b 1.1b").split():
+            gc.bench_chain(size, [int(b) for b in os.environ.get("CHAIN_BATCHES", "16 32 64 128 256 2048").split()],
+                           os.environ.get("CHAIN_CFGS", "-").split(), use_cfg)
         use_cfg("-")
     sys.exit(1 if gc.failed else 0)

@@ -256,10 +256,11 @@ LLAMA = {"8b": dict(h=4096, i=14336, kv=1024, layers=32, vocab=128256),
          "1.1b": dict(h=2048, i=5632, kv=256, layers=22, vocab=32000)}
 
 
-def bench_chain(size, batches=(1, 4, 8, 16)):
+def bench_chain(size, batches=(1, 4, 8, 16), variants=(None,), use=None):
     """The step's Linear layers (every q, k, v, o, gate, up, down and the head, distinct weights) in
     one CUDA graph, cuBLAS BF16 against cf12_linear (the kernel the dispatcher picks per batch; a
-    batch of thousands stands for a prefill of that many tokens)."""
+    batch of thousands stands for a prefill of that many tokens); the weights made once and timed
+    under each of `variants`, set by use(variant) (default set_flags; None: as the environment is)."""
     c = LLAMA[size]
     shapes = [(c["h"], c["h"]), (c["kv"], c["h"]), (c["kv"], c["h"]), (c["h"], c["h"]), (c["i"], c["h"]),
               (c["i"], c["h"]), (c["h"], c["i"])] * c["layers"] + [(c["vocab"], c["h"])]
@@ -269,15 +270,19 @@ def bench_chain(size, batches=(1, 4, 8, 16)):
     cf_bytes = sum(cw.nbytes() for cw in cws)
     print(f"{size} Linear chain: {len(ws)} matrices, BF16 {bf16_bytes/1e9:.2f} GB, cf12 {cf_bytes/1e9:.2f} GB "
           f"({cf_bytes/bf16_bytes:.4f})")
-    print("| batch | kernel | cuBLAS BF16 ms | fused ms | fused/cuBLAS | fused GB/s |")
-    print("|---|---|---|---|---|---|")
-    for m in batches:
-        xs = {k: torch.randn(m, k, device=dev).to(torch.bfloat16) for k in {k for _, k in shapes}}
-        kern = ("GEMV", "GEMM", "unpack")[_lib.wcgpu_linear_kernel_for(c["h"], c["h"], m)]
-        reps = 10 if m <= 256 else 3
-        tb = graph_time(lambda: [F.linear(xs[w.shape[1]], w) for w in ws], reps=reps)
-        tf = graph_time(lambda: [_cf12.linear(xs[cw.cols], cw) for cw in cws], reps=reps)
-        print(f"| {m} | {kern} | {tb:.3f} | {tf:.3f} | {tb/tf:.3f} | {cf_bytes/tf/1e6:.0f} |", flush=True)
+    for v in variants:
+        if v is not None:
+            (use or set_flags)(v)
+            print(f"## schedule: {v} (- = the dispatcher's)")
+        print("| batch | kernel | cuBLAS BF16 ms | fused ms | fused/cuBLAS | fused GB/s |")
+        print("|---|---|---|---|---|---|")
+        for m in batches:
+            xs = {k: torch.randn(m, k, device=dev).to(torch.bfloat16) for k in {k for _, k in shapes}}
+            kern = ("GEMV", "GEMM", "unpack")[_lib.wcgpu_linear_kernel_for(c["h"], c["h"], m)]
+            reps = 10 if m <= 256 else 3
+            tb = graph_time(lambda: [F.linear(xs[w.shape[1]], w) for w in ws], reps=reps)
+            tf = graph_time(lambda: [_cf12.linear(xs[cw.cols], cw) for cw in cws], reps=reps)
+            print(f"| {m} | {kern} | {tb:.3f} | {tf:.3f} | {tb/tf:.3f} | {cf_bytes/tf/1e6:.0f} |", flush=True)
     del ws, cws
     torch.cuda.empty_cache()
 
@@ -309,11 +314,12 @@ if __name__ == "__main__":
         # SWEEP: schedules to time beside the dispatcher's ('-' = the dispatcher), each on the
         # kernels and on the chains (CHAINS, default 8b and 1.1b), as set_flags reads them
         # ('-/pf2,cluster', 'stream,4/nopdl', ...)
-        for item in os.environ.get("SWEEP", "-").split():
-            set_flags(item)
-            print(f"## schedule: {item} (- = the dispatcher's)")
-            if os.environ.get("KERNELS", "1") == "1":
+        sweep = os.environ.get("SWEEP", "-").split()
+        if os.environ.get("KERNELS", "1") == "1":
+            for item in sweep:
+                set_flags(item)
+                print(f"## schedule: {item} (- = the dispatcher's)")
                 bench_kernels()
-            for size in os.environ.get("CHAINS", "8b 1.1b").split():
-                bench_chain(size)
+        for size in os.environ.get("CHAINS", "8b 1.1b").split():
+            bench_chain(size, [int(b) for b in os.environ.get("GEMV_CHAIN_BATCHES", "1 4 8 16").split()], sweep)
     sys.exit(1 if failed else 0)
