@@ -123,13 +123,7 @@ __global__ void __launch_bounds__(WG * 128, 1) gemm_wgmma_kernel(Src src, args a
     const uint32_t u0 = blockIdx.z * a.per, u1 = u0 + a.per < a.U ? u0 + a.per : a.U;
     const bool mine = rt < (a.rows + 15) / 16; /* spare warps multiply zeros: a warpgroup's wgmma takes all four */
     const uint32_t sbase = (uint32_t)__cvta_generic_to_shared(smem);
-    typename Src::raw cur, nxt;
-    pdl_launch_next();
-    if (mine) {
-        cur = src.fetch(rt, u0, lane);
-        for (uint32_t d = 1; d <= a.pf && u0 + d < u1; d++) src.prefetch((uint64_t)rt * a.U + u0 + d, lane);
-    }
-    pdl_wait_previous();
+    typename Src::raw cur = first_unit(src, a, rt, u0, u1, mine, lane), nxt;
 #pragma unroll
     for (int s = 0; s < 2; s++) {
         if (u0 + s < u1) stage_x<NT, THREADS>(a, smem + s * STAGE_BYTES, n0, u0 + s);

@@ -49,6 +49,23 @@ __device__ __forceinline__ void pdl_wait_previous() {
 #endif
 }
 
+/* The GEMMs' start (gemm_tile.cuh, gemm_wgmma_tile.cuh): a warp's first unit of its K-range [u0,
+ * u1) read into registers and the next `pf` on their way into L2 (where the warp has a row tile:
+ * `mine`), then the wait for the kernel ahead: the weights are written by no kernel, so they are
+ * read while it ends (PDL). */
+template <class Src>
+__device__ __forceinline__ typename Src::raw first_unit(const Src &src, const args &a, uint32_t rt, uint32_t u0,
+                                                        uint32_t u1, bool mine, unsigned lane) {
+    typename Src::raw r;
+    pdl_launch_next();
+    if (mine) {
+        r = src.fetch(rt, u0, lane);
+        for (uint32_t d = 1; d <= a.pf && u0 + d < u1; d++) src.prefetch((uint64_t)rt * a.U + u0 + d, lane);
+    }
+    pdl_wait_previous();
+    return r;
+}
+
 /* Output element i of batch group k in a lane's accumulators: its row in the tile and batch row. */
 __device__ __forceinline__ uint32_t out_row(unsigned lane, int i) { return (lane >> 2) + 8 * (i >> 1); }
 __device__ __forceinline__ uint32_t out_n(unsigned lane, int k, int i) { return 8 * k + 2 * (lane & 3) + (i & 1); }
