@@ -34,8 +34,6 @@ __device__ __forceinline__ void cp_async16(void *smem, const void *gmem, bool in
     const uint32_t s = (uint32_t)__cvta_generic_to_shared(smem);
     asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" ::"r"(s), "l"(gmem), "r"(inside ? 16 : 0) : "memory");
 }
-__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;" ::: "memory"); }
-template <int N> __device__ __forceinline__ void cp_async_wait() { asm volatile("cp.async.wait_group %0;" ::"n"(N) : "memory"); }
 
 /* x[n0 .. n0+64][u*64 .. +64] into one stage, zeros outside x: 16-byte copies where x's rows
  * allow them, element by element where they do not. */

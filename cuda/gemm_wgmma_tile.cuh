@@ -49,8 +49,6 @@ __device__ __forceinline__ uint32_t x_byte(uint32_t r, uint32_t e) {
 __device__ __forceinline__ void cp_async4(uint32_t smem, const void *gmem, bool inside) {
     asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;" ::"r"(smem), "l"(gmem), "r"(inside ? 4 : 0) : "memory");
 }
-__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;" ::: "memory"); }
-template <int N> __device__ __forceinline__ void cp_async_wait() { asm volatile("cp.async.wait_group %0;" ::"n"(N) : "memory"); }
 
 /* x[n0 .. n0+NT][u*64 .. +64] into the stage at shared address `stage`, zeros outside x: 4-byte
  * copies where x's rows allow them (x 4-byte aligned, cols even), element by element otherwise. */

@@ -49,6 +49,11 @@ __device__ __forceinline__ void pdl_wait_previous() {
 #endif
 }
 
+/* cp.async's groups (the GEMMs' staging of x): close the copies issued so far into a group; wait
+ * until at most N groups are in flight. */
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;" ::: "memory"); }
+template <int N> __device__ __forceinline__ void cp_async_wait() { asm volatile("cp.async.wait_group %0;" ::"n"(N) : "memory"); }
+
 /* The GEMMs' start (gemm_tile.cuh, gemm_wgmma_tile.cuh): a warp's first unit of its K-range [u0,
  * u1) read into registers and the next `pf` on their way into L2 (where the warp has a row tile:
  * `mine`), then the wait for the kernel ahead: the weights are written by no kernel, so they are
