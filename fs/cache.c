@@ -11,6 +11,9 @@
  * mount keeps that cache) is freed as soon as it is unpinned, not kept in the LRU list. The
  * kernel holds those bytes now, and a streaming reader then reuses a few warm tile buffers
  * instead of faulting in fresh memory for every tile (that was a quarter of the daemon's time).
+ * What went there is counted in pages of the file, a bit each, not in bytes: readers of one file
+ * at once (tensor-parallel ranks) can be handed the same page twice, and a byte count then called
+ * a tile done before all of it was, freed it, and decoded it again for its last pages.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -29,7 +32,9 @@ struct wcfs_entry {
     uint32_t file, tile;
     int state, cached;
     uint32_t size;
-    uint64_t handed; /* bytes given to the kernel's page cache so far */
+    uint64_t src_offset; /* the tile's first byte in the file */
+    uint32_t pages, pages_handed; /* the file pages the tile touches; those given to the page cache */
+    uint64_t *handed; /* a bit a page: given to the kernel's page cache */
     unsigned refs;
     uint8_t *data;
     wcfs_entry *hnext;
@@ -37,6 +42,7 @@ struct wcfs_entry {
 };
 
 #define QUEUE_CAP 4096u
+#define PAGE 4096u /* the kernel's page cache's unit: buffered reads ask for whole pages */
 /* Waiters for a tile sleep on one of these, chosen by the tile: a finished decode wakes the
  * few readers whose tiles share its stripe, not every reader of the mount. */
 #define DONE_STRIPES 64u
@@ -98,6 +104,7 @@ static void destroy(wcfs_cache *c, wcfs_entry *e) {
     if (e->cached) c->bytes -= e->size;
     atomic_store(&c->fs->stats.cache_bytes, c->bytes);
     free(e->data);
+    free(e->handed);
     free(e);
 }
 
@@ -125,7 +132,14 @@ static wcfs_entry *start_entry(wcfs_cache *c, wcfs_file *f, uint32_t tile) {
     e->tile = tile;
     e->state = E_LOADING;
     e->refs = 1;
-    e->size = wc_container_tile(f->c, tile)->src_size;
+    const wc_tile_info *ti = wc_container_tile(f->c, tile);
+    e->size = ti->src_size;
+    e->src_offset = ti->src_offset;
+    e->pages = e->size ? (uint32_t)((ti->src_offset + e->size - 1) / PAGE - ti->src_offset / PAGE + 1) : 0;
+    if (e->pages && !(e->handed = calloc((e->pages + 63) / 64, sizeof *e->handed))) {
+        free(e);
+        return NULL;
+    }
     e->cached = reserve(c, e->size);
     if (!e->cached) atomic_fetch_add(&c->fs->stats.uncached_tiles, 1);
     size_t b = bucket_of(c, e->file, tile);
@@ -201,6 +215,24 @@ static void finish(wcfs_cache *c, wcfs_entry *e, int state) {
     pthread_cond_broadcast(done_of(c, e));
 }
 
+/* Whether every page of a tile is in the kernel's page cache, as far as the daemon knows: set when
+ * the last page went there, cleared when a read asks for the tile again (the kernel let some go).
+ * Another reader of the file then finds its pages there, so the daemon's readahead skips such a
+ * tile, which it would otherwise decode again for nobody (two ranks reading one file at once
+ * decoded a quarter of it twice). The caller holds the lock. */
+static int in_page_cache(const wcfs_cache *c, uint32_t file, uint32_t tile) {
+    const uint64_t *bits = c->fs->files[file].in_page_cache;
+    return bits && bits[tile / 64] >> (tile % 64) & 1;
+}
+static void set_in_page_cache(wcfs_cache *c, uint32_t file, uint32_t tile, int on) {
+    wcfs_file *f = &c->fs->files[file];
+    if (!f->in_page_cache) {
+        if (!on || !(f->in_page_cache = calloc((wc_container_tile_count(f->c) + 63) / 64, sizeof(uint64_t)))) return;
+    }
+    if (on) f->in_page_cache[tile / 64] |= 1ull << (tile % 64);
+    else f->in_page_cache[tile / 64] &= ~(1ull << (tile % 64));
+}
+
 /* Drops one reference; the caller holds the lock. */
 static void release(wcfs_cache *c, wcfs_entry *e) {
     if (--e->refs) return;
@@ -209,9 +241,10 @@ static void release(wcfs_cache *c, wcfs_entry *e) {
         return;
     }
     if (e->state != E_READY) return;
-    if (e->cached && e->handed < e->size) {
+    if (e->cached && e->pages_handed < e->pages) {
         lru_push_front(c, e);
     } else { /* a transient, or used once */
+        if (e->pages_handed == e->pages) set_in_page_cache(c, e->file, e->tile, 1);
         if (e->cached) atomic_fetch_add(&c->fs->stats.cache_used_once, 1);
         destroy(c, e);
     }
@@ -222,7 +255,7 @@ static void enqueue_missing(wcfs_cache *c, wcfs_file *f, uint32_t first, uint32_
                             int readahead) {
     uint32_t n = wc_container_tile_count(f->c);
     for (uint32_t t = first; t <= last && t < n && c->q_len < QUEUE_CAP; t++) {
-        if (find(c, f->id, t)) continue;
+        if (find(c, f->id, t) || in_page_cache(c, f->id, t)) continue;
         wcfs_entry *e = start_entry(c, f, t); /* its reference belongs to the queue */
         if (!e) break;
         c->queue[(c->q_head + c->q_len++) % QUEUE_CAP] = e;
@@ -240,6 +273,7 @@ int wcfs_cache_get(wcfs_cache *c, wcfs_file *f, uint32_t tile, const uint8_t **d
         atomic_fetch_add(e->state == E_LOADING ? &c->fs->stats.cache_waits : &c->fs->stats.cache_hits, 1);
     } else if ((e = start_entry(c, f, tile))) { /* a miss nobody is decoding: decode it here */
         atomic_fetch_add(&c->fs->stats.cache_misses, 1);
+        set_in_page_cache(c, f->id, tile, 0);
         pthread_mutex_unlock(&c->lock);
         int state = decode(c, e);
         pthread_mutex_lock(&c->lock);
@@ -265,9 +299,23 @@ int wcfs_cache_get(wcfs_cache *c, wcfs_file *f, uint32_t tile, const uint8_t **d
     return rc;
 }
 
-void wcfs_cache_put(wcfs_cache *c, wcfs_entry *ref, uint32_t handed) {
+/* Marks the file pages holding the tile's bytes [from, from + len) as given to the page cache
+ * (each whole: a buffered read asks for whole pages, and the tile next to this one gives the rest
+ * of a page they share); the caller holds the lock. */
+static void mark_handed(wcfs_entry *e, uint64_t from, uint64_t len) {
+    if (!len || !e->pages) return;
+    const uint64_t first = e->src_offset / PAGE, p0 = (e->src_offset + from) / PAGE - first,
+                   p1 = (e->src_offset + from + len - 1) / PAGE - first;
+    for (uint64_t p = p0; p <= p1 && p < e->pages; p++)
+        if (!(e->handed[p / 64] >> (p % 64) & 1)) {
+            e->handed[p / 64] |= 1ull << (p % 64);
+            e->pages_handed++;
+        }
+}
+
+void wcfs_cache_put(wcfs_cache *c, wcfs_entry *ref, uint64_t from, uint64_t handed) {
     pthread_mutex_lock(&c->lock);
-    ref->handed += handed;
+    mark_handed(ref, from, handed);
     release(c, ref);
     pthread_mutex_unlock(&c->lock);
 }
@@ -292,7 +340,8 @@ size_t wcfs_cache_pin_range(wcfs_cache *c, wcfs_file *f, uint32_t tile, uint64_t
 
 void wcfs_cache_unpin_range(wcfs_cache *c, wcfs_entry **refs, const struct iovec *iov, unsigned n,
                             int handed) {
-    for (unsigned k = 0; k < n; k++) wcfs_cache_put(c, refs[k], handed ? (uint32_t)iov[k].iov_len : 0);
+    for (unsigned k = 0; k < n; k++)
+        wcfs_cache_put(c, refs[k], (uint64_t)((const uint8_t *)iov[k].iov_base - refs[k]->data), handed ? iov[k].iov_len : 0);
 }
 
 void wcfs_cache_prefetch_range(wcfs_cache *c, wcfs_file *f, uint32_t first, uint32_t last) {

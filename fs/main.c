@@ -261,6 +261,7 @@ static void free_state(void) {
         free(g_fs.files[i].presented);
         free(g_fs.files[i].real);
         free(atomic_load(&g_fs.files[i].read_stamps));
+        free(g_fs.files[i].in_page_cache);
     }
     free(g_fs.files);
     free(g_fs.src);

@@ -29,6 +29,8 @@ typedef struct {
     atomic_int fetch_rc;  /* remote: the last payload read's result, for wcfs_log_result */
     int64_t mtime;        /* remote: from the listing */
     _Atomic(atomic_uint_fast64_t *) read_stamps; /* push.c: per chunk, the last read of it */
+    uint64_t *in_page_cache; /* cache.c, under its lock: a bit a tile whose every page went to the
+                                kernel's page cache (the daemon's readahead skips it) */
 } wcfs_file;
 
 typedef struct {
@@ -104,9 +106,9 @@ void wcfs_cache_free(wcfs_cache *c);
  * decode already under way. 0, or -EIO for a tile that does not decode. */
 int wcfs_cache_get(wcfs_cache *c, wcfs_file *f, uint32_t tile, const uint8_t **data,
                    wcfs_entry **ref);
-/* Unpins; `handed` is how many of its bytes the caller gave to the kernel's page cache (0 for
- * O_DIRECT readers): once all of them have gone there, the tile is freed. */
-void wcfs_cache_put(wcfs_cache *c, wcfs_entry *ref, uint32_t handed);
+/* Unpins; the caller gave the tile's bytes [from, from + handed) to the kernel's page cache
+ * (handed 0 for O_DIRECT readers): once every page of the tile has gone there, the tile is freed. */
+void wcfs_cache_put(wcfs_cache *c, wcfs_entry *ref, uint64_t from, uint64_t handed);
 /* Pins the tiles of f covering bytes off..off+len, `tile` (the one holding byte off) first, at
  * most `max` of them: iov[k] is tile k's part of the range and refs[k] its pin. Sets *n to how
  * many were pinned and returns the bytes they cover: less than len when `max` ran out, or when a
