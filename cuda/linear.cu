@@ -118,22 +118,24 @@ gemm::plan choose_gemm_mma(uint32_t rows, uint32_t cols, uint32_t batch) {
 
 /* The wgmma GEMM's shape (warpgroups, batch rows a CTA) and K split, in SM cycles: a wave of
  * resident CTAs lasts its K-range plus about 3 units, a unit as long as the larger of the tensor
- * cores' time for every resident CTA's product (2 cycles a batch row for 64 rows x 64 columns at
+ * cores' time for the product of every CTA resident on the SM (2 cycles a batch row for 64 rows x 64 columns at
  * ~4096 FLOP a cycle an SM) and the weights' streaming (a warpgroup's 6 KB at ~14 bytes a cycle an
  * SM, ~440 cycles); a split K adds its partials' traffic and the reduction's launch. */
 gemm_wgmma::plan choose_gemm_wgmma(uint32_t rows, uint32_t cols, uint32_t batch) {
     const uint32_t R = (rows + 15) / 16, U = (cols + 63) / 64;
     gemm_wgmma::plan best = {2, 256, 1, U};
     double best_cost = 1e300;
-    for (int wg = 1; wg <= 2; wg++)
+    for (int wg = 2; wg >= 1; wg--) /* two warpgroups first: on a tie they hide each other's decode */
         for (int nt = 128; nt <= 256; nt *= 2) {
             const int c = gemm_wgmma::cf12_ctas_per_sm(wg, nt);
             const uint64_t slots = (uint64_t)sm_count() * c, ctas1 = (uint64_t)((R + 4 * wg - 1) / (4 * wg)) * ((batch + nt - 1) / nt);
-            const double unit = (double)c * wg * (2.0 * nt > 440 ? 2.0 * nt : 440);
             for (uint32_t ks = 1; ks <= 16 && ks <= U; ks++) {
                 const uint32_t per = (U + ks - 1) / ks, split = (U + per - 1) / per;
                 if (split != ks || !split_fits(split, batch, cols)) continue;
-                const uint64_t waves = (ctas1 * split + slots - 1) / slots;
+                const uint64_t total = ctas1 * split, waves = (total + slots - 1) / slots;
+                /* CTAs sharing an SM in a wave: fewer than fit where the grid does not fill it */
+                const uint64_t sms = (uint64_t)sm_count(), resident = ((total < slots ? total : slots) + sms - 1) / sms;
+                const double unit = (double)resident * wg * (2.0 * nt > 440 ? 2.0 * nt : 440);
                 const double reduce = split > 1 ? 4000 + 2.0 * split * batch * rows * 4 / (14.0 * sm_count()) : 0;
                 const double cost = waves * (per + 3.0) * unit + reduce;
                 if (cost < best_cost - 1e-9) best_cost = cost, best = {wg, nt, split, per};
