@@ -139,10 +139,8 @@ def bench_kernels(batches, cfgs):
     print("| shape (N x K) | batch | schedule | cuBLAS us | fused GEMM us | unpack+cuBLAS us | fused/cuBLAS | fused GB/s (cf12) | fused TFLOP/s | cuBLAS TFLOP/s |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     for rows, cols in SHAPES_8B + SHAPES_1B:
-        copies = max(2, int(4e8 // (rows * cols * 2)))
-        ws = [weights(rows, cols, plant=False) for _ in range(copies)]
-        cws = [_cf12.pack(w) for w in ws]
-        cbytes = cws[0].nbytes()
+        ws, cws, cbytes = gc.bench_weights(rows, cols)
+        copies = len(ws)
         for m in batches:
             x = torch.randn(m, cols, device=dev).to(torch.bfloat16)
             tb = graph_time(lambda: [F.linear(x, w) for w in ws]) / copies

@@ -219,14 +219,21 @@ def check_chain():
     set_flags(None)
 
 
+def bench_weights(rows, cols):
+    """Distinct copies of a rows x cols weight, enough (>= 400 MB of BF16, at least 2) that a timed
+    loop over them reads from HBM, not L2; and their compute-format packs and its bytes."""
+    copies = max(2, int(4e8 // (rows * cols * 2)))
+    ws = [weights(rows, cols, plant=False) for _ in range(copies)]
+    cws = [_cf12.pack(w) for w in ws]
+    return ws, cws, cws[0].nbytes()
+
+
 def bench_kernels():
     print("| shape (N x K) | batch | cuBLAS us | fused us | ref us | fused/cuBLAS | cuBLAS GB/s | fused GB/s |")
     print("|---|---|---|---|---|---|---|---|")
     for rows, cols in SHAPES_8B + SHAPES_1B:
-        copies = max(2, int(4e8 // (rows * cols * 2)))
-        ws = [weights(rows, cols, plant=False) for _ in range(copies)]
-        cws = [_cf12.pack(w) for w in ws]
-        cbytes = cws[0].nbytes()
+        ws, cws, cbytes = bench_weights(rows, cols)
+        copies = len(ws)
         for m in (1, 4, 8, 16):
             x = torch.randn(m, cols, device=dev).to(torch.bfloat16)
             t = {}
