@@ -2,6 +2,7 @@
  * unpack then a library GEMM) by GPU, each kernel's CTA shape and K split by shape and GPU, and
  * the split-K reductions (FP32 partials summed in K order: deterministic, graph-safe). */
 #include <cuda_runtime.h>
+#include <mutex>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -42,14 +43,47 @@ __global__ void reduce_kernel(const float *partial, uint32_t ksplit, uint32_t n,
     y[i] = linear::to_bf16(s);
 }
 
-int sm_count(void) {
-    static int counts[64];
+/* The largest batch each kernel takes: above the GEMM's, the weight is unpacked and a library
+ * GEMM runs. Measured per GPU (docs/BENCHMARKS.md, "Fused GEMM"; a GPU is matched by a part of its
+ * name); on GPUs not measured the GEMM takes no batch: the GEMV to 16 rows, unpack above. */
+struct thresholds {
+    uint32_t gemv_max, gemm_max;
+};
+struct gpu_thresholds {
+    const char *name;
+    thresholds t;
+};
+const gpu_thresholds MEASURED[] = {
+    {"H100", {WCGPU_GEMV_MAX_BATCH, WCGPU_GEMV_MAX_BATCH}},
+    {"H200", {WCGPU_GEMV_MAX_BATCH, WCGPU_GEMV_MAX_BATCH}},
+};
+
+/* What the dispatcher asks of the current device at every launch, read from it once a process:
+ * SM count, compute capability (major * 10 + minor), the kernels' batch limits. */
+struct device_info {
+    int sms, cc;
+    thresholds limits;
+};
+const device_info &device(void) {
+    static device_info info[64];
+    static std::once_flag once[64];
+    static const device_info unknown = {132, 0, {WCGPU_GEMV_MAX_BATCH, WCGPU_GEMV_MAX_BATCH}};
     int dev = 0;
-    if (cudaGetDevice(&dev) != cudaSuccess || dev < 0 || dev >= 64) return 132;
-    if (!counts[dev] && cudaDeviceGetAttribute(&counts[dev], cudaDevAttrMultiProcessorCount, dev) != cudaSuccess)
-        counts[dev] = 132;
-    return counts[dev];
+    if (cudaGetDevice(&dev) != cudaSuccess || dev < 0 || dev >= 64) return unknown;
+    std::call_once(once[dev], [dev] {
+        device_info d = unknown;
+        cudaDeviceProp prop;
+        if (cudaGetDeviceProperties(&prop, dev) == cudaSuccess) {
+            d.sms = prop.multiProcessorCount, d.cc = prop.major * 10 + prop.minor;
+            for (const gpu_thresholds &g : MEASURED)
+                if (strstr(prop.name, g.name)) d.limits = g.t;
+        }
+        info[dev] = d;
+    });
+    return info[dev];
 }
+
+int sm_count(void) { return device().sms; }
 
 /* The GEMV's CTA shape and K split with the least modelled time: waves of resident CTAs (the last
  * one counted whole: a wave's CTAs start and end together), each as long as its warp's units plus
@@ -128,15 +162,16 @@ gemm_wgmma::plan choose_gemm_wgmma(uint32_t rows, uint32_t cols, uint32_t batch)
     for (int wg = 2; wg >= 1; wg--) /* two warpgroups first: on a tie they hide each other's decode */
         for (int nt = 128; nt <= 256; nt *= 2) {
             const int c = gemm_wgmma::cf12_ctas_per_sm(wg, nt);
-            const uint64_t slots = (uint64_t)sm_count() * c, ctas1 = (uint64_t)((R + 4 * wg - 1) / (4 * wg)) * ((batch + nt - 1) / nt);
+            const uint64_t sms = (uint64_t)sm_count(), slots = sms * c;
+            const uint64_t ctas1 = (uint64_t)((R + 4 * wg - 1) / (4 * wg)) * ((batch + nt - 1) / nt);
             for (uint32_t ks = 1; ks <= 16 && ks <= U; ks++) {
                 const uint32_t per = (U + ks - 1) / ks, split = (U + per - 1) / per;
                 if (split != ks || !split_fits(split, batch, cols)) continue;
                 const uint64_t total = ctas1 * split, waves = (total + slots - 1) / slots;
                 /* CTAs sharing an SM in a wave: fewer than fit where the grid does not fill it */
-                const uint64_t sms = (uint64_t)sm_count(), resident = ((total < slots ? total : slots) + sms - 1) / sms;
+                const uint64_t resident = ((total < slots ? total : slots) + sms - 1) / sms;
                 const double unit = (double)resident * wg * (2.0 * nt > 440 ? 2.0 * nt : 440);
-                const double reduce = split > 1 ? 4000 + 2.0 * split * batch * rows * 4 / (14.0 * sm_count()) : 0;
+                const double reduce = split > 1 ? 4000 + 2.0 * split * batch * rows * 4 / (14.0 * sms) : 0;
                 const double cost = waves * (per + 3.0) * unit + reduce;
                 if (cost < best_cost - 1e-9) best_cost = cost, best = {wg, nt, split, per};
             }
@@ -148,11 +183,7 @@ gemm_wgmma::plan choose_gemm_wgmma(uint32_t rows, uint32_t cols, uint32_t batch)
 bool wgmma_usable(void) {
 #ifdef WCGPU_HAVE_WGMMA
     const char *e = getenv("WCGPU_WGMMA");
-    if (e && !strcmp(e, "0")) return false;
-    int dev = 0, major = 0, minor = 0;
-    return cudaGetDevice(&dev) == cudaSuccess &&
-           cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) == cudaSuccess &&
-           cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev) == cudaSuccess && major == 9 && minor == 0;
+    return !(e && !strcmp(e, "0")) && device().cc == 90;
 #else
     return false;
 #endif
@@ -201,39 +232,14 @@ gemm_plan choose_gemm(uint32_t rows, uint32_t cols, uint32_t batch) {
     return p;
 }
 
-/* The largest batch each kernel takes: above the GEMM's, the weight is unpacked and a library
- * GEMM runs. Measured per GPU (docs/BENCHMARKS.md, "Fused GEMM"; a GPU is matched by a part of its
- * name); on GPUs not measured the GEMM takes no batch: the GEMV to 16 rows, unpack above.
+/* The largest batch each kernel takes, on the current device (device_info), unless
  * $WCGPU_LINEAR="GEMV_MAX,GEMM_MAX" (for example "16,256") overrides it, for the checks and the
  * benchmarks. */
-struct thresholds {
-    uint32_t gemv_max, gemm_max;
-};
-struct gpu_thresholds {
-    const char *name;
-    thresholds t;
-};
-const gpu_thresholds MEASURED[] = {
-    {"H100", {WCGPU_GEMV_MAX_BATCH, WCGPU_GEMV_MAX_BATCH}},
-    {"H200", {WCGPU_GEMV_MAX_BATCH, WCGPU_GEMV_MAX_BATCH}},
-};
 thresholds kernel_thresholds(void) {
     const char *env = getenv("WCGPU_LINEAR");
     unsigned a, b;
     if (env && sscanf(env, "%u,%u", &a, &b) == 2 && a <= WCGPU_GEMV_MAX_BATCH) return {a, b};
-    static thresholds by_device[64];
-    static bool known[64];
-    int dev = 0;
-    if (cudaGetDevice(&dev) != cudaSuccess || dev < 0 || dev >= 64) return {WCGPU_GEMV_MAX_BATCH, WCGPU_GEMV_MAX_BATCH};
-    if (!known[dev]) {
-        cudaDeviceProp prop;
-        thresholds t = {WCGPU_GEMV_MAX_BATCH, WCGPU_GEMV_MAX_BATCH};
-        if (cudaGetDeviceProperties(&prop, dev) == cudaSuccess)
-            for (const gpu_thresholds &g : MEASURED)
-                if (strstr(prop.name, g.name)) t = g.t;
-        by_device[dev] = t, known[dev] = true;
-    }
-    return by_device[dev];
+    return device().limits;
 }
 
 wc_status check(const char *what, uint32_t rows, uint32_t cols, uint32_t batch, uint32_t max_batch, const void *x,
@@ -314,10 +320,7 @@ bool linear::pdl_enabled() { /* read at each launch: a benchmark compares both i
 bool linear::cluster_enabled() { /* read at each launch, as pdl_enabled; clusters need sm_90 */
     const char *e = getenv("WCGPU_CLUSTER");
     const bool asked = e && (!strcmp(e, "0") || !strcmp(e, "1")) ? e[0] == '1' : WCGPU_LINEAR_CLUSTER;
-    if (!asked) return false;
-    int dev = 0, major = 0;
-    return cudaGetDevice(&dev) == cudaSuccess &&
-           cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) == cudaSuccess && major >= 9;
+    return asked && device().cc >= 90;
 }
 
 uint32_t linear::prefetch_depth() { /* read at each launch, as pdl_enabled */
