@@ -144,32 +144,8 @@ umnt "$M"
 # transformers' tp_plan slices them; each gets the source's bytes, and the ranks share the page
 # cache and the daemon's, so the file is decoded about once (<= 1.1x), not once a rank
 t "mount for two ranks" mnt "$T/src" "$M"
-cat > "$T/rank.py" <<'PY'
-import json, os, struct, sys
-mnt, orig, rank, world = sys.argv[1], sys.argv[2], int(sys.argv[3]), 2
-f, g = os.open(mnt, os.O_RDONLY), os.open(orig, os.O_RDONLY)
-n = struct.unpack("<Q", os.pread(g, 8, 0))[0]
-hdr = {k: v for k, v in json.loads(os.pread(g, n, 8)).items() if k != "__metadata__"}
-bad = 0
-for i, (name, t) in enumerate(sorted(hdr.items(), key=lambda kv: kv[1]["data_offsets"][0])):
-    a, b = t["data_offsets"]; shape = t["shape"] or [1]; rows = shape[0]; row = (b - a) // max(rows, 1)
-    if not rows or not row:
-        continue
-    part = -(-rows // world)  # torch.chunk's rule
-    if i % 2 == 0 or row % world:  # rows split: one run
-        r0, r1 = min(rank * part, rows), min((rank + 1) * part, rows)
-        spans = [(8 + n + a + r0 * row, (r1 - r0) * row)]
-    else:  # columns split: a piece of every row
-        w = row // world
-        spans = [(8 + n + a + r * row + rank * w, w) for r in range(rows)]
-    for off, ln in spans:
-        if ln and os.pread(f, ln, off) != os.pread(g, ln, off):
-            bad += 1
-print(bad)
-sys.exit(1 if bad else 0)
-PY
-/usr/bin/python3 "$T/rank.py" "$M/big_bf16.safetensors" "$T/orig/big_bf16.safetensors" 0 > "$T/r0" 2>&1 &
-/usr/bin/python3 "$T/rank.py" "$M/big_bf16.safetensors" "$T/orig/big_bf16.safetensors" 1 > "$T/r1" 2>&1; r1=$?
+python3 "$HERE/tp_ranks.py" "$M/big_bf16.safetensors" "$T/orig/big_bf16.safetensors" 0 > "$T/r0" 2>&1 &
+python3 "$HERE/tp_ranks.py" "$M/big_bf16.safetensors" "$T/orig/big_bf16.safetensors" 1 > "$T/r1" 2>&1; r1=$?
 wait $!; r0=$?
 t "two ranks' shards (rows and columns split) equal the source's bytes" test "$r0" -eq 0 -a "$r1" -eq 0
 dec=$(stat_of "$M" bytes_decoded); big=$(stat -c %s "$T/orig/big_bf16.safetensors")
